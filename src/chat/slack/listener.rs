@@ -1,0 +1,159 @@
+//! Socket Mode. slack-morphism acks an envelope after our callback returns
+//! and reads a connection's envelopes one at a time, so the callbacks only
+//! hand the input to a channel and return; a pump task does the checks
+//! (channel, bots, duplicates) and forwards commands to the engine.
+//! Reconnects (socket closed, `disconnect` envelope) are the library's.
+
+use std::sync::Arc;
+
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tokio::sync::mpsc;
+
+use super::blocks;
+use super::client::{BotIdentity, Web};
+use super::dedupe::Dedupe;
+use super::inbound::{self, Action, Inbound, What};
+use crate::chat::Incoming;
+use crate::domain::ids::ChatUser;
+use crate::store::Store;
+
+/// The note naming the train whose approval buttons are live.
+pub const OPEN_APPROVAL: &str = "slack:approval:open";
+
+/// The callbacks' way out (they are plain `fn`s: state goes through the
+/// listener environment).
+struct Forward(mpsc::UnboundedSender<Inbound>);
+
+async fn on_push(
+    ev: SlackPushEventCallback,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    if let Some(input) = inbound::from_push(&ev) {
+        forward(&states, input).await;
+    }
+    Ok(())
+}
+
+async fn on_interaction(
+    ev: SlackInteractionEvent,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    if let Some(input) = inbound::from_interaction(&ev) {
+        forward(&states, input).await;
+    }
+    Ok(())
+}
+
+async fn forward(states: &SlackClientEventsUserState, input: Inbound) {
+    if let Some(Forward(tx)) = states.read().await.get_user_state::<Forward>() {
+        let _ = tx.send(input);
+    }
+}
+
+/// Frames that do not parse are logged and still acked (a 2xx here), so
+/// Slack does not send them again and again.
+fn on_error(
+    error: Box<dyn std::error::Error + Send + Sync>,
+    _client: Arc<SlackHyperClient>,
+    _states: SlackClientEventsUserState,
+) -> HttpStatusCode {
+    let text = error.to_string();
+    tracing::warn!(error = %text.lines().next().unwrap_or_default(), "Slack Socket Mode error.");
+    HttpStatusCode::OK
+}
+
+/// Starts listening with the app token; inputs come out of `pump`.
+pub async fn listen(
+    client: Arc<SlackHyperClient>,
+    app_token: &SlackApiToken,
+) -> Result<
+    (
+        SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
+        mpsc::UnboundedReceiver<Inbound>,
+    ),
+    SlackClientError,
+> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let env = Arc::new(
+        SlackClientEventsListenerEnvironment::new(client)
+            .with_error_handler(on_error)
+            .with_user_state(Forward(tx)),
+    );
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_push_events(on_push)
+        .with_interaction_events(on_interaction);
+    // One connection: a second one would only start after 5 s and adds
+    // nothing a reconnect does not (Slack sends each event to one socket).
+    let config = SlackClientSocketModeConfig::new().with_max_connections_count(1);
+    let listener = SlackClientSocketModeListener::new(&config, env, callbacks);
+    listener.listen_for(app_token).await?;
+    listener.start().await;
+    Ok((listener, rx))
+}
+
+/// Checks each input and forwards the ones that are commands.
+pub struct Pump {
+    pub web: Web,
+    pub bot: BotIdentity,
+    pub store: Store,
+    pub dedupe: Dedupe,
+    pub prefix: String,
+    pub out: mpsc::Sender<Incoming>,
+}
+
+impl Pump {
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Inbound>) {
+        while let Some(input) = rx.recv().await {
+            if let Some(incoming) = self.check(input).await
+                && self.out.send(incoming).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    async fn check(&self, input: Inbound) -> Option<Incoming> {
+        if input.channel.as_deref() != Some(self.web.channel.0.as_str())
+            || input.user == self.bot.user
+        {
+            return None;
+        }
+        if !self.dedupe.first_time(&input.keys) {
+            tracing::info!(keys = ?input.keys, "Slack delivered an event again; ignored.");
+            return None;
+        }
+        let user = ChatUser::new(input.user.clone());
+        match input.what {
+            What::Text(text) => {
+                let text = inbound::strip_mention(&text, &self.bot.user).to_string();
+                tracing::debug!(user = %user, "Slack message in the channel.");
+                Some(Incoming {
+                    user,
+                    text,
+                    button: false,
+                })
+            }
+            What::Click { action, train } => {
+                let open = self.store.chat_note(OPEN_APPROVAL).ok().flatten();
+                if open.as_deref() != Some(train.as_str()) {
+                    let text = format!("train #{train} is not waiting for approval any more.");
+                    self.web.ephemeral(&input.user, blocks::plain(&text)).await;
+                    return None;
+                }
+                let text = match action {
+                    Action::Good => format!("{}good {train}", self.prefix),
+                    Action::Bad => format!("{}bad", self.prefix),
+                };
+                tracing::info!(user = %user, command = text, "Slack button clicked.");
+                Some(Incoming {
+                    user,
+                    text,
+                    button: true,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Configuration: `raw` mirrors the TOML file 1:1; `settings` is the
+//! validated, typed form the rest of the bot uses.
+
+mod duration;
+mod environments;
+mod problem;
+mod raw;
+mod schedule_preview;
+mod settings;
+mod steps;
+mod validate;
+
+pub use schedule_preview::next_departures;
+pub use settings::*;

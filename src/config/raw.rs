@@ -1,0 +1,601 @@
+//! The TOML file, 1:1. Every section and key is optional; the doc comment of
+//! each field gives its default. Values that need checking beyond their TOML
+//! type are `Spanned` so a bad one can be reported with its line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::problem::{Problem, from_toml_error};
+use super::settings::{ConfigError, Settings};
+use super::validate;
+
+/// Reads the TOML text and validates it into [`Settings`]. `path` is where the
+/// text came from: relative paths in it start at its directory.
+pub(super) fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+    let invalid = |problem: Problem| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: problem.render(text),
+    };
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|err| invalid(from_toml_error(text, &err)))?;
+    validate::settings(raw, path).map_err(invalid)
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub bot: RawBot,
+    pub chat: RawChat,
+    pub forge: RawForge,
+    pub main: RawMain,
+    pub train: RawTrain,
+    /// `[environments.NAME]`, one per lower environment. Default: none, which
+    /// is an error unless `train.environments` is set to match.
+    pub environments: BTreeMap<Spanned<String>, RawEnv>,
+    pub production: RawProduction,
+    pub branch_builds: RawBranchBuilds,
+    pub tags: RawTags,
+    pub roles: RawRoles,
+    /// Commit email or forge login -> chat user id/name. Default: empty.
+    pub people: BTreeMap<String, String>,
+}
+
+/// `[bot]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawBot {
+    /// Default `"./trainbot-data"`, relative to the config file's directory.
+    pub data_dir: Option<Spanned<String>>,
+    /// Default `"!"`.
+    pub command_prefix: Option<Spanned<String>>,
+    /// Default `"127.0.0.1:8080"`.
+    pub http_listen: Option<Spanned<String>>,
+    /// Default `"http://127.0.0.1:8080"`.
+    pub public_url: Option<Spanned<String>>,
+}
+
+/// `[chat]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawChat {
+    /// `"console"` | `"slack"`. Default `"console"`.
+    pub adapter: Option<Spanned<String>>,
+    /// Default `"local"`.
+    pub console_user: Option<Spanned<String>>,
+    pub slack: RawSlack,
+}
+
+/// `[chat.slack]`, validated even when the console is selected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSlack {
+    /// Name or id. Default `"#deploys"`.
+    pub channel: Option<Spanned<String>>,
+    /// Default `"SLACK_BOT_TOKEN"`.
+    pub bot_token_env: Option<Spanned<String>>,
+    /// Default `"SLACK_APP_TOKEN"`.
+    pub app_token_env: Option<Spanned<String>>,
+    /// Default `"https://slack.com/api"`; a trailing `/` is dropped.
+    pub api_url: Option<Spanned<String>>,
+}
+
+/// `[forge]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawForge {
+    /// `"git"` | `"github"`. Default `"git"`.
+    pub kind: Option<Spanned<String>>,
+    /// Default `"main"`.
+    pub main_branch: Option<Spanned<String>>,
+    /// Default `"30s"`.
+    pub poll_interval: Option<Spanned<String>>,
+    pub git: RawGit,
+    pub github: RawGithub,
+}
+
+/// `[forge.git]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawGit {
+    /// Default `"."`, relative to the config file's directory.
+    pub path: Option<Spanned<String>>,
+}
+
+/// `[forge.github]`, validated even when the git forge is selected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawGithub {
+    /// Default `""`.
+    pub owner: Option<Spanned<String>>,
+    /// Default `""`.
+    pub repo: Option<Spanned<String>>,
+    /// Default `"GITHUB_TOKEN"`.
+    pub token_env: Option<Spanned<String>>,
+    /// Default `"GITHUB_WEBHOOK_SECRET"`.
+    pub webhook_secret_env: Option<Spanned<String>>,
+    /// Default `"https://api.github.com"`; a trailing `/` is dropped.
+    pub api_url: Option<Spanned<String>>,
+}
+
+/// `[main]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMain {
+    /// Checks a merged SHA must pass to be allocated. Default: none.
+    pub checks: Vec<Spanned<RawStep>>,
+}
+
+/// `[train]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawTrain {
+    /// Cron, seconds first. Default `"0 0 * * * *"` (hourly).
+    pub schedule: Option<Spanned<String>>,
+    /// IANA name. Default `"UTC"`.
+    pub timezone: Option<Spanned<String>>,
+    /// `"all-authors"` | `"any-author"`. Default `"all-authors"`.
+    pub approval: Option<Spanned<String>>,
+    /// Default `"30m"`.
+    pub approval_timeout: Option<Spanned<String>>,
+    /// Lower environments, in order. Default `["staging", "preview", "preprod"]`.
+    pub environments: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[environments.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawEnv {
+    /// Default: none.
+    pub deploy: Vec<Spanned<RawStep>>,
+    /// Default: none.
+    pub acceptance: Vec<Spanned<RawStep>>,
+}
+
+/// `[production]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawProduction {
+    /// Default: none.
+    pub deploy: Vec<Spanned<RawStep>>,
+    /// Default: none.
+    pub smoke: Vec<Spanned<RawStep>>,
+}
+
+/// `[branch_builds]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawBranchBuilds {
+    /// Default: none (branch builds are off).
+    pub nodes: Vec<Spanned<String>>,
+    /// Must contain `{node}`. Default `"http://{node}.localhost"`.
+    pub node_url: Option<Spanned<String>>,
+    /// Default: none.
+    pub checks: Vec<Spanned<RawStep>>,
+    /// Default: none.
+    pub deploy: Vec<Spanned<RawStep>>,
+    /// Default: none.
+    pub smoke: Vec<Spanned<RawStep>>,
+}
+
+/// `[tags]`: regexes; a tag matching one deploys its SHA.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawTags {
+    /// Default: none (tags do nothing).
+    pub staging: Option<Spanned<String>>,
+    /// Default: none (tags do nothing).
+    pub production: Option<Spanned<String>>,
+}
+
+/// `[roles]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRoles {
+    /// Chat user ids/names allowed to `!force`, freeze and cancel. Default: none.
+    pub ops: Vec<String>,
+}
+
+/// One step: exactly one of `run`, `http`, `workflow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    /// A shell command, run by `sh -c` in the config file's directory.
+    pub run: Option<Spanned<String>>,
+    /// A URL; 2xx is success.
+    pub http: Option<Spanned<String>>,
+    /// Only with `http`. Default `"POST"`.
+    pub method: Option<Spanned<String>>,
+    /// A GitHub Actions workflow file, dispatched with `workflow_dispatch`.
+    pub workflow: Option<Spanned<String>>,
+    /// Only with `workflow`. Default: the main branch.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<Spanned<String>>,
+    /// Only with `workflow`. Default: none.
+    pub inputs: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Default `"30m"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Extra attempts after a failure. Default 0.
+    pub retries: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{ChatAdapter, ForgeKind, StepKind};
+    use crate::domain::approval::ApprovalPolicy;
+
+    const ENVS: &str = "[environments.staging]\n[environments.preview]\n[environments.preprod]\n";
+
+    fn parse_at(text: &str, path: &str) -> Result<Settings, String> {
+        Settings::parse(text, Path::new(path)).map_err(|err| err.to_string())
+    }
+
+    fn expect_ok(text: &str) -> Settings {
+        parse_at(text, "/etc/trainbot/bot.toml").unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The error for `text`, checked to be one line naming `key` and `line N`.
+    fn expect_error(text: &str, key: &str, line: usize) -> String {
+        let Err(err) = parse_at(text, "/etc/trainbot/bot.toml") else {
+            panic!("expected an error for:\n{text}");
+        };
+        assert!(!err.contains('\n'), "not one line: {err}");
+        assert!(err.starts_with("/etc/trainbot/bot.toml: "), "{err}");
+        assert!(
+            err.contains(&format!("line {line}: ")),
+            "no line {line}: {err}"
+        );
+        assert!(err.contains(key), "no key {key}: {err}");
+        err
+    }
+
+    #[test]
+    fn example_parses() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let path = dir.join("bot.toml.example");
+        let settings = Settings::load(&path).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(settings.config_dir, dir);
+        assert_eq!(settings.forge.git_path, dir);
+        assert_eq!(settings.bot.data_dir, dir.join("trainbot-data"));
+        assert_eq!(settings.chat.adapter, ChatAdapter::Console);
+        assert!(settings.ops.contains(&settings.chat.console_user));
+        let names: Vec<&str> = settings
+            .train
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["staging", "preview", "preprod"]);
+        assert!(
+            settings
+                .train
+                .environments
+                .iter()
+                .all(|e| !e.deploy.is_empty() && !e.acceptance.is_empty())
+        );
+        assert_eq!(settings.train.environments[0].acceptance[0].retries, 1);
+        assert!(!settings.production.deploy.is_empty() && !settings.production.smoke.is_empty());
+        assert_eq!(settings.branch_builds.nodes, ["branch-1", "branch-2"]);
+        assert_eq!(settings.forge.poll_interval, Duration::from_secs(5));
+        assert!(settings.people.is_empty());
+        assert!(settings.main_checks.is_empty());
+    }
+
+    #[test]
+    fn defaults() {
+        let settings = expect_ok(ENVS);
+        assert_eq!(settings.config_dir, PathBuf::from("/etc/trainbot"));
+        assert_eq!(
+            settings.bot.data_dir,
+            PathBuf::from("/etc/trainbot/trainbot-data")
+        );
+        assert_eq!(settings.bot.command_prefix, "!");
+        assert_eq!(settings.bot.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.bot.public_url, "http://127.0.0.1:8080");
+        assert_eq!(settings.chat.adapter, ChatAdapter::Console);
+        assert_eq!(settings.chat.console_user, "local");
+        assert_eq!(settings.chat.slack.channel, "#deploys");
+        assert_eq!(settings.chat.slack.bot_token_env, "SLACK_BOT_TOKEN");
+        assert_eq!(settings.chat.slack.app_token_env, "SLACK_APP_TOKEN");
+        assert_eq!(settings.chat.slack.api_url, "https://slack.com/api");
+        assert_eq!(settings.forge.kind, ForgeKind::Git);
+        assert_eq!(settings.forge.main_branch, "main");
+        assert_eq!(settings.forge.poll_interval, Duration::from_secs(30));
+        assert_eq!(settings.forge.git_path, PathBuf::from("/etc/trainbot"));
+        assert_eq!(settings.forge.github.token_env, "GITHUB_TOKEN");
+        assert_eq!(
+            settings.forge.github.webhook_secret_env,
+            "GITHUB_WEBHOOK_SECRET"
+        );
+        assert_eq!(settings.forge.github.api_url, "https://api.github.com");
+        assert_eq!(settings.train.schedule_text, "0 0 * * * *");
+        assert_eq!(settings.train.timezone, chrono_tz::UTC);
+        assert_eq!(settings.train.approval, ApprovalPolicy::AllAuthors);
+        assert_eq!(settings.train.approval_timeout, Duration::from_secs(1800));
+        assert_eq!(settings.train.environments.len(), 3);
+        assert_eq!(settings.branch_builds.node_url, "http://{node}.localhost");
+        assert!(settings.branch_builds.nodes.is_empty());
+        assert!(settings.tags.staging.is_none() && settings.tags.production.is_none());
+        assert!(settings.ops.is_empty() && settings.people.is_empty());
+    }
+
+    #[test]
+    fn empty_file_names_the_missing_environment_tables() {
+        let err = parse_at("", "bot.toml").unwrap_err();
+        assert!(err.contains("train.environments"), "{err}");
+        assert!(
+            err.contains("[environments.staging], [environments.preview], [environments.preprod]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_lower_environments() {
+        let settings = expect_ok("[train]\nenvironments = []\n");
+        assert!(settings.train.environments.is_empty());
+    }
+
+    #[test]
+    fn steps_of_every_kind() {
+        let text = r#"
+[train]
+environments = ["qa"]
+[environments.qa]
+deploy = [
+  { run = "./deploy.sh", timeout = "10m", retries = 2 },
+  { http = "https://hooks.example.com/deploy" },
+  { http = "https://hooks.example.com/deploy", method = "put" },
+  { workflow = "deploy.yml", ref = "release", inputs = { sha = "{sha}", env = "{env}" } },
+]
+"#;
+        let settings = expect_ok(text);
+        let deploy = &settings.train.environments[0].deploy;
+        assert_eq!(deploy[0].kind, StepKind::Run("./deploy.sh".into()));
+        assert_eq!(
+            (deploy[0].timeout, deploy[0].retries),
+            (Duration::from_secs(600), 2)
+        );
+        assert_eq!(deploy[1].timeout, Duration::from_secs(1800));
+        assert_eq!(deploy[1].label(), "POST https://hooks.example.com/deploy");
+        assert_eq!(deploy[2].label(), "PUT https://hooks.example.com/deploy");
+        let StepKind::Workflow {
+            git_ref, inputs, ..
+        } = &deploy[3].kind
+        else {
+            panic!()
+        };
+        assert_eq!(git_ref.as_deref(), Some("release"));
+        assert_eq!(inputs["sha"], "{sha}");
+    }
+
+    #[test]
+    fn relative_paths_start_at_the_config_directory() {
+        let text = format!("{ENVS}[bot]\ndata_dir = \"data\"\n[forge.git]\npath = \"../repo\"\n");
+        let settings = parse_at(&text, "/srv/bot/conf/bot.toml").unwrap();
+        assert_eq!(settings.bot.data_dir, PathBuf::from("/srv/bot/conf/data"));
+        assert_eq!(
+            settings.forge.git_path,
+            PathBuf::from("/srv/bot/conf/../repo")
+        );
+
+        let text = format!("{ENVS}[bot]\ndata_dir = \"/var/lib/trainbot\"\n");
+        let settings = parse_at(&text, "bot.toml").unwrap();
+        assert_eq!(settings.bot.data_dir, PathBuf::from("/var/lib/trainbot"));
+        assert_eq!(settings.config_dir, std::env::current_dir().unwrap());
+    }
+
+    #[test]
+    fn slack_is_an_adapter() {
+        let settings = expect_ok(&format!(
+            "{ENVS}[chat]\nadapter = \"slack\"\n[chat.slack]\nchannel = \"C0DEPLOY\"\n"
+        ));
+        assert_eq!(settings.chat.adapter, ChatAdapter::Slack);
+        assert_eq!(settings.chat.slack.channel, "C0DEPLOY");
+    }
+
+    #[test]
+    fn trailing_slashes_are_dropped() {
+        let settings = expect_ok(&format!(
+            "{ENVS}[chat.slack]\napi_url = \"http://127.0.0.1:9999/api/\"\n"
+        ));
+        assert_eq!(settings.chat.slack.api_url, "http://127.0.0.1:9999/api");
+    }
+
+    #[test]
+    fn unknown_key() {
+        let err = expect_error(
+            &format!("{ENVS}[bot]\ndata_dri = \"x\"\n"),
+            "bot.data_dri",
+            5,
+        );
+        assert!(err.contains("unknown field `data_dri`"), "{err}");
+        assert!(err.contains("data_dir"), "expected keys are listed: {err}");
+        expect_error("[colour]\nx = 1\n", "colour", 1);
+        expect_error(
+            &format!("{ENVS}[production]\ndeploy = [{{ run = \"x\", tmeout = \"1m\" }}]\n"),
+            "tmeout",
+            5,
+        );
+    }
+
+    #[test]
+    fn wrong_type() {
+        let err = expect_error(
+            &format!("{ENVS}[bot]\ncommand_prefix = 5\n"),
+            "bot.command_prefix",
+            5,
+        );
+        assert!(err.contains("invalid type"), "{err}");
+        expect_error(
+            &format!("{ENVS}[production]\ndeploy = [{{ run = \"x\", retries = -1 }}]\n"),
+            "production.deploy[0].retries",
+            5,
+        );
+        expect_error(
+            "[train]\nenvironments = \"staging\"\n",
+            "train.environments",
+            2,
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_one_line() {
+        expect_error("[bot\n", "", 1);
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[train]\napproval_timeout = \"30 minutes\"",
+                "train.approval_timeout",
+                "is not a duration",
+            ),
+            (
+                "[forge]\npoll_interval = \"0s\"",
+                "forge.poll_interval",
+                "is not a duration",
+            ),
+            (
+                "[train]\nschedule = \"0 9 * * *\"",
+                "train.schedule",
+                "cron needs 6 fields, seconds first",
+            ),
+            (
+                "[train]\nschedule = \"every hour\"",
+                "train.schedule",
+                "is not a cron schedule",
+            ),
+            (
+                "[train]\ntimezone = \"Mars/Olympus\"",
+                "train.timezone",
+                "IANA",
+            ),
+            (
+                "[train]\napproval = \"everyone\"",
+                "train.approval",
+                "\"all-authors\" or \"any-author\"",
+            ),
+            (
+                "[chat]\nadapter = \"irc\"",
+                "chat.adapter",
+                "not an adapter",
+            ),
+            ("[forge]\nkind = \"gitlab\"", "forge.kind", "not a forge"),
+            (
+                "[forge]\nkind = \"github\"",
+                "forge.kind",
+                "the github forge is not available yet",
+            ),
+            (
+                "[bot]\nhttp_listen = \"localhost\"",
+                "bot.http_listen",
+                "not an address",
+            ),
+            (
+                "[bot]\npublic_url = \"example.com\"",
+                "bot.public_url",
+                "URL",
+            ),
+            (
+                "[chat.slack]\nbot_token_env = \"xoxb-123\"",
+                "chat.slack.bot_token_env",
+                "environment variable",
+            ),
+            (
+                "[forge.github]\napi_url = \"ftp://x\"",
+                "forge.github.api_url",
+                "URL",
+            ),
+            ("[tags]\nstaging = \"(v\"", "tags.staging", "not a regex"),
+            (
+                "[branch_builds]\nnode_url = \"http://x\"",
+                "branch_builds.node_url",
+                "{node}",
+            ),
+            (
+                "[branch_builds]\nnodes = [\"a b\"]",
+                "branch_builds.nodes",
+                "not a node name",
+            ),
+        ];
+        for (body, key, what) in cases {
+            let err = expect_error(&format!("{ENVS}{body}\n"), key, 5);
+            assert!(err.contains(what), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_listed_without_table() {
+        let text = "[train]\nenvironments = [\"staging\", \"qa\"]\n[environments.staging]\n";
+        let err = expect_error(text, "train.environments", 2);
+        assert!(
+            err.contains("\"qa\" has no [environments.qa] table"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn table_not_listed() {
+        let text =
+            "[train]\nenvironments = [\"staging\"]\n[environments.staging]\n\n[environments.qa]\n";
+        let err = expect_error(text, "environments.qa", 5);
+        assert!(err.contains("not listed in train.environments"), "{err}");
+        let err = expect_error(&format!("{ENVS}[environments.qa]\n"), "environments.qa", 4);
+        assert!(err.contains("default"), "{err}");
+    }
+
+    #[test]
+    fn step_with_two_kinds_or_none() {
+        let text = format!(
+            "{ENVS}[production]\ndeploy = [\n  {{ run = \"a\" }},\n  {{ run = \"b\", http = \"https://x\" }},\n]\n"
+        );
+        let err = expect_error(&text, "production.deploy[1]", 7);
+        assert!(err.contains("found run and http"), "{err}");
+        let text = format!("{ENVS}[production]\nsmoke = [{{ timeout = \"1m\" }}]\n");
+        let err = expect_error(&text, "production.smoke[0]", 5);
+        assert!(err.contains("found none"), "{err}");
+    }
+
+    #[test]
+    fn step_details() {
+        let prod = |step: &str| format!("{ENVS}[production]\ndeploy = [{step}]\n");
+        expect_error(
+            &prod("{ run = \"x\", method = \"GET\" }"),
+            "production.deploy[0].method",
+            5,
+        );
+        expect_error(
+            &prod("{ http = \"https://x\", method = \"FETCH\" }"),
+            "production.deploy[0].method",
+            5,
+        );
+        expect_error(
+            &prod("{ run = \"x\", timeout = \"soon\" }"),
+            "production.deploy[0].timeout",
+            5,
+        );
+        expect_error(
+            &prod("{ workflow = \"d.yml\", inputs = { sha = \"{sah}\" } }"),
+            "production.deploy[0].inputs.sha",
+            5,
+        );
+        expect_error(
+            &prod("{ workflow = \"d.yml\", inputs = { sha = 1 } }"),
+            "production.deploy[0].inputs.sha",
+            5,
+        );
+        expect_error(
+            &prod("{ run = \"x\", ref = \"main\" }"),
+            "production.deploy[0].ref",
+            5,
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Validated settings. Everything here has been checked: durations parsed,
+//! cron compiled, paths absolute, every environment has its table.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::domain::approval::ApprovalPolicy;
+
+/// A config problem, shown as one line: what is wrong, the key and its line.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file's directory: relative paths and shell steps start here.
+    pub config_dir: PathBuf,
+    pub bot: BotSettings,
+    pub chat: ChatSettings,
+    pub forge: ForgeSettings,
+    /// `[main] checks`: a merged SHA must pass them to be allocated.
+    pub main_checks: Vec<Step>,
+    pub train: TrainSettings,
+    pub production: ProductionSettings,
+    pub branch_builds: BranchBuildSettings,
+    pub tags: TagSettings,
+    pub ops: Vec<String>,
+    /// Commit email or forge login -> chat user id/name.
+    pub people: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    pub data_dir: PathBuf,
+    pub command_prefix: String,
+    pub http_listen: SocketAddr,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatAdapter {
+    Console,
+    Slack,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    pub adapter: ChatAdapter,
+    pub console_user: String,
+    pub slack: SlackSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub channel: String,
+    pub bot_token_env: String,
+    pub app_token_env: String,
+    /// Without a trailing slash.
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeKind {
+    Git,
+    Github,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForgeSettings {
+    pub kind: ForgeKind,
+    pub main_branch: String,
+    pub poll_interval: Duration,
+    /// `[forge.git] path`, absolute.
+    pub git_path: PathBuf,
+    pub github: GithubSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubSettings {
+    pub owner: String,
+    pub repo: String,
+    pub token_env: String,
+    pub webhook_secret_env: String,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub schedule: cron::Schedule,
+    pub schedule_text: String,
+    pub timezone: chrono_tz::Tz,
+    pub approval: ApprovalPolicy,
+    pub approval_timeout: Duration,
+    /// Lower environments, in order, each with its steps.
+    pub environments: Vec<EnvSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvSettings {
+    pub name: String,
+    pub deploy: Vec<Step>,
+    pub acceptance: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProductionSettings {
+    pub deploy: Vec<Step>,
+    pub smoke: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BranchBuildSettings {
+    pub nodes: Vec<String>,
+    /// Contains `{node}`, replaced by the node name.
+    pub node_url: String,
+    pub checks: Vec<Step>,
+    pub deploy: Vec<Step>,
+    pub smoke: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TagSettings {
+    pub staging: Option<regex::Regex>,
+    pub production: Option<regex::Regex>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// Run by `sh -c` in the config file's directory.
+    Run(String),
+    Http {
+        url: String,
+        method: String,
+    },
+    Workflow {
+        workflow: String,
+        git_ref: Option<String>,
+        inputs: BTreeMap<String, String>,
+    },
+}
+
+impl Step {
+    /// A short label for chat and logs: the command, URL or workflow.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            StepKind::Run(cmd) => cmd.clone(),
+            StepKind::Http { url, method } => format!("{method} {url}"),
+            StepKind::Workflow { workflow, .. } => format!("workflow {workflow}"),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and validates the config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates config text as if it were read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        super::raw::parse(text, path)
+    }
+}

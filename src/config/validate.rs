@@ -1,0 +1,360 @@
+//! Raw TOML -> validated [`Settings`]: defaults filled in, durations parsed,
+//! cron compiled, paths made absolute, environments matched to their tables.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::environments::{environments, is_name};
+use super::problem::Problem;
+use super::raw::{
+    RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawSlack, RawTags,
+    RawTrain,
+};
+use super::settings::{
+    BotSettings, BranchBuildSettings, ChatAdapter, ChatSettings, ForgeKind, ForgeSettings,
+    GithubSettings, ProductionSettings, Settings, SlackSettings, TagSettings, TrainSettings,
+};
+use super::steps::{check_duration, check_http_url, steps};
+use crate::domain::approval::ApprovalPolicy;
+
+type Result<T> = std::result::Result<T, Problem>;
+
+pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
+    let config_dir = config_dir(path)?;
+    Ok(Settings {
+        bot: bot(&raw.bot, &config_dir)?,
+        chat: chat(&raw.chat)?,
+        forge: forge(&raw.forge, &config_dir)?,
+        main_checks: steps("main.checks", &raw.main.checks)?,
+        train: train(&raw.train, &raw.environments)?,
+        production: ProductionSettings {
+            deploy: steps("production.deploy", &raw.production.deploy)?,
+            smoke: steps("production.smoke", &raw.production.smoke)?,
+        },
+        branch_builds: branch_builds(&raw.branch_builds)?,
+        tags: tags(&raw.tags)?,
+        ops: raw.roles.ops,
+        people: raw.people,
+        config_dir,
+    })
+}
+
+/// A string value and where it is, or its default, which has no place in the
+/// file. Defaults are valid, so only written values ever produce a problem.
+struct Field<'a> {
+    key: &'static str,
+    value: &'a str,
+    span: Option<Range<usize>>,
+}
+
+impl<'a> Field<'a> {
+    fn new(key: &'static str, raw: &'a Option<Spanned<String>>, default: &'a str) -> Field<'a> {
+        match raw {
+            Some(spanned) => Field {
+                key,
+                value: spanned.get_ref(),
+                span: Some(spanned.span()),
+            },
+            None => Field {
+                key,
+                value: default,
+                span: None,
+            },
+        }
+    }
+
+    fn problem(&self, message: impl Into<String>) -> Problem {
+        Problem {
+            span: self.span.clone(),
+            key: self.key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Non-empty and without whitespace: names, ids, prefixes.
+    fn word(&self) -> Result<String> {
+        if self.value.is_empty() || self.value.chars().any(char::is_whitespace) {
+            return Err(self.problem(format!(
+                "{:?} must be non-empty, without spaces",
+                self.value
+            )));
+        }
+        Ok(self.value.to_string())
+    }
+
+    /// An environment variable name; secrets are read from it at startup.
+    fn env_name(&self) -> Result<String> {
+        let valid = self
+            .value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && self
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            let message = format!(
+                "{:?} is not an environment variable name (the file names the variable, not the secret)",
+                self.value
+            );
+            return Err(self.problem(message));
+        }
+        Ok(self.value.to_string())
+    }
+
+    /// An http(s) URL without the trailing `/`, so paths can be appended.
+    fn base_url(&self) -> Result<String> {
+        check_http_url(self.value).map_err(|message| self.problem(message))?;
+        Ok(self.value.trim_end_matches('/').to_string())
+    }
+
+    fn path(&self, config_dir: &Path) -> Result<PathBuf> {
+        if self.value.is_empty() {
+            return Err(self.problem("the path is empty"));
+        }
+        std::path::absolute(config_dir.join(self.value))
+            .map_err(|err| self.problem(format!("cannot make {:?} absolute: {err}", self.value)))
+    }
+
+    fn duration(&self) -> Result<std::time::Duration> {
+        check_duration(self.value).map_err(|message| self.problem(message))
+    }
+}
+
+/// The config file's directory, absolute: `bot.toml` has the parent "".
+fn config_dir(path: &Path) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir)
+        .map_err(|err| Problem::nowhere("", format!("cannot find the config directory: {err}")))
+}
+
+fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
+    let listen = Field::new("bot.http_listen", &raw.http_listen, "127.0.0.1:8080");
+    let http_listen: SocketAddr = listen.value.parse().map_err(|_| {
+        listen.problem(format!(
+            "{:?} is not an address (use \"127.0.0.1:8080\" or \"0.0.0.0:8080\")",
+            listen.value
+        ))
+    })?;
+    Ok(BotSettings {
+        data_dir: Field::new("bot.data_dir", &raw.data_dir, "./trainbot-data").path(config_dir)?,
+        command_prefix: Field::new("bot.command_prefix", &raw.command_prefix, "!").word()?,
+        http_listen,
+        public_url: Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080")
+            .base_url()?,
+    })
+}
+
+fn chat(raw: &RawChat) -> Result<ChatSettings> {
+    // Slack is validated first and even when unused, so switching adapters
+    // later does not reveal old mistakes.
+    let slack = slack(&raw.slack)?;
+    let adapter = Field::new("chat.adapter", &raw.adapter, "console");
+    let adapter = match adapter.value {
+        "console" => ChatAdapter::Console,
+        "slack" => ChatAdapter::Slack,
+        other => {
+            return Err(adapter.problem(format!(
+                "{other:?} is not an adapter (use \"console\" or \"slack\")"
+            )));
+        }
+    };
+    let console_user = Field::new("chat.console_user", &raw.console_user, "local");
+    if console_user.value.starts_with('@') {
+        return Err(console_user.problem("write the name without \"@\""));
+    }
+    Ok(ChatSettings {
+        adapter,
+        console_user: console_user.word()?,
+        slack,
+    })
+}
+
+fn slack(raw: &RawSlack) -> Result<SlackSettings> {
+    Ok(SlackSettings {
+        channel: Field::new("chat.slack.channel", &raw.channel, "#deploys").word()?,
+        bot_token_env: Field::new(
+            "chat.slack.bot_token_env",
+            &raw.bot_token_env,
+            "SLACK_BOT_TOKEN",
+        )
+        .env_name()?,
+        app_token_env: Field::new(
+            "chat.slack.app_token_env",
+            &raw.app_token_env,
+            "SLACK_APP_TOKEN",
+        )
+        .env_name()?,
+        api_url: Field::new("chat.slack.api_url", &raw.api_url, "https://slack.com/api")
+            .base_url()?,
+    })
+}
+
+fn forge(raw: &RawForge, config_dir: &Path) -> Result<ForgeSettings> {
+    let github = github(&raw.github)?;
+    let kind = Field::new("forge.kind", &raw.kind, "git");
+    let kind = match kind.value {
+        "git" => ForgeKind::Git,
+        "github" => return Err(kind.problem("the github forge is not available yet")),
+        other => {
+            return Err(kind.problem(format!(
+                "{other:?} is not a forge (use \"git\" or \"github\")"
+            )));
+        }
+    };
+    let main_branch = Field::new("forge.main_branch", &raw.main_branch, "main");
+    if main_branch.value.starts_with('-') || main_branch.value.contains("..") {
+        return Err(main_branch.problem(format!("{:?} is not a branch name", main_branch.value)));
+    }
+    Ok(ForgeSettings {
+        kind,
+        main_branch: main_branch.word()?,
+        poll_interval: Field::new("forge.poll_interval", &raw.poll_interval, "30s").duration()?,
+        git_path: Field::new("forge.git.path", &raw.git.path, ".").path(config_dir)?,
+        github,
+    })
+}
+
+fn github(raw: &RawGithub) -> Result<GithubSettings> {
+    // Owner and repo have no sensible default; they are required only once
+    // the github forge is selected.
+    let name = |field: Field<'_>| match field.value {
+        "" => Ok(String::new()),
+        _ => field.word(),
+    };
+    Ok(GithubSettings {
+        owner: name(Field::new("forge.github.owner", &raw.owner, ""))?,
+        repo: name(Field::new("forge.github.repo", &raw.repo, ""))?,
+        token_env: Field::new("forge.github.token_env", &raw.token_env, "GITHUB_TOKEN")
+            .env_name()?,
+        webhook_secret_env: Field::new(
+            "forge.github.webhook_secret_env",
+            &raw.webhook_secret_env,
+            "GITHUB_WEBHOOK_SECRET",
+        )
+        .env_name()?,
+        api_url: Field::new(
+            "forge.github.api_url",
+            &raw.api_url,
+            "https://api.github.com",
+        )
+        .base_url()?,
+    })
+}
+
+fn train(raw: &RawTrain, tables: &BTreeMap<Spanned<String>, RawEnv>) -> Result<TrainSettings> {
+    let schedule_field = Field::new("train.schedule", &raw.schedule, "0 0 * * * *");
+    let schedule = schedule(&schedule_field)?;
+    let timezone = Field::new("train.timezone", &raw.timezone, "UTC");
+    let tz = timezone.value.parse::<chrono_tz::Tz>().map_err(|_| {
+        timezone.problem(format!(
+            "{:?} is not an IANA time zone (e.g. \"UTC\", \"Europe/Berlin\")",
+            timezone.value
+        ))
+    })?;
+    let approval = Field::new("train.approval", &raw.approval, "all-authors");
+    let approval = match approval.value {
+        "all-authors" => ApprovalPolicy::AllAuthors,
+        "any-author" => ApprovalPolicy::AnyAuthor,
+        other => {
+            return Err(approval.problem(format!(
+                "{other:?} is not an approval policy (use \"all-authors\" or \"any-author\")"
+            )));
+        }
+    };
+    Ok(TrainSettings {
+        schedule,
+        schedule_text: schedule_field.value.to_string(),
+        timezone: tz,
+        approval,
+        approval_timeout: Field::new("train.approval_timeout", &raw.approval_timeout, "30m")
+            .duration()?,
+        environments: environments(raw.environments.as_ref(), tables)?,
+    })
+}
+
+fn schedule(field: &Field<'_>) -> Result<cron::Schedule> {
+    let text = field.value.trim();
+    // The usual mistake is a crontab line; cron's own error for it does not
+    // say that a seconds field is missing.
+    if !text.starts_with('@') && text.split_whitespace().count() == 5 {
+        return Err(field.problem(format!(
+            "{text:?}: cron needs 6 fields, seconds first, e.g. \"0 0 * * * *\""
+        )));
+    }
+    text.parse().map_err(|err: cron::error::Error| {
+        // cron's message draws a caret under the input; the last line says why.
+        let full = err.to_string();
+        let reason = full.lines().map(str::trim).rfind(|l| !l.is_empty());
+        field.problem(format!(
+            "{text:?} is not a cron schedule ({}); use 6 or 7 fields, seconds first, e.g. {:?}",
+            reason.unwrap_or("invalid"),
+            "0 0 * * * *"
+        ))
+    })
+}
+
+fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
+    let mut nodes = Vec::new();
+    for node in &raw.nodes {
+        let name = node.get_ref();
+        let problem = |message: String| Problem::at(node.span(), "branch_builds.nodes", message);
+        if !is_name(name) {
+            return Err(problem(format!(
+                "{name:?} is not a node name (letters, digits, \"-\", \"_\")"
+            )));
+        }
+        if nodes.contains(name) {
+            return Err(problem(format!("{name:?} is listed twice")));
+        }
+        nodes.push(name.clone());
+    }
+    let node_url = Field::new(
+        "branch_builds.node_url",
+        &raw.node_url,
+        "http://{node}.localhost",
+    );
+    if !node_url.value.contains("{node}") {
+        return Err(node_url.problem(format!("{:?} does not contain {{node}}", node_url.value)));
+    }
+    Ok(BranchBuildSettings {
+        nodes,
+        node_url: node_url.base_url()?,
+        checks: steps("branch_builds.checks", &raw.checks)?,
+        deploy: steps("branch_builds.deploy", &raw.deploy)?,
+        smoke: steps("branch_builds.smoke", &raw.smoke)?,
+    })
+}
+
+fn tags(raw: &RawTags) -> Result<TagSettings> {
+    let regex = |key: &str, raw: &Option<Spanned<String>>| -> Result<Option<regex::Regex>> {
+        let Some(text) = raw else { return Ok(None) };
+        regex::Regex::new(text.get_ref()).map(Some).map_err(|err| {
+            // regex errors are multi-line with a caret diagram; keep the reason.
+            let full = err.to_string();
+            let reason = full
+                .lines()
+                .find_map(|line| line.strip_prefix("error: "))
+                .or_else(|| full.lines().next())
+                .unwrap_or("invalid")
+                .to_string();
+            Problem::at(
+                text.span(),
+                key,
+                format!("{:?} is not a regex: {reason}", text.get_ref()),
+            )
+        })
+    };
+    Ok(TagSettings {
+        staging: regex("tags.staging", &raw.staging)?,
+        production: regex("tags.production", &raw.production)?,
+    })
+}

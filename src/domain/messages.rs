@@ -1,0 +1,419 @@
+//! Every user-facing text, platform-neutral. Short, scannable, one fact per
+//! line; details go in following lines.
+
+use chrono::{DateTime, TimeDelta};
+use chrono_tz::Tz;
+
+use super::clock::{Ts, human};
+use super::ids::{ChatUser, Sha, TrainId};
+use super::train::{
+    Kind, Outcome, Plan, Route, Stage, StepPos, Target, Train, pos_label, target_name,
+};
+
+/// What the texts need besides the facts.
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub prefix: &'a str,
+    pub public_url: &'a str,
+    pub tz: Tz,
+    /// Console users approve by typing `@name !good`.
+    pub console: bool,
+}
+
+impl Ctx<'_> {
+    pub fn run_url(&self, train: TrainId) -> String {
+        format!(
+            "{}/runs/train-{}",
+            self.public_url.trim_end_matches('/'),
+            train.0
+        )
+    }
+
+    pub fn time(&self, t: Ts) -> String {
+        t.with_timezone(&self.tz)
+            .format("%Y-%m-%d %H:%M %Z")
+            .to_string()
+    }
+}
+
+pub fn stage_label(plan: &Plan, stage: &Stage) -> String {
+    match stage {
+        Stage::Running(pos) => pos_label(plan, *pos),
+        Stage::AwaitingApproval { .. } => "awaiting approval".into(),
+        Stage::Done(o) => o.word().into(),
+    }
+}
+
+/// A short stage name for the API: "staging", "approval", "production", "deployed"…
+pub fn stage_key(plan: &Plan, stage: &Stage) -> String {
+    match stage {
+        Stage::Running(pos) => target_name(plan, pos.target).to_string(),
+        Stage::AwaitingApproval { .. } => "approval".into(),
+        Stage::Done(o) => o.word().into(),
+    }
+}
+
+/// A train's one-line status, for a message updated in place as it moves.
+pub fn status_line(ctx: &Ctx, t: &Train, now: Ts) -> String {
+    match &t.stage {
+        Stage::Running(pos) => format!(
+            "🚂 train {} ({}): {}",
+            t.id,
+            t.sha.short(),
+            pos_label(ctx.plan, *pos)
+        ),
+        Stage::AwaitingApproval { .. } => format!(
+            "🙋 train {} ({}): awaiting approval, {}/{} approved",
+            t.id,
+            t.sha.short(),
+            t.approvals.len(),
+            t.approvers().len()
+        ),
+        Stage::Done(_) => ended(ctx, t, now),
+    }
+}
+
+pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
+    let what = match &t.kind {
+        Kind::Scheduled => "departs".to_string(),
+        Kind::Departed { by } => format!("departs (sent by {by})"),
+        Kind::ForcedSha { by } => format!("goes straight to production (forced by {by})"),
+        Kind::Rollback { by } => format!("rolls production back (by {by})"),
+        Kind::Tag { name, pushed_by } => format!("deploys tag {name} (pushed by {pushed_by})"),
+    };
+    let n = t.commits.len();
+    let mut out = format!(
+        "🚂 train {} {what} with {} ({n} commit{}) — {}",
+        t.id,
+        t.sha.short(),
+        if n == 1 { "" } else { "s" },
+        ctx.run_url(t.id)
+    );
+    const SHOWN: usize = 15;
+    for c in t.commits.iter().rev().take(SHOWN) {
+        let who = t
+            .authors
+            .iter()
+            .find(|a| a.email.eq_ignore_ascii_case(&c.author_email))
+            .map(|a| mention(a.chat.as_ref(), &a.name, ctx.console))
+            .unwrap_or_else(|| c.author_name.clone());
+        let reverted = if t.reverted.contains(&c.sha) {
+            " (reverted)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "\n{} {}{reverted} — {who}",
+            c.sha.short(),
+            one_line(&c.subject, 72)
+        ));
+    }
+    if n > SHOWN {
+        out.push_str(&format!("\n… and {} older commits", n - SHOWN));
+    }
+    out
+}
+
+fn mention(chat: Option<&ChatUser>, name: &str, console: bool) -> String {
+    match chat {
+        Some(u) if console => format!("{name} (@{u})"),
+        Some(u) => format!("<@{u}>"),
+        None => name.to_string(),
+    }
+}
+
+pub fn step_started(ctx: &Ctx, t: TrainId, pos: StepPos, label: &str) -> String {
+    format!(
+        "train {t} ▶ {} started: {}",
+        step_name(ctx.plan, pos),
+        one_line(label, 60)
+    )
+}
+
+pub fn step_passed(ctx: &Ctx, t: TrainId, pos: StepPos, took: TimeDelta, attempts: u32) -> String {
+    let retried = if attempts > 1 {
+        format!(" (attempt {attempts})")
+    } else {
+        String::new()
+    };
+    format!(
+        "train {t} ✔ {} passed in {}{retried}",
+        step_name(ctx.plan, pos),
+        human(took)
+    )
+}
+
+pub fn step_failed(
+    ctx: &Ctx,
+    t: TrainId,
+    pos: StepPos,
+    took: TimeDelta,
+    error: &str,
+    log: &str,
+    tail: &[String],
+) -> String {
+    let mut out = format!(
+        "train {t} ✘ {} failed after {}: {error}\nlog: {log}",
+        step_name(ctx.plan, pos),
+        human(took)
+    );
+    push_tail(&mut out, tail);
+    out
+}
+
+fn step_name(plan: &Plan, pos: StepPos) -> String {
+    pos_label(plan, pos)
+}
+
+pub fn approval_request(ctx: &Ctx, t: &Train) -> String {
+    let envs: Vec<&str> = ctx.plan.envs.iter().map(|e| e.name.as_str()).collect();
+    let passed = if envs.is_empty() {
+        String::new()
+    } else {
+        format!(" passed {};", envs.join(", "))
+    };
+    let policy = match ctx.plan.approval {
+        super::approval::ApprovalPolicy::AllAuthors => "every author",
+        super::approval::ApprovalPolicy::AnyAuthor => "one author",
+    };
+    let timeout = human(ctx.plan.approval_timeout);
+    let mut out = format!(
+        "🙋 train {} ({}){passed} {policy} must approve within {timeout}:",
+        t.id,
+        t.sha.short()
+    );
+    for a in &t.authors {
+        let how = match (&a.chat, a.only_reverted) {
+            (_, true) => "not asked: their commits were reverted".to_string(),
+            (Some(u), _) if ctx.console => format!(
+                "type `@{u} {p}good` or `@{u} {p}bad <reason>`",
+                p = ctx.prefix
+            ),
+            (Some(u), _) => format!(
+                "<@{u}>: click Good or Bad, or say `{p}good` / `{p}bad <reason>`",
+                p = ctx.prefix
+            ),
+            (None, _) => "cannot approve: no chat user known for this email".to_string(),
+        };
+        out.push_str(&format!("\n{} <{}>: {how}", a.name, a.email));
+    }
+    if t.approvers().is_empty() {
+        out.push_str(&format!(
+            "\nNo author can approve: only ops' {}force ships it.",
+            ctx.prefix
+        ));
+    }
+    out
+}
+
+pub fn approved(ctx: &Ctx, t: &Train, by: &ChatUser) -> String {
+    if ctx.plan.approval == super::approval::ApprovalPolicy::AnyAuthor {
+        return format!("👍 {by} approved train {} (one approval is enough)", t.id);
+    }
+    let approvers = t.approvers().len();
+    let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
+    let rest = if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("; waiting for {}", waiting.join(", "))
+    };
+    format!(
+        "👍 {by} approved train {} ({}/{approvers}{rest})",
+        t.id,
+        t.approvals.len()
+    )
+}
+
+pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
+    let took = human(t.duration(now));
+    let prefix = ctx.prefix;
+    match t.outcome() {
+        Some(Outcome::Deployed) => match &t.kind {
+            Kind::Rollback { by } => format!(
+                "✅ train {} rolled production back to {} in {took} (by {by})",
+                t.id,
+                t.sha.short()
+            ),
+            _ => {
+                let forced = t
+                    .forced_by
+                    .as_ref()
+                    .map(|b| format!(" (forced by {b})"))
+                    .unwrap_or_default();
+                format!(
+                    "✅ train {} deployed {} to production in {took}{forced}",
+                    t.id,
+                    t.sha.short()
+                )
+            }
+        },
+        Some(Outcome::LowerDone) => format!(
+            "✅ train {} took {} through the lower environments in {took}",
+            t.id,
+            t.sha.short()
+        ),
+        Some(Outcome::Vetoed { by, reason }) => {
+            let why = reason
+                .as_deref()
+                .map(|r| format!(": {}", one_line(r, 200)))
+                .unwrap_or_default();
+            format!(
+                "⛔ train {} vetoed by {by}{why}. Nothing went to production.",
+                t.id
+            )
+        }
+        Some(Outcome::Failed { at, error })
+            if at.target == Target::Production && production_live(t, ctx.plan, *at) =>
+        {
+            format!(
+                "❌ train {} failed in {}: {error}. {} is live in production; consider {prefix}rollback.",
+                t.id,
+                pos_label(ctx.plan, *at),
+                t.sha.short()
+            )
+        }
+        Some(Outcome::Failed { at, error }) => {
+            format!(
+                "❌ train {} failed in {}: {error}. Nothing more deployed.",
+                t.id,
+                pos_label(ctx.plan, *at)
+            )
+        }
+        Some(Outcome::Expired) => format!(
+            "⌛ train {} expired: no approval within {}. Nothing deployed; ops can {prefix}force {}.",
+            t.id,
+            human(ctx.plan.approval_timeout),
+            t.id.0
+        ),
+        Some(Outcome::Cancelled { by }) => format!("🛑 train {} cancelled by {by}.", t.id),
+        Some(Outcome::Interrupted { at }) => format!(
+            "⚠️ train {} was interrupted during {} (the bot stopped). It is not re-run by itself: ops, {prefix}force {} to re-run it or {prefix}cancel {}.",
+            t.id,
+            pos_label(ctx.plan, *at),
+            t.id.0,
+            t.id.0
+        ),
+        None => format!("train {} is {}", t.id, stage_label(ctx.plan, &t.stage)),
+    }
+}
+
+/// Whether the production deploy steps had all passed before `at`.
+fn production_live(t: &Train, plan: &Plan, at: StepPos) -> bool {
+    at.phase == super::train::Phase::Smoke
+        || (plan.production_deploy == 0 && t.route != Route::LowerOnly)
+}
+
+pub fn resumed(ctx: &Ctx, t: &Train) -> String {
+    let mut out = format!(
+        "↻ resuming train {} ({}) at {}",
+        t.id,
+        t.sha.short(),
+        stage_label(ctx.plan, &t.stage)
+    );
+    if matches!(t.stage, Stage::AwaitingApproval { .. }) {
+        let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
+        let approved: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
+        if !approved.is_empty() {
+            out.push_str(&format!("; approved by {}", approved.join(", ")));
+        }
+        if !waiting.is_empty() {
+            out.push_str(&format!("; waiting for {}", waiting.join(", ")));
+        }
+    }
+    out
+}
+
+pub fn allocated(sha: &Sha, subject: Option<(&str, &str)>, next: Option<Ts>, ctx: &Ctx) -> String {
+    let what = subject
+        .map(|(s, a)| format!(" \"{}\" by {a}", one_line(s, 60)))
+        .unwrap_or_default();
+    let when = next
+        .map(|n| format!("; next departure {}", ctx.time(n)))
+        .unwrap_or_default();
+    format!(
+        "📥 {}{what} is on main and waits for the next train{when}",
+        sha.short()
+    )
+}
+
+pub fn main_checks_failed(
+    sha: &Sha,
+    author: &str,
+    step: &str,
+    error: &str,
+    log: &str,
+    tail: &[String],
+) -> String {
+    let mut out = format!(
+        "❌ main checks failed for {} ({author}): {} {error}; it will not be deployed\nlog: {log}",
+        sha.short(),
+        one_line(step, 60)
+    );
+    push_tail(&mut out, tail);
+    out
+}
+
+pub fn skipped_running(t: TrainId) -> String {
+    format!("⏭ scheduled departure skipped: train {t} is still running")
+}
+
+pub fn skipped_rejected(sha: &Sha, t: TrainId, outcome: &str, prefix: &str) -> String {
+    format!(
+        "⏭ scheduled departures skip {}: train {t} with it was {outcome}. A newer commit or {prefix}depart sends it again.",
+        sha.short()
+    )
+}
+
+pub fn frozen(by: &ChatUser, reason: Option<&str>) -> String {
+    let why = reason
+        .map(|r| format!(": {}", one_line(r, 200)))
+        .unwrap_or_default();
+    format!("🧊 departures frozen by {by}{why}")
+}
+
+pub fn unfrozen(by: &ChatUser, next: Option<Ts>, ctx: &Ctx) -> String {
+    let when = next
+        .map(|n| format!("; next departure {}", ctx.time(n)))
+        .unwrap_or_default();
+    format!("departures resumed by {by}{when}")
+}
+
+/// "2m ago", "3h ago".
+pub fn ago(then: Ts, now: Ts) -> String {
+    format!("{} ago", human(now - then))
+}
+
+pub fn in_time(then: Ts, now: Ts) -> String {
+    format!("in {}", human(then - now))
+}
+
+pub fn rfc3339(t: Ts, tz: Tz) -> String {
+    t.with_timezone(&tz).to_rfc3339()
+}
+
+pub fn local(t: Ts, tz: Tz) -> DateTime<Tz> {
+    t.with_timezone(&tz)
+}
+
+/// A failed step's last output lines, one `| ` line each.
+pub fn push_tail(out: &mut String, tail: &[String]) {
+    for line in tail {
+        out.push_str("\n| ");
+        out.push_str(&one_line(line, 200));
+    }
+}
+
+/// One line, at most `max` characters, control characters dropped.
+pub fn one_line(s: &str, max: usize) -> String {
+    let first = s.lines().next().unwrap_or("");
+    let cut: String = first
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
+    if first.chars().count() > max {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}

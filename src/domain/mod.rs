@@ -1,0 +1,18 @@
+//! The pure core: no I/O, no clock on the wall. Time comes in as arguments.
+
+pub mod approval;
+pub mod build;
+pub mod build_messages;
+pub mod clock;
+pub mod command;
+pub mod departure;
+pub mod ids;
+pub mod messages;
+pub mod metrics;
+pub mod nodes;
+pub mod refusal;
+pub mod schedule;
+pub mod train;
+
+#[cfg(test)]
+pub mod test_trains;

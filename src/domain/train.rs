@@ -1,0 +1,649 @@
+//! The deploy train: a value with a closed `Stage`, changed only by
+//! `handle(input, plan, now)`, which returns effects as data.
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+
+use super::approval::{ApprovalPolicy, Author};
+use super::clock::Ts;
+use super::ids::{ChatUser, Sha, TrainId};
+use super::refusal::Refusal;
+
+/// A commit a train carries, as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub sha: Sha,
+    pub author_name: String,
+    pub author_email: String,
+    /// The forge login (GitHub), when known.
+    pub author_login: Option<String>,
+    /// First line of the message.
+    pub subject: String,
+    /// The whole message (reverts are detected from it).
+    pub message: String,
+}
+
+/// The shape of the pipeline: how many steps each phase has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub envs: Vec<EnvPlan>,
+    pub production_deploy: usize,
+    pub production_smoke: usize,
+    pub approval: ApprovalPolicy,
+    pub approval_timeout: TimeDelta,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPlan {
+    pub name: String,
+    pub deploy: usize,
+    pub acceptance: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Lower(usize),
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Deploy,
+    Acceptance,
+    Smoke,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Deploy => "deploy",
+            Phase::Acceptance => "acceptance",
+            Phase::Smoke => "smoke",
+        }
+    }
+}
+
+/// Which step of which phase of which environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepPos {
+    pub target: Target,
+    pub phase: Phase,
+    pub step: usize,
+}
+
+/// Which parts of the pipeline a train runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Route {
+    /// Lower envs, approval, production: the hourly train.
+    Full,
+    /// Lower envs only (a staging tag).
+    LowerOnly,
+    /// Production steps only (`!force <sha>`, `!rollback`, a production tag).
+    ProductionOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Scheduled,
+    Departed { by: ChatUser },
+    ForcedSha { by: ChatUser },
+    Rollback { by: ChatUser },
+    Tag { name: String, pushed_by: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    Running(StepPos),
+    AwaitingApproval { since: Ts },
+    Done(Outcome),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Production deploy and smoke passed.
+    Deployed,
+    /// A staging tag went through the lower environments.
+    LowerDone,
+    Vetoed {
+        by: ChatUser,
+        reason: Option<String>,
+    },
+    Failed {
+        at: StepPos,
+        error: String,
+    },
+    Expired,
+    Cancelled {
+        by: ChatUser,
+    },
+    /// The bot died while a production step ran; never re-run by itself.
+    Interrupted {
+        at: StepPos,
+    },
+}
+
+impl Outcome {
+    /// Code the clock must not ship again on its own.
+    pub fn rejects_sha(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Vetoed { .. } | Outcome::Failed { .. } | Outcome::Expired
+        )
+    }
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::LowerDone => "done",
+            Outcome::Vetoed { .. } => "vetoed",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Expired => "expired",
+            Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
+/// One step run, for the run page and durations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub pos: StepPos,
+    pub attempt: u32,
+    pub started: Ts,
+    pub finished: Option<Ts>,
+    pub ok: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub user: ChatUser,
+    pub at: Ts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Train {
+    pub id: TrainId,
+    pub sha: Sha,
+    /// What production ran when the train left (None: nothing yet).
+    pub base: Option<Sha>,
+    pub commits: Vec<Commit>,
+    /// Commits reverted by a later commit of this train.
+    pub reverted: Vec<Sha>,
+    pub authors: Vec<Author>,
+    pub kind: Kind,
+    pub route: Route,
+    pub stage: Stage,
+    pub approvals: Vec<Approval>,
+    pub forced_by: Option<ChatUser>,
+    /// Bumped by each run of the production steps (a forced re-run after an
+    /// interruption is attempt 2); the once-only claim is per attempt.
+    pub production_attempt: u32,
+    pub created: Ts,
+    pub stage_since: Ts,
+    pub production_started: Option<Ts>,
+    pub finished: Option<Ts>,
+    pub steps: Vec<StepRecord>,
+    /// A later rollback took this train's SHA out of production.
+    pub rolled_back: bool,
+}
+
+/// What happened to the train, as something the engine must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Atomically claim the production run for this attempt before the
+    /// first production step; the engine refuses to run production without it.
+    ClaimProduction {
+        attempt: u32,
+    },
+    RunStep(StepPos),
+    /// Kill whatever step of this train runs now.
+    StopStep,
+    AskApproval,
+    /// A new approval was recorded.
+    Approved {
+        by: ChatUser,
+    },
+    /// The last production deploy step passed: this SHA is live.
+    ProductionLive,
+    Ended(Outcome),
+    /// Picked up again after a restart.
+    Resumed,
+}
+
+/// Who is acting, and whether they are ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user: ChatUser,
+    pub ops: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    StepFinished {
+        pos: StepPos,
+        ok: bool,
+        error: Option<String>,
+    },
+    Good(Actor),
+    Bad {
+        actor: Actor,
+        reason: Option<String>,
+    },
+    Force(Actor),
+    Cancel(Actor),
+    /// The clock reached `next_wakeup`.
+    Wakeup,
+    /// The bot restarted with this train in its stored stage.
+    Restarted,
+}
+
+pub struct NewTrain {
+    pub id: TrainId,
+    pub sha: Sha,
+    pub base: Option<Sha>,
+    pub commits: Vec<Commit>,
+    pub authors: Vec<Author>,
+    pub kind: Kind,
+    pub route: Route,
+}
+
+impl Train {
+    /// A train leaves: its first step starts (or approval, when there are no
+    /// lower steps).
+    pub fn depart(new: NewTrain, plan: &Plan, now: Ts) -> (Train, Vec<Effect>) {
+        let reverted = super::approval::reverted_shas(&new.commits);
+        let forced_by = match &new.kind {
+            Kind::ForcedSha { by } | Kind::Rollback { by } => Some(by.clone()),
+            _ => None,
+        };
+        let mut train = Train {
+            id: new.id,
+            sha: new.sha,
+            base: new.base,
+            commits: new.commits,
+            reverted,
+            authors: new.authors,
+            kind: new.kind,
+            route: new.route,
+            stage: Stage::AwaitingApproval { since: now },
+            approvals: Vec::new(),
+            forced_by,
+            production_attempt: 0,
+            created: now,
+            stage_since: now,
+            production_started: None,
+            finished: None,
+            steps: Vec::new(),
+            rolled_back: false,
+        };
+        let effects = match train.route {
+            Route::ProductionOnly => train.start_production(plan, now),
+            Route::Full | Route::LowerOnly => match first_pos(plan, Target::Lower(0)) {
+                Some(pos) if pos.target != Target::Production => train.run(pos, now),
+                _ => train.after_lower(plan, now),
+            },
+        };
+        (train, effects)
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done(_))
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.stage {
+            Stage::Done(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// When the engine must call back with `Input::Wakeup`.
+    pub fn next_wakeup(&self, plan: &Plan) -> Option<Ts> {
+        match self.stage {
+            Stage::AwaitingApproval { since } if self.route == Route::Full => {
+                Some(since + plan.approval_timeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// Authors whose `!good` counts.
+    pub fn approvers(&self) -> Vec<&ChatUser> {
+        self.authors
+            .iter()
+            .filter(|a| a.can_approve())
+            .filter_map(|a| a.chat.as_ref())
+            .collect()
+    }
+
+    pub fn is_author(&self, user: &ChatUser) -> bool {
+        self.approvers().contains(&user)
+    }
+
+    pub fn has_approved(&self, user: &ChatUser) -> bool {
+        self.approvals.iter().any(|a| &a.user == user)
+    }
+
+    /// Approvers who have not said `!good` yet.
+    pub fn waiting_for(&self) -> Vec<&ChatUser> {
+        self.approvers()
+            .into_iter()
+            .filter(|u| !self.has_approved(u))
+            .collect()
+    }
+
+    fn approved(&self, policy: ApprovalPolicy) -> bool {
+        let approvers = self.approvers();
+        if approvers.is_empty() {
+            return false;
+        }
+        match policy {
+            ApprovalPolicy::AllAuthors => approvers.iter().all(|u| self.has_approved(u)),
+            ApprovalPolicy::AnyAuthor => approvers.iter().any(|u| self.has_approved(u)),
+        }
+    }
+
+    pub fn handle(&mut self, input: Input, plan: &Plan, now: Ts) -> Result<Vec<Effect>, Refusal> {
+        match input {
+            Input::StepFinished { pos, ok, error } => {
+                Ok(self.step_finished(pos, ok, error, plan, now))
+            }
+            Input::Good(actor) => self.good(actor, plan, now),
+            Input::Bad { actor, reason } => self.bad(actor, reason, now),
+            Input::Force(actor) => self.force(actor, plan, now),
+            Input::Cancel(actor) => self.cancel(actor, now),
+            Input::Wakeup => Ok(self.wakeup(plan, now)),
+            Input::Restarted => Ok(self.restarted(now)),
+        }
+    }
+
+    fn step_finished(
+        &mut self,
+        pos: StepPos,
+        ok: bool,
+        error: Option<String>,
+        plan: &Plan,
+        now: Ts,
+    ) -> Vec<Effect> {
+        if self.stage != Stage::Running(pos) {
+            return Vec::new(); // a late report from a step we already stopped
+        }
+        if let Some(rec) = self.steps.iter_mut().rev().find(|r| r.pos == pos) {
+            rec.finished = Some(now);
+            rec.ok = Some(ok);
+        }
+        if !ok {
+            let error = error.unwrap_or_else(|| "failed".into());
+            return self.end(Outcome::Failed { at: pos, error }, now);
+        }
+        let mut effects = Vec::new();
+        let last_prod_deploy = pos.target == Target::Production
+            && pos.phase == Phase::Deploy
+            && pos.step + 1 == plan.production_deploy;
+        if last_prod_deploy {
+            effects.push(Effect::ProductionLive);
+        }
+        match next_pos(plan, pos) {
+            Some(next) if next.target == Target::Production && pos.target != Target::Production => {
+                effects.extend(self.after_lower(plan, now))
+            }
+            Some(next) => effects.extend(self.run(next, now)),
+            None if pos.target == Target::Production => {
+                effects.extend(self.end(Outcome::Deployed, now))
+            }
+            None => effects.extend(self.after_lower(plan, now)),
+        }
+        effects
+    }
+
+    /// The lower environments are behind us.
+    fn after_lower(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        if self.route == Route::LowerOnly {
+            return self.end(Outcome::LowerDone, now);
+        }
+        self.set_stage(Stage::AwaitingApproval { since: now }, now);
+        let _ = plan;
+        vec![Effect::AskApproval]
+    }
+
+    fn start_production(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        self.production_attempt += 1;
+        self.production_started = Some(now);
+        let mut effects = vec![Effect::ClaimProduction {
+            attempt: self.production_attempt,
+        }];
+        match first_pos(plan, Target::Production) {
+            Some(pos) => effects.extend(self.run(pos, now)),
+            None => {
+                effects.push(Effect::ProductionLive);
+                effects.extend(self.end(Outcome::Deployed, now));
+            }
+        }
+        effects
+    }
+
+    fn run(&mut self, pos: StepPos, now: Ts) -> Vec<Effect> {
+        self.set_stage(Stage::Running(pos), now);
+        let attempt = self.steps.iter().filter(|r| r.pos == pos).count() as u32 + 1;
+        self.steps.push(StepRecord {
+            pos,
+            attempt,
+            started: now,
+            finished: None,
+            ok: None,
+        });
+        vec![Effect::RunStep(pos)]
+    }
+
+    fn end(&mut self, outcome: Outcome, now: Ts) -> Vec<Effect> {
+        self.set_stage(Stage::Done(outcome.clone()), now);
+        self.finished = Some(now);
+        vec![Effect::Ended(outcome)]
+    }
+
+    fn set_stage(&mut self, stage: Stage, now: Ts) {
+        // Moving from one step to the next of the same env and phase is not a
+        // new stage for "time in stage".
+        let same_place = match (&self.stage, &stage) {
+            (Stage::Running(a), Stage::Running(b)) => a.target == b.target,
+            _ => false,
+        };
+        if !same_place {
+            self.stage_since = now;
+        }
+        self.stage = stage;
+    }
+
+    fn good(&mut self, actor: Actor, plan: &Plan, now: Ts) -> Result<Vec<Effect>, Refusal> {
+        match &self.stage {
+            Stage::AwaitingApproval { .. } if self.route == Route::Full => {}
+            Stage::Running(pos) if pos.target != Target::Production => {
+                return Err(Refusal::NotYetAwaitingApproval {
+                    train: self.id,
+                    stage: pos_label(plan, *pos),
+                });
+            }
+            _ => return Err(Refusal::NothingToApprove),
+        }
+        if !self.is_author(&actor.user) {
+            let may_approve = self.approvers().into_iter().cloned().collect();
+            return Err(Refusal::NotAnAuthor {
+                train: self.id,
+                may_approve,
+            });
+        }
+        if self.has_approved(&actor.user) {
+            return Err(Refusal::AlreadyApproved { train: self.id });
+        }
+        self.approvals.push(Approval {
+            user: actor.user.clone(),
+            at: now,
+        });
+        let mut effects = vec![Effect::Approved { by: actor.user }];
+        if self.approved(plan.approval) {
+            effects.extend(self.start_production(plan, now));
+        }
+        Ok(effects)
+    }
+
+    fn bad(
+        &mut self,
+        actor: Actor,
+        reason: Option<String>,
+        now: Ts,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let running_step = match &self.stage {
+            Stage::Running(pos) if pos.target == Target::Production => {
+                return Err(Refusal::TooLateToVeto { train: self.id });
+            }
+            Stage::Running(_) => true,
+            Stage::AwaitingApproval { .. } => false,
+            Stage::Done(_) => return Err(Refusal::NothingToVeto),
+        };
+        if !actor.ops && !self.is_author(&actor.user) {
+            let may_approve = self.approvers().into_iter().cloned().collect();
+            return Err(Refusal::NotAnAuthorToVeto {
+                train: self.id,
+                may_approve,
+            });
+        }
+        let mut effects = if running_step {
+            vec![Effect::StopStep]
+        } else {
+            Vec::new()
+        };
+        effects.extend(self.end(
+            Outcome::Vetoed {
+                by: actor.user,
+                reason,
+            },
+            now,
+        ));
+        Ok(effects)
+    }
+
+    fn force(&mut self, actor: Actor, plan: &Plan, now: Ts) -> Result<Vec<Effect>, Refusal> {
+        if !actor.ops {
+            return Err(Refusal::NotOps { command: "force" });
+        }
+        match &self.stage {
+            Stage::AwaitingApproval { .. } if self.route == Route::Full => {}
+            Stage::Done(Outcome::Expired | Outcome::Interrupted { .. })
+                if self.route != Route::LowerOnly => {}
+            Stage::Running(pos) if pos.target != Target::Production => {
+                return Err(Refusal::ForceDuringLower {
+                    train: self.id,
+                    stage: pos_label(plan, *pos),
+                });
+            }
+            Stage::Running(_) => return Err(Refusal::AlreadyInProduction { train: self.id }),
+            _ => return Err(Refusal::NothingToForce),
+        }
+        self.forced_by = Some(actor.user);
+        self.finished = None;
+        Ok(self.start_production(plan, now))
+    }
+
+    fn cancel(&mut self, actor: Actor, now: Ts) -> Result<Vec<Effect>, Refusal> {
+        if !actor.ops {
+            return Err(Refusal::NotOps { command: "cancel" });
+        }
+        let effects = match &self.stage {
+            Stage::Running(_) => vec![Effect::StopStep],
+            Stage::AwaitingApproval { .. } | Stage::Done(Outcome::Interrupted { .. }) => Vec::new(),
+            Stage::Done(_) => return Err(Refusal::NothingToCancel),
+        };
+        Ok(effects
+            .into_iter()
+            .chain(self.end(Outcome::Cancelled { by: actor.user }, now))
+            .collect())
+    }
+
+    fn wakeup(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        match self.next_wakeup(plan) {
+            Some(at) if now >= at => self.end(Outcome::Expired, now),
+            _ => Vec::new(),
+        }
+    }
+
+    fn restarted(&mut self, now: Ts) -> Vec<Effect> {
+        match self.stage {
+            Stage::Running(pos) if pos.target == Target::Production => {
+                self.end(Outcome::Interrupted { at: pos }, now)
+            }
+            Stage::Running(pos) => {
+                // Lower-env deploys are by SHA, so running the step again is safe.
+                let mut effects = vec![Effect::Resumed];
+                effects.extend(self.run(pos, now));
+                effects
+            }
+            Stage::AwaitingApproval { .. } => vec![Effect::Resumed],
+            Stage::Done(_) => Vec::new(),
+        }
+    }
+
+    /// The steps' durations so far.
+    pub fn duration(&self, now: Ts) -> TimeDelta {
+        self.finished.unwrap_or(now) - self.created
+    }
+}
+
+/// "staging deploy", "production smoke": where a step is, for people.
+pub fn pos_label(plan: &Plan, pos: StepPos) -> String {
+    format!("{} {}", target_name(plan, pos.target), pos.phase.name())
+}
+
+pub fn target_name(plan: &Plan, target: Target) -> &str {
+    match target {
+        Target::Lower(i) => plan.envs.get(i).map(|e| e.name.as_str()).unwrap_or("?"),
+        Target::Production => "production",
+    }
+}
+
+fn phase_len(plan: &Plan, target: Target, phase: Phase) -> usize {
+    match (target, phase) {
+        (Target::Lower(i), Phase::Deploy) => plan.envs.get(i).map_or(0, |e| e.deploy),
+        (Target::Lower(i), Phase::Acceptance) => plan.envs.get(i).map_or(0, |e| e.acceptance),
+        (Target::Lower(_), Phase::Smoke) => 0,
+        (Target::Production, Phase::Deploy) => plan.production_deploy,
+        (Target::Production, Phase::Smoke) => plan.production_smoke,
+        (Target::Production, Phase::Acceptance) => 0,
+    }
+}
+
+/// Every step position in pipeline order, from `from` on.
+fn positions(plan: &Plan, from: Target) -> impl Iterator<Item = StepPos> + '_ {
+    let start = match from {
+        Target::Lower(i) => i,
+        Target::Production => plan.envs.len(),
+    };
+    (start..=plan.envs.len()).flat_map(move |i| {
+        let target = if i < plan.envs.len() {
+            Target::Lower(i)
+        } else {
+            Target::Production
+        };
+        let phases = match target {
+            Target::Lower(_) => [Phase::Deploy, Phase::Acceptance],
+            Target::Production => [Phase::Deploy, Phase::Smoke],
+        };
+        phases.into_iter().flat_map(move |phase| {
+            (0..phase_len(plan, target, phase)).map(move |step| StepPos {
+                target,
+                phase,
+                step,
+            })
+        })
+    })
+}
+
+fn first_pos(plan: &Plan, from: Target) -> Option<StepPos> {
+    positions(plan, from).next()
+}
+
+fn next_pos(plan: &Plan, pos: StepPos) -> Option<StepPos> {
+    positions(plan, pos.target).skip_while(|p| *p != pos).nth(1)
+}
+
+#[cfg(test)]
+#[path = "train_tests.rs"]
+mod tests;

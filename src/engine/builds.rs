@@ -1,0 +1,405 @@
+//! Branch builds: `!bb`, node leases, the queue, `!nodes`, `!release`.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
+use tokio::sync::watch;
+
+use super::{Engine, Event};
+use crate::config::Step;
+use crate::domain::build::{
+    Build, BuildOutcome, BuildPhase, BuildPlan, BuildPos, BuildStage, BuildStep,
+};
+use crate::domain::build_messages as texts;
+use crate::domain::ids::{BranchName, ChatUser};
+use crate::domain::nodes::{self, Node};
+use crate::domain::refusal::Refusal;
+use crate::domain::train::Actor;
+use crate::runner::{StepOutcome, StepRequest};
+
+/// A build that has not finished, with the cancel switch of its running step.
+pub(super) struct ActiveBuild {
+    build: Build,
+    step: Option<watch::Sender<bool>>,
+}
+
+pub(super) type ActiveBuilds = BTreeMap<u64, ActiveBuild>;
+
+impl Engine {
+    fn build_plan(&self) -> BuildPlan {
+        let b = &self.cfg.branch_builds;
+        BuildPlan {
+            checks: b.checks.len(),
+            deploy: b.deploy.len(),
+            smoke: b.smoke.len(),
+        }
+    }
+
+    fn build_step_config(&self, pos: BuildPos) -> Option<&Step> {
+        let b = &self.cfg.branch_builds;
+        match pos.phase {
+            BuildPhase::Checks => b.checks.get(pos.step),
+            BuildPhase::Deploy => b.deploy.get(pos.step),
+            BuildPhase::Smoke => b.smoke.get(pos.step),
+        }
+    }
+
+    pub(super) async fn bb(
+        &mut self,
+        user: &ChatUser,
+        branch: &BranchName,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if self.cfg.branch_builds.nodes.is_empty() {
+            return Ok(Err(Refusal::Forge(
+                "branch builds are off: no [branch_builds] nodes configured".into(),
+            )));
+        }
+        let sha = match self.ports.forge.branch_head(branch).await {
+            Ok(Some(sha)) => sha,
+            Ok(None) => return Ok(Err(Refusal::Forge(format!("no branch {branch}")))),
+            Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
+        };
+        let now = self.now();
+        let id = self
+            .store
+            .next_build_id()?
+            .max(self.builds.keys().next_back().map_or(0, |k| k + 1));
+        // A newer !bb for the same branch supersedes the one running or queued.
+        let older: Vec<u64> = self
+            .builds
+            .values()
+            .filter(|a| a.build.branch == *branch)
+            .map(|a| a.build.id)
+            .collect();
+        let mut node = None;
+        for old in older {
+            node = node.or(self.builds[&old].build.node.clone());
+            self.end_build(old, BuildOutcome::Superseded { by: id }, false)
+                .await?;
+        }
+        let build = Build::new(id, branch.clone(), sha, user.clone(), now);
+        self.store.save_build(&build)?;
+        self.builds.insert(id, ActiveBuild { build, step: None });
+        match node {
+            // The newer build runs on the node the superseded one had.
+            Some(name) => {
+                let node = self.store.nodes(&[name])?.remove(0);
+                self.start_build_on(id, node).await?;
+                self.start_queued_builds().await?;
+            }
+            None => self.start_queued_builds().await?,
+        }
+        if let Some(a) = self.builds.get(&id)
+            && a.build.stage == BuildStage::Queued
+        {
+            let position = self
+                .builds
+                .values()
+                .filter(|a| a.build.stage == BuildStage::Queued && a.build.id <= id)
+                .count();
+            self.say(None, texts::queued(&a.build, position)).await;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Starts queued builds, oldest first, on whatever nodes are free.
+    pub(super) async fn start_queued_builds(&mut self) -> anyhow::Result<()> {
+        let queued: Vec<u64> = self
+            .builds
+            .values()
+            .filter(|a| a.build.stage == BuildStage::Queued)
+            .map(|a| a.build.id)
+            .collect();
+        for id in queued {
+            let all = self.store.nodes(&self.cfg.branch_builds.nodes)?;
+            let branch = self.builds[&id].build.branch.clone();
+            if let Some(i) = nodes::choose(&all, &branch) {
+                self.start_build_on(id, all[i].clone()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases `node` to the build and runs its first step.
+    async fn start_build_on(&mut self, id: u64, mut node: Node) -> anyhow::Result<()> {
+        let branch = self.builds[&id].build.branch.clone();
+        if node.branch.as_ref() != Some(&branch) {
+            // Another branch takes the node: the old lease ends here.
+            node.sha = None;
+            node.deployed_at = None;
+        }
+        node.branch = Some(branch);
+        node.requester = Some(self.builds[&id].build.requester.clone());
+        node.busy_with = Some(id);
+        node.used = true;
+        self.store.save_node(&node)?;
+        let now = self.now();
+        let plan = self.build_plan();
+        let active = self.builds.get_mut(&id).expect("queued build");
+        let step = active.build.start(&node.name, plan, now);
+        self.store.save_build(&active.build)?;
+        let url = texts::node_url(&self.cfg.branch_builds.node_url, &node.name);
+        let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
+        self.say(None, text).await;
+        self.build_step(id, step).await
+    }
+
+    async fn build_step(&mut self, id: u64, step: BuildStep) -> anyhow::Result<()> {
+        match step {
+            BuildStep::Run(pos) => self.start_build_step(id, pos).await,
+            BuildStep::Deployed(next) => {
+                self.mark_deployed(id)?;
+                match next {
+                    Some(pos) => self.start_build_step(id, pos).await,
+                    None => self.build_finished(id, true).await,
+                }
+            }
+            BuildStep::Done(_) => self.build_finished(id, true).await,
+        }
+    }
+
+    fn mark_deployed(&mut self, id: u64) -> anyhow::Result<()> {
+        let b = &self.builds[&id].build;
+        let Some(name) = b.node.clone() else {
+            return Ok(());
+        };
+        let mut node = self.store.nodes(std::slice::from_ref(&name))?.remove(0);
+        node.sha = Some(b.sha.clone());
+        node.deployed_at = Some(self.now());
+        self.store.save_node(&node)?;
+        Ok(())
+    }
+
+    async fn start_build_step(&mut self, id: u64, pos: BuildPos) -> anyhow::Result<()> {
+        let Some(step) = self.build_step_config(pos).cloned() else {
+            anyhow::bail!("no build step at {pos:?}")
+        };
+        let b = &self.builds[&id].build;
+        let node = b.node.clone().unwrap_or_default();
+        let url = texts::node_url(&self.cfg.branch_builds.node_url, &node);
+        let mut env = self.step_env(b.sha.as_str(), "", "branch", "", b.branch.as_str());
+        for (k, v) in env.iter_mut() {
+            match k.as_str() {
+                "TRAINBOT_NODE" => *v = node.clone(),
+                "TRAINBOT_NODE_URL" => *v = url.clone(),
+                _ => {}
+            }
+        }
+        let run = format!("build-{id}");
+        let name = format!("{}-{}", pos.phase.name(), pos.step + 1);
+        let req = StepRequest {
+            key: format!("{run}/{name}"),
+            step: step.clone(),
+            env,
+            cwd: self.cfg.config_dir.clone(),
+            log_path: self.log_path(&run, &name),
+        };
+        self.say(None, texts::step_started(b, pos, &step.label()))
+            .await;
+        let (cancel, cancel_rx) = watch::channel(false);
+        self.builds.get_mut(&id).expect("active build").step = Some(cancel);
+        self.spawn_run(req, cancel_rx, move |outcome, took, log| {
+            Event::BuildStepDone {
+                build: id,
+                pos,
+                outcome,
+                took,
+                log,
+            }
+        });
+        Ok(())
+    }
+
+    pub(super) async fn handle_build_step_done(
+        &mut self,
+        id: u64,
+        pos: BuildPos,
+        outcome: StepOutcome,
+        took: TimeDelta,
+        log: String,
+    ) -> anyhow::Result<()> {
+        let plan = self.build_plan();
+        let Some(active) = self.builds.get_mut(&id) else {
+            return Ok(());
+        };
+        let now = self.ports.clock.now();
+        let ok = outcome.result.is_ok();
+        let error = outcome.result.as_ref().err().map(|e| e.to_string());
+        let Some(step) = active
+            .build
+            .step_finished(pos, ok, error.clone(), plan, now)
+        else {
+            return Ok(());
+        };
+        active.step = None;
+        self.store.save_build(&active.build)?;
+        let b = &self.builds[&id].build;
+        let text = match &error {
+            None => texts::step_passed(b, pos, took),
+            Some(e) => texts::step_failed(b, pos, took, e, &log, &outcome.tail),
+        };
+        self.say(None, text).await;
+        self.build_step(id, step).await
+    }
+
+    /// Stops a build that has not finished (superseded, cancelled).
+    async fn end_build(
+        &mut self,
+        id: u64,
+        outcome: BuildOutcome,
+        start_queue: bool,
+    ) -> anyhow::Result<()> {
+        let now = self.now();
+        let Some(active) = self.builds.get_mut(&id) else {
+            return Ok(());
+        };
+        if let Some(cancel) = active.step.take() {
+            let _ = cancel.send(true);
+        }
+        active.build.end(outcome, now);
+        self.store.save_build(&active.build)?;
+        self.build_finished(id, start_queue).await
+    }
+
+    /// Frees the node, announces the result, lets the queue move.
+    async fn build_finished(&mut self, id: u64, start_queue: bool) -> anyhow::Result<()> {
+        let Some(active) = self.builds.remove(&id) else {
+            return Ok(());
+        };
+        if let Some(name) = &active.build.node {
+            let mut node = self.store.nodes(std::slice::from_ref(name))?.remove(0);
+            if node.busy_with == Some(id) {
+                node.busy_with = None;
+                self.store.save_node(&node)?;
+            }
+        }
+        let text = texts::ended(&self.ctx(), &active.build, self.now());
+        self.say(None, text).await;
+        if start_queue {
+            Box::pin(self.start_queued_builds()).await
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) async fn cancel_build(
+        &mut self,
+        actor: &Actor,
+        branch: &BranchName,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let Some(id) = self
+            .builds
+            .values()
+            .find(|a| a.build.branch == *branch)
+            .map(|a| a.build.id)
+        else {
+            return Ok(Err(Refusal::Forge(format!(
+                "no build is running for {branch}"
+            ))));
+        };
+        if !actor.ops && self.builds[&id].build.requester != actor.user {
+            return Ok(Err(Refusal::Forge(format!(
+                "only ops or {} can cancel this build",
+                self.builds[&id].build.requester
+            ))));
+        }
+        self.end_build(
+            id,
+            BuildOutcome::Cancelled {
+                by: actor.user.clone(),
+            },
+            true,
+        )
+        .await?;
+        Ok(Ok(()))
+    }
+
+    pub(super) async fn release(
+        &mut self,
+        actor: &Actor,
+        name: &str,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if !self.cfg.branch_builds.nodes.iter().any(|n| n == name) {
+            let known = self.cfg.branch_builds.nodes.join(", ");
+            return Ok(Err(Refusal::Forge(format!(
+                "no node {name}; nodes: {known}"
+            ))));
+        }
+        let mut node: Node = self.store.nodes(&[name.to_string()])?.remove(0);
+        if node.is_busy() {
+            return Ok(Err(Refusal::Forge(format!(
+                "{name} is busy with a build; !cancel it first"
+            ))));
+        }
+        let Some(branch) = node.branch.clone() else {
+            return Ok(Err(Refusal::Forge(format!("{name} is already free"))));
+        };
+        if !actor.ops && node.requester.as_ref() != Some(&actor.user) {
+            let who = node
+                .requester
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "its requester".into());
+            return Ok(Err(Refusal::Forge(format!(
+                "only ops or {who} can release {name}"
+            ))));
+        }
+        node.branch = None;
+        node.sha = None;
+        node.requester = None;
+        self.store.save_node(&node)?;
+        self.say(
+            None,
+            format!("🔓 {name} released by {} (was {branch})", actor.user),
+        )
+        .await;
+        self.start_queued_builds().await?;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn nodes_text(&self) -> anyhow::Result<String> {
+        let nodes = self.store.nodes(&self.cfg.branch_builds.nodes)?;
+        Ok(texts::nodes(
+            &nodes,
+            &self.cfg.branch_builds.node_url,
+            self.now(),
+        ))
+    }
+
+    pub(super) fn branch_status_text(&self, branch: &BranchName) -> anyhow::Result<String> {
+        Ok(match self.store.last_build_for(branch)? {
+            Some(b) => texts::branch_status(&self.ctx(), &b, self.now()),
+            None => format!(
+                "no build of {branch} yet; {}bb {branch} starts one",
+                self.cfg.bot.command_prefix
+            ),
+        })
+    }
+
+    /// After a restart: running builds were interrupted (their processes are
+    /// already killed); queued ones queue again.
+    pub(super) async fn recover_builds(&mut self) -> anyhow::Result<()> {
+        for mut build in self.store.unfinished_builds(1000)? {
+            let id = build.id;
+            if build.stage == BuildStage::Queued {
+                self.builds.insert(id, ActiveBuild { build, step: None });
+                continue;
+            }
+            build.end(BuildOutcome::Interrupted, self.now());
+            self.store.save_build(&build)?;
+            self.builds.insert(id, ActiveBuild { build, step: None });
+            self.build_finished(id, true).await?;
+        }
+        // A node marked busy by a build that is no longer active is free.
+        for mut node in self.store.nodes(&self.cfg.branch_builds.nodes)? {
+            if node
+                .busy_with
+                .is_some_and(|b| !self.builds.contains_key(&b))
+            {
+                node.busy_with = None;
+                self.store.save_node(&node)?;
+            }
+        }
+        self.start_queued_builds().await
+    }
+}

@@ -1,0 +1,419 @@
+//! Chat commands: parse, check roles, act, reply, audit.
+
+use crate::chat::Incoming;
+use crate::domain::command::{self, Command, TrainOrBranch, TrainOrSha};
+use crate::domain::ids::TrainId;
+use crate::domain::messages;
+use crate::domain::refusal::Refusal;
+use crate::domain::train::{Actor, Input, Kind, Outcome, Route, Stage, Train};
+use crate::store::{AuditEntry, Freeze};
+
+use super::Engine;
+
+impl Engine {
+    pub(super) async fn handle_chat(&mut self, msg: Incoming) -> anyhow::Result<()> {
+        let prefix = self.cfg.bot.command_prefix.clone();
+        let Some(parsed) = command::parse(&msg.text, &prefix) else {
+            return Ok(());
+        };
+        let cmd = match parsed {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.reply(&msg.user, e.to_string()).await;
+                return Ok(());
+            }
+        };
+        let actor = Actor {
+            ops: self.is_ops(&msg.user),
+            user: msg.user.clone(),
+        };
+        let result = if cmd.ops_only() && !actor.ops {
+            Err(Refusal::NotOps {
+                command: cmd.name(),
+            })
+        } else {
+            self.run_command(&cmd, &actor).await?
+        };
+        if !cmd.is_query() {
+            let entry = AuditEntry {
+                at: self.now(),
+                user: msg.user.clone(),
+                action: messages::one_line(&msg.text, 300),
+                result: match &result {
+                    Ok(()) => "accepted".into(),
+                    Err(r) => format!("refused: {r}"),
+                },
+            };
+            self.store.audit(&entry)?;
+        }
+        if let Err(refusal) = result {
+            tracing::warn!(user = %msg.user, command = cmd.name(), %refusal, "Command refused.");
+            self.reply(&msg.user, refusal.to_string()).await;
+        }
+        Ok(())
+    }
+
+    /// Acts on a command. Accepted commands answer through what they
+    /// announce (or an explicit reply); refusals come back as `Err`.
+    async fn run_command(
+        &mut self,
+        cmd: &Command,
+        actor: &Actor,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let user = &actor.user;
+        match cmd {
+            Command::Help(topic) => {
+                let text = self.help_text(topic.as_deref());
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::Status(branch) => {
+                let text = match branch {
+                    None => self.status_text()?,
+                    Some(b) => self.branch_status_text(b)?,
+                };
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::History(n) => {
+                let text = self.history_text(n.unwrap_or(5))?;
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::Depart => self.manual_departure(user).await,
+            Command::Bb(branch) => self.bb(user, branch).await,
+            Command::Nodes => {
+                let text = self.nodes_text()?;
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::Release(node) => self.release(actor, node).await,
+            Command::Good(which) => {
+                if let (Some(want), Some(t)) = (which, &self.train)
+                    && *want != t.id
+                {
+                    return Ok(Err(Refusal::NotThatTrain(*want)));
+                }
+                if self.train.is_none() {
+                    return Ok(Err(Refusal::NothingToApprove));
+                }
+                self.train_input_checked(Input::Good(actor.clone())).await
+            }
+            Command::Bad(reason) => {
+                if self.train.is_none() {
+                    return Ok(Err(Refusal::NothingToVeto));
+                }
+                self.train_input_checked(Input::Bad {
+                    actor: actor.clone(),
+                    reason: reason.clone(),
+                })
+                .await
+            }
+            Command::Force(target) => self.force(actor, target.as_ref()).await,
+            Command::Rollback(sha) => self.rollback(actor, sha.as_ref()).await,
+            Command::Freeze(reason) => {
+                if let Some(f) = self.store.freeze()? {
+                    return Ok(Err(Refusal::AlreadyFrozen { by: f.by }));
+                }
+                let freeze = Freeze {
+                    by: user.clone(),
+                    reason: reason.clone(),
+                    at: self.now(),
+                };
+                self.store.set_freeze(Some(&freeze))?;
+                self.say(None, messages::frozen(user, reason.as_deref()))
+                    .await;
+                Ok(Ok(()))
+            }
+            Command::Unfreeze => {
+                if self.store.freeze()?.is_none() {
+                    return Ok(Err(Refusal::NotFrozen));
+                }
+                self.store.set_freeze(None)?;
+                let text = messages::unfrozen(user, self.next_departure, &self.ctx());
+                self.say(None, text).await;
+                Ok(Ok(()))
+            }
+            Command::Cancel(target) => self.cancel(actor, target.as_ref()).await,
+        }
+    }
+
+    async fn force(
+        &mut self,
+        actor: &Actor,
+        target: Option<&TrainOrSha>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        match target {
+            Some(TrainOrSha::Sha(prefix)) => {
+                if let Some(t) = &self.train {
+                    return Ok(Err(Refusal::TrainRunning(t.id)));
+                }
+                let sha = match self.ports.forge.resolve_on_main(prefix).await {
+                    Ok(sha) => sha,
+                    Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
+                };
+                self.depart(
+                    sha,
+                    Kind::ForcedSha {
+                        by: actor.user.clone(),
+                    },
+                    Route::ProductionOnly,
+                )
+                .await?;
+                Ok(Ok(()))
+            }
+            Some(TrainOrSha::Train(id)) => self.force_train(actor, Some(*id)).await,
+            None => self.force_train(actor, None).await,
+        }
+    }
+
+    /// `!force [train]`: the train awaiting approval, else the last train if
+    /// it expired or was interrupted and nothing departed since.
+    async fn force_train(
+        &mut self,
+        actor: &Actor,
+        want: Option<TrainId>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if let Some(t) = &self.train {
+            if want.is_some_and(|w| w != t.id) {
+                return Ok(Err(Refusal::TrainRunning(t.id)));
+            }
+            return self.train_input_checked(Input::Force(actor.clone())).await;
+        }
+        let Some(last) = self.store.last_train()? else {
+            return Ok(Err(Refusal::NothingToForce));
+        };
+        if want.is_some_and(|w| w != last.id) {
+            return Ok(Err(match self.store.train(want.unwrap())? {
+                Some(_) => Refusal::NothingToForce,
+                None => Refusal::NoSuchTrain(want.unwrap()),
+            }));
+        }
+        self.reopen_input(last, Input::Force(actor.clone())).await
+    }
+
+    async fn rollback(
+        &mut self,
+        actor: &Actor,
+        sha: Option<&crate::domain::ids::ShaPrefix>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if let Some(t) = &self.train {
+            return Ok(Err(Refusal::TrainRunning(t.id)));
+        }
+        let target = match sha {
+            Some(prefix) => match self.ports.forge.resolve_on_main(prefix).await {
+                Ok(sha) => sha,
+                Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
+            },
+            None => match self.store.production()?.and_then(|p| p.previous) {
+                Some(prev) => prev,
+                None => return Ok(Err(Refusal::NothingToRollBack)),
+            },
+        };
+        self.depart(
+            target,
+            Kind::Rollback {
+                by: actor.user.clone(),
+            },
+            Route::ProductionOnly,
+        )
+        .await?;
+        Ok(Ok(()))
+    }
+
+    async fn cancel(
+        &mut self,
+        actor: &Actor,
+        target: Option<&TrainOrBranch>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let want = match target {
+            Some(TrainOrBranch::Branch(b)) => return self.cancel_build(actor, b).await,
+            Some(TrainOrBranch::Train(id)) => Some(*id),
+            None => None,
+        };
+        if let Some(t) = &self.train {
+            if want.is_some_and(|w| w != t.id) {
+                return Ok(Err(Refusal::NothingToCancel));
+            }
+            return self.train_input_checked(Input::Cancel(actor.clone())).await;
+        }
+        // An interrupted train waits for ops: !cancel settles it.
+        match self.store.last_train()? {
+            Some(last)
+                if matches!(last.stage, Stage::Done(Outcome::Interrupted { .. }))
+                    && want.is_none_or(|w| w == last.id) =>
+            {
+                self.reopen_input(last, Input::Cancel(actor.clone())).await
+            }
+            _ => Ok(Err(Refusal::NothingToCancel)),
+        }
+    }
+
+    fn help_text(&self, topic: Option<&str>) -> String {
+        let prefix = &self.cfg.bot.command_prefix;
+        match topic {
+            Some(name) => command::usage(name, prefix).unwrap_or_else(|| {
+                format!(
+                    "unknown command {prefix}{}; try {prefix}help",
+                    messages::one_line(name, 40)
+                )
+            }),
+            None => {
+                let mut out = String::from("commands:");
+                for name in command::NAMES {
+                    out.push('\n');
+                    out.push_str(&command::usage(name, prefix).expect("every name has usage"));
+                }
+                out
+            }
+        }
+    }
+
+    fn history_text(&self, n: usize) -> anyhow::Result<String> {
+        let deploys = self.store.deploy_history(n)?;
+        if deploys.is_empty() {
+            return Ok("no production deploys yet".into());
+        }
+        let now = self.now();
+        let mut out = format!(
+            "last {} production deploy{}:",
+            deploys.len(),
+            if deploys.len() == 1 { "" } else { "s" }
+        );
+        for t in &deploys {
+            out.push('\n');
+            out.push_str(&history_line(t, now, &self.ctx()));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn status_text(&self) -> anyhow::Result<String> {
+        let now = self.now();
+        let ctx = self.ctx();
+        let mut out = String::new();
+        match &self.train {
+            Some(t) => {
+                let since = messages::ago(t.stage_since, now);
+                out.push_str(&format!(
+                    "train {} {} — {} (since {since})",
+                    t.id,
+                    t.sha.short(),
+                    messages::stage_label(&self.plan, &t.stage)
+                ));
+                if matches!(t.stage, Stage::AwaitingApproval { .. }) {
+                    let approved: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
+                    let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
+                    out.push_str(&format!(
+                        "\napproved: {} · waiting for: {}",
+                        list_or(&approved, "nobody yet"),
+                        list_or(&waiting, "nobody")
+                    ));
+                    if let Some(deadline) = t.next_wakeup(&self.plan) {
+                        out.push_str(&format!(" · expires {}", messages::in_time(deadline, now)));
+                    }
+                }
+            }
+            None => out.push_str("no train running"),
+        }
+        let waiting = self.waiting_shas(20)?;
+        let shas: Vec<&str> = waiting.iter().map(|s| s.short()).collect();
+        out.push_str(&format!("\nwaiting: {}", list_or(&shas, "nothing new")));
+        match self.next_departure {
+            Some(at) => out.push_str(&format!(
+                "\nnext departure: {} ({})",
+                ctx.time(at),
+                messages::in_time(at, now)
+            )),
+            None => out.push_str("\nnext departure: none scheduled"),
+        }
+        match self.store.freeze()? {
+            Some(f) => {
+                let why = f.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                out.push_str(&format!(
+                    "\nfrozen by {}{why} ({})",
+                    f.by,
+                    messages::ago(f.at, now)
+                ));
+            }
+            None => out.push_str("\nnot frozen"),
+        }
+        match self.store.production()? {
+            Some(p) => out.push_str(&format!(
+                "\nproduction: {} (train {}, {})",
+                p.sha.short(),
+                p.train,
+                messages::ago(p.since, now)
+            )),
+            None => out.push_str("\nproduction: nothing deployed yet"),
+        }
+        Ok(out)
+    }
+
+    /// Allocated SHAs newer than production, oldest first.
+    pub(super) fn waiting_shas(
+        &self,
+        limit: usize,
+    ) -> anyhow::Result<Vec<crate::domain::ids::Sha>> {
+        let after = match self.store.production()? {
+            Some(p) => match p.alloc_seq {
+                Some(seq) => seq,
+                None => return Ok(Vec::new()),
+            },
+            None => 0,
+        };
+        Ok(self
+            .store
+            .allocations_after(after, limit)?
+            .into_iter()
+            .map(|a| a.sha)
+            .collect())
+    }
+}
+
+fn list_or(items: &[&str], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -> String {
+    let authors: Vec<&str> = t.authors.iter().map(|a| a.name.as_str()).collect();
+    let approvers: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
+    let mut notes = Vec::new();
+    if let Some(by) = &t.forced_by {
+        notes.push(match t.kind {
+            Kind::Rollback { .. } => format!("rollback by {by}"),
+            _ => format!("forced by {by}"),
+        });
+    }
+    if t.rolled_back {
+        notes.push("rolled back".into());
+    }
+    if let Some(Outcome::Failed { error, .. }) = t.outcome() {
+        notes.push(format!(
+            "failed after deploy: {}",
+            messages::one_line(error, 60)
+        ));
+    }
+    let took = t
+        .production_started
+        .map(|s| crate::domain::clock::human(t.finished.unwrap_or(now) - s));
+    format!(
+        "train {} {} · {} · authors: {} · approved by: {} · total {}{}{}",
+        t.id,
+        t.sha.short(),
+        ctx.time(t.finished.unwrap_or(t.created)),
+        list_or(&authors, "none"),
+        list_or(&approvers, "nobody"),
+        crate::domain::clock::human(t.duration(now)),
+        took.map(|p| format!(", production {p}"))
+            .unwrap_or_default(),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" · {}", notes.join(", "))
+        }
+    )
+}

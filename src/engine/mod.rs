@@ -1,0 +1,332 @@
+//! The engine: the single writer. One task owns the state and handles every
+//! input serially: handle -> persist and flush -> perform effects -> sleep
+//! until the next timer, inside one `select!`. Long work (steps, polling)
+//! runs in spawned tasks that report back through the inbox.
+
+mod builds;
+mod commands;
+mod main_branch;
+pub mod metrics;
+mod recovery;
+mod status;
+mod steps;
+mod trains;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use tokio::sync::{mpsc, watch};
+
+pub use metrics::Metrics;
+pub use status::{FrozenView, Snapshot, TrainView};
+
+use crate::chat::{Chat, Incoming, Message};
+use crate::config::Settings;
+use crate::domain::approval::Identities;
+use crate::domain::clock::{Clock, Ts};
+use crate::domain::ids::{ChatUser, Sha, TrainId};
+use crate::domain::messages::Ctx;
+use crate::domain::schedule::next_departure;
+use crate::domain::train::{EnvPlan, Plan, StepPos, Train};
+use crate::forge::Forge;
+use crate::runner::{ProcessRegistry, StepOutcome, StepRunner};
+use crate::store::{ProductionClaim, RunningProcess, Store};
+
+/// Everything that can happen to the engine.
+#[derive(Debug)]
+pub enum Event {
+    Chat(Incoming),
+    StepDone {
+        train: TrainId,
+        pos: StepPos,
+        outcome: StepOutcome,
+        took: TimeDelta,
+        log: String,
+    },
+    /// The poller saw this head on the main branch.
+    MainHead(Sha),
+    MainChecked {
+        sha: Sha,
+        failure: Option<main_branch::CheckFailure>,
+    },
+    BuildStepDone {
+        build: u64,
+        pos: crate::domain::build::BuildPos,
+        outcome: StepOutcome,
+        took: TimeDelta,
+        log: String,
+    },
+    Shutdown,
+}
+
+/// The ports the engine drives.
+pub struct Ports {
+    pub chat: Arc<dyn Chat>,
+    pub forge: Arc<dyn Forge>,
+    pub runner: Arc<dyn StepRunner>,
+    pub clock: Arc<dyn Clock>,
+}
+
+struct RunningStep {
+    train: TrainId,
+    pos: StepPos,
+    cancel: watch::Sender<bool>,
+}
+
+pub struct Engine {
+    cfg: Arc<Settings>,
+    plan: Plan,
+    store: Store,
+    ports: Ports,
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
+    /// The train that has not finished, if any.
+    train: Option<Train>,
+    step: Option<RunningStep>,
+    claim: Option<ProductionClaim>,
+    /// Main checks running for this SHA.
+    checking: Option<(Sha, watch::Sender<bool>)>,
+    next_departure: Option<Ts>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Branch builds running or queued.
+    builds: builds::ActiveBuilds,
+    metrics: Arc<Metrics>,
+    /// The input being handled is a button click: replies go privately.
+    private_replies: bool,
+    /// The last status sent, so an unchanged one is not sent again.
+    last_status: Option<(TrainId, String)>,
+}
+
+/// Lets a restarted bot find and kill step processes its predecessor left.
+pub struct StoreRegistry(pub Store);
+
+impl ProcessRegistry for StoreRegistry {
+    fn started(&self, key: &str, pgid: i32) -> std::io::Result<()> {
+        let proc = RunningProcess {
+            pgid,
+            boot_id: crate::runner::shell::boot_id(),
+        };
+        self.0
+            .record_process(key, &proc)
+            .map_err(std::io::Error::other)
+    }
+    fn finished(&self, key: &str) {
+        if let Err(error) = self.0.forget_process(key) {
+            tracing::warn!(%error, key, "Cannot forget a finished step process.");
+        }
+    }
+}
+
+pub fn plan_of(cfg: &Settings) -> Plan {
+    Plan {
+        envs: cfg
+            .train
+            .environments
+            .iter()
+            .map(|e| EnvPlan {
+                name: e.name.clone(),
+                deploy: e.deploy.len(),
+                acceptance: e.acceptance.len(),
+            })
+            .collect(),
+        production_deploy: cfg.production.deploy.len(),
+        production_smoke: cfg.production.smoke.len(),
+        approval: cfg.train.approval,
+        approval_timeout: TimeDelta::from_std(cfg.train.approval_timeout).unwrap_or(TimeDelta::MAX),
+    }
+}
+
+impl Engine {
+    pub fn new(cfg: Arc<Settings>, store: Store, ports: Ports) -> Engine {
+        let (tx, rx) = mpsc::channel(1024);
+        let (snapshot, _) = watch::channel(Arc::new(Snapshot::default()));
+        Engine {
+            plan: plan_of(&cfg),
+            cfg,
+            store,
+            ports,
+            tx,
+            rx,
+            train: None,
+            step: None,
+            claim: None,
+            checking: None,
+            next_departure: None,
+            snapshot,
+            builds: Default::default(),
+            metrics: Arc::default(),
+            private_replies: false,
+            last_status: None,
+        }
+    }
+
+    /// Where adapters send their inputs.
+    pub fn inbox(&self) -> mpsc::Sender<Event> {
+        self.tx.clone()
+    }
+
+    /// What the web pages show; updated after every input.
+    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
+    /// Counters for `/metrics`, bumped as things happen.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            plan: &self.plan,
+            prefix: &self.cfg.bot.command_prefix,
+            public_url: &self.cfg.bot.public_url,
+            tz: self.cfg.train.timezone,
+            console: self.cfg.chat.adapter == crate::config::ChatAdapter::Console,
+        }
+    }
+
+    fn identities(&self) -> Identities<'_> {
+        Identities {
+            people: &self.cfg.people,
+            console: self.cfg.chat.adapter == crate::config::ChatAdapter::Console,
+        }
+    }
+
+    fn now(&self) -> Ts {
+        self.ports.clock.now()
+    }
+
+    fn is_ops(&self, user: &ChatUser) -> bool {
+        self.cfg.ops.iter().any(|o| o == user.as_str())
+    }
+
+    async fn say(&self, train: Option<TrainId>, text: String) {
+        self.ports.chat.send(Message::Notice { train, text }).await;
+    }
+
+    async fn reply(&self, to: &ChatUser, text: String) {
+        self.ports
+            .chat
+            .send(Message::Reply {
+                to: to.clone(),
+                text,
+                private: self.private_replies,
+            })
+            .await;
+    }
+
+    /// Runs until shutdown. Errors are storage failures the bot cannot work without.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.next_departure = self.compute_next_departure(self.now());
+        self.recover().await?;
+        main_branch::spawn_poller(
+            self.ports.forge.clone(),
+            self.cfg.forge.poll_interval,
+            self.tx.clone(),
+        );
+        self.publish();
+        loop {
+            let wake = self.next_wake();
+            let sleep = match wake {
+                Some(at) => (at - self.now()).to_std().unwrap_or_default(),
+                None => std::time::Duration::from_secs(24 * 3600),
+            };
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None | Some(Event::Shutdown) => break,
+                    Some(ev) => self.handle(ev).await?,
+                },
+                _ = tokio::time::sleep(sleep) => self.on_timer().await?,
+            }
+            self.publish();
+        }
+        self.shutdown().await
+    }
+
+    async fn handle(&mut self, ev: Event) -> anyhow::Result<()> {
+        match ev {
+            Event::Chat(msg) => {
+                self.metrics.chat_event();
+                self.private_replies = msg.button;
+                let result = self.handle_chat(msg).await;
+                self.private_replies = false;
+                result
+            }
+            Event::StepDone {
+                train,
+                pos,
+                outcome,
+                took,
+                log,
+            } => self.handle_step_done(train, pos, outcome, took, log).await,
+            Event::MainHead(sha) => self.handle_main_head(sha).await,
+            Event::MainChecked { sha, failure } => self.handle_main_checked(sha, failure).await,
+            Event::BuildStepDone {
+                build,
+                pos,
+                outcome,
+                took,
+                log,
+            } => {
+                self.handle_build_step_done(build, pos, outcome, took, log)
+                    .await
+            }
+            Event::Shutdown => Ok(()),
+        }
+    }
+
+    fn next_wake(&self) -> Option<Ts> {
+        let train_wake = self.train.as_ref().and_then(|t| t.next_wakeup(&self.plan));
+        [train_wake, self.next_departure]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn compute_next_departure(&self, now: Ts) -> Option<Ts> {
+        next_departure(&self.cfg.train.schedule, self.cfg.train.timezone, now)
+    }
+
+    async fn on_timer(&mut self) -> anyhow::Result<()> {
+        let now = self.now();
+        if self
+            .train
+            .as_ref()
+            .and_then(|t| t.next_wakeup(&self.plan))
+            .is_some_and(|at| now >= at)
+        {
+            self.train_input(crate::domain::train::Input::Wakeup)
+                .await?;
+        }
+        if self.next_departure.is_some_and(|at| now >= at) {
+            self.next_departure = self.compute_next_departure(now);
+            self.scheduled_departure().await?;
+        }
+        Ok(())
+    }
+
+    async fn shutdown(mut self) -> anyhow::Result<()> {
+        tracing::info!("Shutting down.");
+        let mut pending = 0;
+        if let Some(step) = self.step.take() {
+            let _ = step.cancel.send(true);
+            pending += 1;
+        }
+        if let Some((_, cancel)) = self.checking.take() {
+            let _ = cancel.send(true);
+            pending += 1;
+        }
+        // Give cancelled steps a moment to take their process groups down;
+        // whatever is left is killed by the next start (its groups are stored).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while pending > 0 {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Event::StepDone { .. } | Event::MainChecked { .. })) => pending -= 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! The facts of `!status` as data, for the HTTP API and the dashboard.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::domain::messages;
+use crate::store::Freeze;
+
+use super::Engine;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub train: Option<TrainView>,
+    pub production_sha: Option<String>,
+    pub waiting: Vec<String>,
+    /// RFC 3339 in the configured zone.
+    pub next_departure: Option<String>,
+    pub frozen: Option<FrozenView>,
+    /// False until the engine has published once; /healthz uses it.
+    #[serde(skip)]
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainView {
+    pub id: u64,
+    pub sha: String,
+    pub stage: String,
+    /// Human form of the stage, e.g. "staging acceptance".
+    pub stage_detail: String,
+    pub authors: Vec<String>,
+    pub approved_by: Vec<String>,
+    /// Approvers who have not said `!good` yet.
+    pub waiting_for: Vec<String>,
+    /// RFC 3339: when the train entered its current stage.
+    pub stage_since: String,
+    /// The run page.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrozenView {
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+impl Engine {
+    pub(super) fn publish(&self) {
+        match self.build_snapshot() {
+            Ok(s) => {
+                self.snapshot.send_replace(Arc::new(s));
+            }
+            Err(error) => {
+                self.metrics.error("snapshot");
+                tracing::warn!(%error, "Cannot build the status snapshot.");
+            }
+        }
+    }
+
+    fn build_snapshot(&self) -> anyhow::Result<Snapshot> {
+        let train = self.train.as_ref().map(|t| TrainView {
+            id: t.id.0,
+            sha: t.sha.to_string(),
+            stage: messages::stage_key(&self.plan, &t.stage),
+            stage_detail: messages::stage_label(&self.plan, &t.stage),
+            authors: t
+                .authors
+                .iter()
+                .map(|a| {
+                    a.chat
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or(a.name.clone())
+                })
+                .collect(),
+            approved_by: t.approvals.iter().map(|a| a.user.to_string()).collect(),
+            waiting_for: t.waiting_for().iter().map(|u| u.to_string()).collect(),
+            stage_since: messages::rfc3339(t.stage_since, self.cfg.train.timezone),
+            url: self.ctx().run_url(t.id),
+        });
+        Ok(Snapshot {
+            train,
+            production_sha: self.store.production()?.map(|p| p.sha.to_string()),
+            waiting: self
+                .waiting_shas(100)?
+                .into_iter()
+                .map(|s| s.to_string())
+                .collect(),
+            next_departure: self
+                .next_departure
+                .map(|t| messages::rfc3339(t, self.cfg.train.timezone)),
+            frozen: self.store.freeze()?.map(|f: Freeze| FrozenView {
+                reason: f.reason,
+                by: f.by.to_string(),
+            }),
+            ready: true,
+        })
+    }
+}

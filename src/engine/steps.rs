@@ -1,0 +1,206 @@
+//! Running a train's steps: one at a time, in a spawned task that reports
+//! back through the inbox.
+
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+use tokio::sync::watch;
+
+use super::{Engine, Event, RunningStep};
+use crate::config::Step;
+use crate::domain::ids::TrainId;
+use crate::domain::messages;
+use crate::domain::train::{Input, Phase, StepPos, Target, Train};
+use crate::runner::{StepError, StepOutcome, StepRequest};
+
+impl Engine {
+    fn step_config(&self, pos: StepPos) -> Option<&Step> {
+        let steps = match (pos.target, pos.phase) {
+            (Target::Lower(i), Phase::Deploy) => &self.cfg.train.environments.get(i)?.deploy,
+            (Target::Lower(i), Phase::Acceptance) => {
+                &self.cfg.train.environments.get(i)?.acceptance
+            }
+            (Target::Production, Phase::Deploy) => &self.cfg.production.deploy,
+            (Target::Production, Phase::Smoke) => &self.cfg.production.smoke,
+            _ => return None,
+        };
+        steps.get(pos.step)
+    }
+
+    pub(super) fn log_path(&self, run: &str, name: &str) -> PathBuf {
+        self.cfg
+            .bot
+            .data_dir
+            .join("logs")
+            .join(run)
+            .join(format!("{name}.log"))
+    }
+
+    fn env_name(&self, target: Target) -> String {
+        crate::domain::train::target_name(&self.plan, target).to_string()
+    }
+
+    /// The facts a step learns, as `TRAINBOT_*` variables (never pasted into
+    /// the command).
+    pub(super) fn step_env(
+        &self,
+        sha: &str,
+        prev: &str,
+        env: &str,
+        train: &str,
+        branch: &str,
+    ) -> Vec<(String, String)> {
+        [
+            ("TRAINBOT_SHA", sha),
+            ("TRAINBOT_PREV_SHA", prev),
+            ("TRAINBOT_ENV", env),
+            ("TRAINBOT_TRAIN", train),
+            ("TRAINBOT_BRANCH", branch),
+            ("TRAINBOT_NODE", ""),
+            ("TRAINBOT_NODE_URL", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Starts the step at `pos` of the current train. A production step runs
+    /// only with this attempt's claim in hand.
+    pub(super) async fn start_step(&mut self, pos: StepPos) -> anyhow::Result<()> {
+        let Some(train) = self.train.as_ref() else {
+            return Ok(());
+        };
+        if pos.target == Target::Production {
+            let claimed = self
+                .claim
+                .is_some_and(|c| c.train == train.id && c.attempt == train.production_attempt);
+            if !claimed {
+                tracing::error!(
+                    train = train.id.0,
+                    "Production step without a claim; not running it."
+                );
+                return self.interrupt_unclaimed(pos).await;
+            }
+        }
+        let Some(step) = self.step_config(pos).cloned() else {
+            anyhow::bail!("no step configured at {pos:?}");
+        };
+        let env = self.env_name(pos.target);
+        let attempt = train.steps.iter().filter(|r| r.pos == pos).count();
+        let name = format!("{env}-{}-{}", pos.phase.name(), pos.step + 1);
+        let run = format!("train-{}", train.id.0);
+        let req = StepRequest {
+            key: format!("{run}/{name}/{attempt}"),
+            env: self.step_env(
+                train.sha.as_str(),
+                train.base.as_ref().map(|s| s.as_str()).unwrap_or(""),
+                &env,
+                &train.id.0.to_string(),
+                &self.cfg.forge.main_branch,
+            ),
+            cwd: self.cfg.config_dir.clone(),
+            log_path: self.log_path(&run, &name),
+            step: step.clone(),
+        };
+        let id = train.id;
+        let text = messages::step_started(&self.ctx(), id, pos, &step.label());
+        self.say(Some(id), text).await;
+        let (cancel, cancel_rx) = watch::channel(false);
+        self.step = Some(RunningStep {
+            train: id,
+            pos,
+            cancel,
+        });
+        self.spawn_run(req, cancel_rx, move |outcome, took, log| Event::StepDone {
+            train: id,
+            pos,
+            outcome,
+            took,
+            log,
+        });
+        Ok(())
+    }
+
+    /// Runs one step in a spawned task; `done` turns its outcome, duration
+    /// and log path into the event reported back to the inbox.
+    pub(super) fn spawn_run(
+        &self,
+        req: StepRequest,
+        cancel: watch::Receiver<bool>,
+        done: impl FnOnce(StepOutcome, TimeDelta, String) -> Event + Send + 'static,
+    ) {
+        let runner = self.ports.runner.clone();
+        let tx = self.tx.clone();
+        let clock = self.ports.clock.clone();
+        tokio::spawn(async move {
+            let started = clock.now();
+            let log = req.log_path.display().to_string();
+            let outcome = runner.run(req, cancel).await;
+            let took = clock.now() - started;
+            let _ = tx.send(done(outcome, took, log)).await;
+        });
+    }
+
+    pub(super) async fn handle_step_done(
+        &mut self,
+        train: TrainId,
+        pos: StepPos,
+        outcome: StepOutcome,
+        took: TimeDelta,
+        log: String,
+    ) -> anyhow::Result<()> {
+        let current = self
+            .step
+            .as_ref()
+            .is_some_and(|s| s.train == train && s.pos == pos);
+        if !current {
+            return Ok(()); // a step we stopped on purpose
+        }
+        self.step = None;
+        let ok = outcome.result.is_ok();
+        let env = self.env_name(pos.target);
+        self.metrics.step_finished(&env, pos.phase.name(), took, ok);
+        let text = match &outcome.result {
+            Ok(()) => messages::step_passed(&self.ctx(), train, pos, took, outcome.attempts),
+            Err(e) => messages::step_failed(
+                &self.ctx(),
+                train,
+                pos,
+                took,
+                &e.to_string(),
+                &log,
+                &outcome.tail,
+            ),
+        };
+        self.say(Some(train), text).await;
+        let error = outcome.result.err().map(|e: StepError| e.to_string());
+        self.train_input(Input::StepFinished { pos, ok, error })
+            .await
+    }
+
+    pub(super) fn stop_step(&mut self) {
+        if let Some(step) = self.step.take() {
+            let _ = step.cancel.send(true);
+        }
+    }
+
+    /// Called with a train whose production steps cannot run without a claim.
+    async fn interrupt_unclaimed(&mut self, pos: StepPos) -> anyhow::Result<()> {
+        let Some(mut train) = self.train.take() else {
+            return Ok(());
+        };
+        let now = self.now();
+        mark_interrupted(&mut train, pos, now);
+        self.store.save_train(&train)?;
+        let text = messages::ended(&self.ctx(), &train, now);
+        self.send_status(train.id, text.clone()).await;
+        self.say(Some(train.id), text).await;
+        Ok(())
+    }
+}
+
+fn mark_interrupted(train: &mut Train, pos: StepPos, now: crate::domain::clock::Ts) {
+    train.stage =
+        crate::domain::train::Stage::Done(crate::domain::train::Outcome::Interrupted { at: pos });
+    train.finished = Some(now);
+}

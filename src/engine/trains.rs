@@ -1,0 +1,342 @@
+//! Departures and the train's effects: persist first, then act and announce.
+
+use std::collections::BTreeMap;
+
+use crate::chat::Message;
+use crate::domain::approval;
+use crate::domain::departure::{self, Decision, Facts, Skip, Trigger};
+use crate::domain::ids::{ChatUser, Sha, TrainId};
+use crate::domain::messages;
+use crate::domain::refusal::Refusal;
+use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
+use crate::store::{Production, StoreError};
+
+use super::Engine;
+
+impl Engine {
+    /// The facts a departure depends on, read from the store.
+    fn departure_decision(&self, trigger: Trigger) -> anyhow::Result<Decision> {
+        let head = self.store.head()?;
+        let production = self.store.production()?;
+        let head_is_new = match (&head, &production) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(h), Some(p)) => match p.alloc_seq {
+                Some(seq) => h.seq > seq,
+                None => h.sha != p.sha,
+            },
+        };
+        let head_sha = head.as_ref().map(|h| &h.sha);
+        let last = match head_sha {
+            Some(sha) => self.store.last_train_for(sha)?,
+            None => None,
+        };
+        let facts = Facts {
+            frozen: self.store.freeze()?.is_some(),
+            running: self.train.as_ref().map(|t| t.id),
+            head: head_sha,
+            head_is_new,
+            head_last_train: last.as_ref().and_then(|t| t.outcome().map(|o| (t.id, o))),
+        };
+        Ok(departure::decide(trigger, &facts))
+    }
+
+    pub(super) async fn scheduled_departure(&mut self) -> anyhow::Result<()> {
+        match self.departure_decision(Trigger::Schedule)? {
+            Decision::Depart(sha) => self.depart(sha, Kind::Scheduled, Route::Full).await,
+            Decision::Skip(skip) => {
+                tracing::info!(?skip, "Scheduled departure skipped.");
+                let notice = match &skip {
+                    Skip::Running(id) => {
+                        Some((format!("running:{}", id.0), messages::skipped_running(*id)))
+                    }
+                    Skip::Rejected {
+                        sha,
+                        train,
+                        outcome,
+                    } => Some((
+                        format!("rejected:{sha}"),
+                        messages::skipped_rejected(
+                            sha,
+                            *train,
+                            outcome,
+                            &self.cfg.bot.command_prefix,
+                        ),
+                    )),
+                    Skip::Frozen | Skip::NothingAllocated | Skip::NothingNew => None,
+                };
+                if let Some((key, text)) = notice
+                    && self.store.first_notice(&key)?
+                {
+                    self.say(None, text).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `!depart` by ops.
+    pub(super) async fn manual_departure(
+        &mut self,
+        by: &ChatUser,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        match self.departure_decision(Trigger::Manual)? {
+            Decision::Depart(sha) => {
+                self.depart(sha, Kind::Departed { by: by.clone() }, Route::Full)
+                    .await?;
+                Ok(Ok(()))
+            }
+            Decision::Skip(skip) => Ok(Err(match skip {
+                Skip::Frozen => {
+                    let f = self.store.freeze()?.expect("frozen");
+                    Refusal::Frozen {
+                        by: f.by,
+                        reason: f.reason,
+                    }
+                }
+                Skip::Running(id) => Refusal::TrainRunning(id),
+                Skip::NothingAllocated => Refusal::NothingAllocated,
+                Skip::NothingNew | Skip::Rejected { .. } => {
+                    let prod = self
+                        .store
+                        .production()?
+                        .map(|p| p.sha.short().to_string())
+                        .unwrap_or_default();
+                    Refusal::NothingNew(prod)
+                }
+            })),
+        }
+    }
+
+    /// A train leaves with `sha`: commits from the base, authors resolved.
+    pub(super) async fn depart(
+        &mut self,
+        sha: Sha,
+        kind: Kind,
+        route: Route,
+    ) -> anyhow::Result<()> {
+        let base = match self.store.production()? {
+            Some(p) => Some(p.sha),
+            None => self.store.first_base()?,
+        };
+        let commits = match self.ports.forge.commits(base.as_ref(), &sha).await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot list the train's commits.");
+                self.say(
+                    None,
+                    format!("cannot list commits for {}: {error}", sha.short()),
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        let reverted = approval::reverted_shas(&commits);
+        // SPEC §3 rule 2: emails `[people]` does not know, asked of the chat.
+        let mut looked_up = BTreeMap::new();
+        for c in &commits {
+            let email = c.author_email.to_ascii_lowercase();
+            if looked_up.contains_key(&email)
+                || self
+                    .identities()
+                    .resolve(&c.author_email, c.author_login.as_deref())
+                    .is_some()
+            {
+                continue;
+            }
+            let user = self.ports.chat.lookup_email(&email).await;
+            looked_up.insert(email, user);
+        }
+        let ids = self.identities();
+        let authors = approval::authors(&commits, &reverted, |c| {
+            ids.resolve(&c.author_email, c.author_login.as_deref())
+                .or_else(|| looked_up.get(&c.author_email.to_ascii_lowercase())?.clone())
+        });
+        let id = self.store.next_train_id()?;
+        let new = NewTrain {
+            id,
+            sha,
+            base,
+            commits,
+            authors,
+            kind,
+            route,
+        };
+        let now = self.now();
+        let (train, effects) = Train::depart(new, &self.plan, now);
+        self.store.save_train(&train)?;
+        tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
+        let text = messages::departure_message(&self.ctx(), &train);
+        self.train = Some(train);
+        // The status message first: the departure goes into its thread.
+        self.show_status().await;
+        self.say(Some(id), text).await;
+        self.apply(effects).await
+    }
+
+    /// Feeds an input to the current train: persist, then act.
+    pub(super) async fn train_input(&mut self, input: Input) -> anyhow::Result<()> {
+        self.train_input_checked(input).await.map(|_| ())
+    }
+
+    /// Like `train_input`, but gives back the refusal.
+    pub(super) async fn train_input_checked(
+        &mut self,
+        input: Input,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let Some(train) = self.train.as_mut() else {
+            return Ok(Err(Refusal::NothingToVeto));
+        };
+        let now = self.ports.clock.now();
+        match train.handle(input, &self.plan, now) {
+            Ok(effects) => {
+                self.store.save_train(train)?;
+                self.apply(effects).await?;
+                Ok(Ok(()))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// A finished train taken up again (`!force` of an expired or
+    /// interrupted one, `!cancel` of an interrupted one).
+    pub(super) async fn reopen_input(
+        &mut self,
+        mut train: Train,
+        input: Input,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let now = self.now();
+        match train.handle(input, &self.plan, now) {
+            Ok(effects) => {
+                self.store.save_train(&train)?;
+                self.train = Some(train);
+                self.apply(effects).await?;
+                Ok(Ok(()))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    pub(super) async fn apply(&mut self, effects: Vec<Effect>) -> anyhow::Result<()> {
+        for effect in effects {
+            let Some(train) = self.train.as_ref() else {
+                return Ok(());
+            };
+            let id = train.id;
+            match effect {
+                Effect::ClaimProduction { attempt } => {
+                    match self.store.claim_production(id, attempt) {
+                        Ok(claim) => self.claim = Some(claim),
+                        Err(StoreError::AlreadyClaimed { .. }) => {
+                            tracing::error!(
+                                train = id.0,
+                                attempt,
+                                "Production already claimed; not running it again."
+                            );
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Effect::RunStep(pos) => self.start_step(pos).await?,
+                Effect::StopStep => self.stop_step(),
+                Effect::AskApproval => {
+                    let text = messages::approval_request(&self.ctx(), train);
+                    self.ports
+                        .chat
+                        .send(Message::Approval { train: id, text })
+                        .await;
+                }
+                Effect::Approved { by } => {
+                    let text = messages::approved(&self.ctx(), train, &by);
+                    let progress = approval_progress(train);
+                    self.say(Some(id), text).await;
+                    self.ports.chat.send(progress).await;
+                }
+                Effect::ProductionLive => self.production_live().await?,
+                Effect::Resumed => {
+                    let text = messages::resumed(&self.ctx(), train);
+                    self.say(Some(id), text).await;
+                }
+                Effect::Ended(outcome) => self.ended(outcome).await?,
+            }
+        }
+        self.show_status().await;
+        Ok(())
+    }
+
+    /// Updates the train's status message, if what it says has changed.
+    pub(super) async fn show_status(&mut self) {
+        let Some(train) = self.train.as_ref() else {
+            return;
+        };
+        let text = messages::status_line(&self.ctx(), train, self.now());
+        self.send_status(train.id, text).await;
+    }
+
+    pub(super) async fn send_status(&mut self, train: TrainId, text: String) {
+        if self
+            .last_status
+            .as_ref()
+            .is_some_and(|(t, s)| *t == train && *s == text)
+        {
+            return;
+        }
+        self.last_status = Some((train, text.clone()));
+        let url = self.ctx().run_url(train);
+        self.ports
+            .chat
+            .send(Message::Status { train, text, url })
+            .await;
+    }
+
+    /// The production deploy steps passed: record the new production SHA
+    /// (and, for a rollback, which train it took out) before saying so.
+    async fn production_live(&mut self) -> anyhow::Result<()> {
+        let Some(train) = self.train.as_ref() else {
+            return Ok(());
+        };
+        let previous = self.store.production()?;
+        if matches!(train.kind, Kind::Rollback { .. })
+            && let Some(prev) = &previous
+            && let Some(mut replaced) = self.store.train(prev.train)?
+            && replaced.id != train.id
+        {
+            replaced.rolled_back = true;
+            self.store.save_train(&replaced)?;
+        }
+        let prod = Production {
+            sha: train.sha.clone(),
+            train: train.id,
+            since: self.now(),
+            alloc_seq: self.store.allocation_seq(&train.sha)?,
+            previous: previous.as_ref().map(|p| p.sha.clone()),
+            previous_train: previous.as_ref().map(|p| p.train),
+        };
+        self.store.set_production(&prod)?;
+        tracing::info!(train = train.id.0, sha = %train.sha, "Production is live.");
+        Ok(())
+    }
+
+    async fn ended(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+        let Some(train) = self.train.take() else {
+            return Ok(());
+        };
+        self.claim = None;
+        self.metrics.train_ended(&train);
+        tracing::info!(train = train.id.0, outcome = outcome.word(), "Train ended.");
+        let text = messages::ended(&self.ctx(), &train, self.now());
+        self.send_status(train.id, text.clone()).await;
+        self.ports.chat.send(approval_progress(&train)).await;
+        self.say(Some(train.id), text).await;
+        Ok(())
+    }
+}
+
+/// Who approved so far, and whether the buttons still make sense.
+fn approval_progress(train: &Train) -> Message {
+    Message::ApprovalProgress {
+        train: train.id,
+        approved_by: train.approvals.iter().map(|a| a.user.clone()).collect(),
+        open: matches!(train.stage, Stage::AwaitingApproval { .. }),
+    }
+}

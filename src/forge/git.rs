@@ -1,0 +1,390 @@
+//! The git CLI forge: a local repository read with the `git` command.
+//!
+//! `git` is run directly, never through a shell; values that come from users
+//! (SHA prefixes, branch names) are validated ids and follow
+//! `--end-of-options`, so they can never be read as options.
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{Forge, ForgeError};
+use crate::domain::ids::{BranchName, Sha, ShaPrefix};
+use crate::domain::train::Commit;
+
+/// At most this many commits are returned by `commits` (the most recent
+/// ones): a train over a base that is far behind (or a first train with no
+/// base at all) must not list a repository's whole history.
+pub const COMMIT_CAP: usize = 500;
+
+/// Separates the fields of one commit in `git log` output. Commits are
+/// separated by NUL (`-z`), which a commit message cannot contain.
+const FIELD: char = '\x1f';
+
+pub struct GitForge {
+    repo: PathBuf,
+    main_branch: String,
+    commit_cap: usize,
+}
+
+impl GitForge {
+    pub fn new(repo: impl Into<PathBuf>, main_branch: impl Into<String>) -> GitForge {
+        GitForge {
+            repo: repo.into(),
+            main_branch: main_branch.into(),
+            commit_cap: COMMIT_CAP,
+        }
+    }
+
+    fn main_ref(&self) -> String {
+        format!("refs/heads/{}", self.main_branch)
+    }
+
+    async fn git(&self, args: &[&str]) -> Result<Output, ForgeError> {
+        tracing::debug!(repo = %self.repo.display(), ?args, "Running git.");
+        Command::new("git")
+            .arg("-C")
+            .arg(&self.repo)
+            .args(args)
+            // Never wait for credentials, never take optional locks in a
+            // repository people may be working in, and let no inherited
+            // GIT_DIR or GIT_WORK_TREE point `-C` elsewhere.
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| ForgeError::Other(format!("cannot run git: {e}")))
+    }
+
+    /// `git rev-parse --verify --quiet <rev>`: the commit, or None if `rev`
+    /// names nothing (exit 1 with nothing on stderr).
+    async fn rev_parse(&self, rev: &str) -> Result<Option<Sha>, ForgeError> {
+        let out = self
+            .git(&["rev-parse", "--verify", "--quiet", "--end-of-options", rev])
+            .await?;
+        if out.status.success() {
+            return parse_sha(&out.stdout).map(Some);
+        }
+        if out.status.code() == Some(1) && out.stderr.trim_ascii().is_empty() {
+            return Ok(None);
+        }
+        Err(git_error("rev-parse", &out))
+    }
+}
+
+#[async_trait]
+impl Forge for GitForge {
+    async fn main_head(&self) -> Result<Option<Sha>, ForgeError> {
+        self.rev_parse(&format!("{}^{{commit}}", self.main_ref()))
+            .await
+    }
+
+    async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
+        if let Some(parent) = self.rev_parse(&format!("{sha}^1^{{commit}}")).await? {
+            return Ok(Some(parent));
+        }
+        // No first parent: a root commit, or no such commit at all.
+        match self.rev_parse(&format!("{sha}^{{commit}}")).await? {
+            Some(_) => Ok(None),
+            None => Err(ForgeError::NotFound(sha.to_string())),
+        }
+    }
+
+    async fn commits(&self, base: Option<&Sha>, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
+        let range = match base {
+            Some(base) => format!("{base}..{head}"),
+            None => head.to_string(),
+        };
+        let max_count = format!("--max-count={}", self.commit_cap);
+        let format = ["%H", "%an", "%ae", "%s", "%B"].join("%x1f");
+        let format = format!("--format={format}");
+        // --max-count keeps the newest commits; --reverse then puts them
+        // oldest first. --topo-order keeps parents before children even when
+        // commit dates are skewed.
+        let args = [
+            "log",
+            "-z",
+            "--topo-order",
+            "--reverse",
+            "--no-color",
+            &max_count,
+            &format,
+            "--end-of-options",
+            &range,
+            "--",
+        ];
+        let out = self.git(&args).await?;
+        if !out.status.success() {
+            return Err(git_error("log", &out));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split('\0')
+            .filter(|record| !record.trim().is_empty())
+            .map(parse_commit)
+            .collect()
+    }
+
+    async fn resolve_on_main(&self, prefix: &ShaPrefix) -> Result<Sha, ForgeError> {
+        let sha = self
+            .rev_parse(&format!("{prefix}^{{commit}}"))
+            .await?
+            .ok_or_else(|| ForgeError::NotFound(prefix.to_string()))?;
+        let main = self.main_ref();
+        let out = self
+            .git(&[
+                "merge-base",
+                "--is-ancestor",
+                "--end-of-options",
+                sha.as_str(),
+                &main,
+            ])
+            .await?;
+        match out.status.code() {
+            Some(0) => Ok(sha),
+            Some(1) => Err(ForgeError::NotOnMain(prefix.to_string())),
+            _ => Err(git_error("merge-base", &out)),
+        }
+    }
+
+    async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
+        self.rev_parse(&format!("refs/heads/{branch}^{{commit}}"))
+            .await
+    }
+}
+
+fn parse_sha(stdout: &[u8]) -> Result<Sha, ForgeError> {
+    let text = String::from_utf8_lossy(stdout);
+    Sha::new(text.trim()).map_err(|e| ForgeError::Other(format!("git gave no commit id: {e}")))
+}
+
+/// One `git log` record: hash, author name, author email, subject, body.
+fn parse_commit(record: &str) -> Result<Commit, ForgeError> {
+    let record = record.trim_start_matches('\n');
+    let mut fields = record.splitn(5, FIELD);
+    let mut next = || {
+        fields
+            .next()
+            .ok_or_else(|| ForgeError::Other(format!("unexpected git log output: {record:.80}")))
+    };
+    let sha = parse_sha(next()?.as_bytes())?;
+    let author_name = next()?.to_string();
+    let author_email = next()?.to_string();
+    let subject = next()?.to_string();
+    let message = next()?.trim_end().to_string();
+    Ok(Commit {
+        sha,
+        author_name,
+        author_email,
+        author_login: None,
+        subject,
+        message,
+    })
+}
+
+/// Git's own first line of complaint, or how it exited if it said nothing.
+fn git_error(command: &str, out: &Output) -> ForgeError {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match stderr.lines().map(str::trim).find(|line| !line.is_empty()) {
+        Some(line) => ForgeError::Other(line.to_string()),
+        None => ForgeError::Other(format!("git {command} failed ({})", out.status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A throwaway repository with deterministic authors.
+    struct Repo {
+        dir: tempfile::TempDir,
+    }
+
+    impl Repo {
+        fn new() -> Repo {
+            let repo = Repo {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            repo.git(&["init", "--quiet", "-b", "main"], None);
+            repo
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn git(&self, args: &[&str], author: Option<(&str, &str)>) -> String {
+            let (name, email) = author.unwrap_or(("Setup", "setup@example.com"));
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(self.path())
+                .args(args)
+                .env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_EMAIL", email)
+                .env("GIT_COMMITTER_NAME", name)
+                .env("GIT_COMMITTER_EMAIL", email)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        }
+
+        fn commit(&self, message: &str, author: (&str, &str)) -> Sha {
+            self.git(
+                &["commit", "--quiet", "--allow-empty", "-m", message],
+                Some(author),
+            );
+            Sha::new(&self.git(&["rev-parse", "HEAD"], None)).unwrap()
+        }
+
+        fn forge(&self) -> GitForge {
+            GitForge::new(self.path(), "main")
+        }
+    }
+
+    const ALICE: (&str, &str) = ("Alice", "alice@example.com");
+    const BOB: (&str, &str) = ("Bob", "bob@example.com");
+
+    fn prefix(sha: &Sha) -> ShaPrefix {
+        sha.short().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn main_head_is_none_until_the_first_commit() {
+        let repo = Repo::new();
+        assert_eq!(repo.forge().main_head().await, Ok(None));
+        let sha = repo.commit("first", ALICE);
+        assert_eq!(repo.forge().main_head().await, Ok(Some(sha)));
+    }
+
+    #[tokio::test]
+    async fn parent_is_the_first_parent_and_none_for_a_root() {
+        let repo = Repo::new();
+        let root = repo.commit("root", ALICE);
+        let child = repo.commit("child", BOB);
+        let forge = repo.forge();
+        assert_eq!(forge.parent(&child).await, Ok(Some(root.clone())));
+        assert_eq!(forge.parent(&root).await, Ok(None));
+        let unknown = Sha::new(&"0".repeat(40)).unwrap();
+        assert_eq!(
+            forge.parent(&unknown).await,
+            Err(ForgeError::NotFound(unknown.to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn commits_come_oldest_first_with_their_authors_and_messages() {
+        let repo = Repo::new();
+        let base = repo.commit("base", ALICE);
+        let first = repo.commit("Fix the thing\n\nBecause it was broken.\nReally.", ALICE);
+        let second = repo.commit("Revert \"Fix the thing\"\n\nThis reverts commit x.", BOB);
+        let forge = repo.forge();
+
+        let commits = forge.commits(Some(&base), &second).await.unwrap();
+        assert_eq!(commits.len(), 2);
+        assert_eq!(
+            commits[0],
+            Commit {
+                sha: first,
+                author_name: "Alice".into(),
+                author_email: "alice@example.com".into(),
+                author_login: None,
+                subject: "Fix the thing".into(),
+                message: "Fix the thing\n\nBecause it was broken.\nReally.".into(),
+            }
+        );
+        assert_eq!(commits[1].sha, second);
+        assert_eq!(commits[1].author_name, "Bob");
+        assert_eq!(commits[1].author_email, "bob@example.com");
+        assert_eq!(commits[1].subject, "Revert \"Fix the thing\"");
+
+        let all = forge.commits(None, &second).await.unwrap();
+        let subjects: Vec<_> = all.iter().map(|c| c.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            ["base", "Fix the thing", "Revert \"Fix the thing\""]
+        );
+        assert_eq!(forge.commits(Some(&second), &second).await, Ok(vec![]));
+    }
+
+    #[tokio::test]
+    async fn commits_are_capped_to_the_most_recent() {
+        let repo = Repo::new();
+        for i in 1..=5 {
+            repo.commit(&format!("c{i}"), ALICE);
+        }
+        let head = repo.forge().main_head().await.unwrap().unwrap();
+        let forge = GitForge {
+            commit_cap: 3,
+            ..repo.forge()
+        };
+        let subjects: Vec<_> = forge
+            .commits(None, &head)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.subject)
+            .collect();
+        assert_eq!(subjects, ["c3", "c4", "c5"]);
+    }
+
+    #[tokio::test]
+    async fn short_shas_resolve_only_on_main() {
+        let repo = Repo::new();
+        let on_main = repo.commit("on main", ALICE);
+        repo.git(&["checkout", "--quiet", "-b", "feature"], None);
+        let on_feature = repo.commit("on feature", BOB);
+        let forge = repo.forge();
+
+        assert_eq!(forge.resolve_on_main(&prefix(&on_main)).await, Ok(on_main));
+        let p = prefix(&on_feature);
+        assert_eq!(
+            forge.resolve_on_main(&p).await,
+            Err(ForgeError::NotOnMain(p.to_string()))
+        );
+        let unknown: ShaPrefix = "0000000".parse().unwrap();
+        assert_eq!(
+            forge.resolve_on_main(&unknown).await,
+            Err(ForgeError::NotFound("0000000".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn branch_heads_are_found_or_none() {
+        let repo = Repo::new();
+        repo.commit("on main", ALICE);
+        repo.git(&["checkout", "--quiet", "-b", "feature/x"], None);
+        let head = repo.commit("on feature", BOB);
+        let forge = repo.forge();
+        assert_eq!(
+            forge.branch_head(&"feature/x".parse().unwrap()).await,
+            Ok(Some(head))
+        );
+        assert_eq!(
+            forge.branch_head(&"missing".parse().unwrap()).await,
+            Ok(None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_repository_is_an_error_with_gits_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = GitForge::new(dir.path().join("nope"), "main");
+        match forge.main_head().await {
+            Err(ForgeError::Other(message)) => assert!(message.contains("nope"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! trainbot: a ChatOps deploy bot. `domain` is pure; everything else is an
+//! adapter or the engine that wires them.
+
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod forge;
+pub mod runner;
+pub mod store;
+pub mod web;

@@ -1,0 +1,216 @@
+//! trainbot's entry point: CLI, logging, wiring, exit codes (0 clean stop,
+//! 2 bad config or arguments, 1 anything else).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::mpsc;
+
+use trainbot::chat::Chat;
+use trainbot::chat::console::Console;
+use trainbot::chat::slack::{Slack, StartError, Tokens};
+use trainbot::cli::{Cli, Cmd};
+use trainbot::config::{ChatAdapter, Settings, StepKind};
+use trainbot::domain::clock::{Clock, SystemClock};
+use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
+use trainbot::forge::git::GitForge;
+use trainbot::runner::shell::ShellRunner;
+use trainbot::store::{Store, StoreError};
+use trainbot::web::{WebState, router};
+
+fn main() -> ExitCode {
+    // One TLS provider for every client (Slack's connector needs it set).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match Settings::load(&cli.config).and_then(|s| check_supported(s, &cli.config)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trainbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::Check => {
+            eprintln!("{}: ok", cli.config.display());
+            for t in trainbot::config::next_departures(&settings, SystemClock.now(), 5) {
+                println!("{}", t.to_rfc3339());
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Run => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("trainbot: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("trainbot: {e:#}");
+                    // Missing tokens, a refused token, an unknown channel:
+                    // the configuration (or its environment) is wrong.
+                    match e.downcast_ref::<StartError>() {
+                        Some(start) if start.is_config() => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Step kinds whose runners have not landed yet are refused at start-up,
+/// never silently skipped.
+fn check_supported(
+    s: Settings,
+    path: &std::path::Path,
+) -> Result<Settings, trainbot::config::ConfigError> {
+    let mut all = vec![
+        ("main.checks", &s.main_checks),
+        ("production.deploy", &s.production.deploy),
+    ];
+    all.push(("production.smoke", &s.production.smoke));
+    let envs: Vec<(String, &Vec<_>)> = s
+        .train
+        .environments
+        .iter()
+        .flat_map(|e| {
+            [
+                (format!("environments.{}.deploy", e.name), &e.deploy),
+                (format!("environments.{}.acceptance", e.name), &e.acceptance),
+            ]
+        })
+        .collect();
+    let named = all.iter().map(|(k, v)| (k.to_string(), *v)).chain(envs);
+    for (key, steps) in named {
+        for (i, step) in steps.iter().enumerate() {
+            let kind = match step.kind {
+                StepKind::Run(_) => continue,
+                StepKind::Http { .. } => "http",
+                StepKind::Workflow { .. } => "workflow",
+            };
+            return Err(trainbot::config::ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{key}[{i}]: {kind} steps are not available yet; use {{ run = \"…\" }}"
+                ),
+            });
+        }
+    }
+    Ok(s)
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let store = match Store::open(&settings.bot.data_dir) {
+        Ok(s) => s,
+        Err(e @ StoreError::Locked(_)) => anyhow::bail!("{e}"),
+        Err(e) => return Err(e).context("Cannot open the store"),
+    };
+    let registry = Arc::new(StoreRegistry(store.clone()));
+    let (chat_tx, mut chat_rx) = mpsc::channel(256);
+    let (chat, slack): (Arc<dyn Chat>, Option<Arc<Slack>>) = match settings.chat.adapter {
+        ChatAdapter::Console => {
+            let console = Arc::new(Console::new(&settings.chat.console_user));
+            console.read_stdin(chat_tx);
+            (console, None)
+        }
+        ChatAdapter::Slack => {
+            let cfg = &settings.chat.slack;
+            let tokens = Tokens::from_env(cfg)?;
+            let slack = Arc::new(
+                Slack::start(
+                    cfg,
+                    tokens,
+                    store.clone(),
+                    &settings.bot.command_prefix,
+                    chat_tx,
+                )
+                .await?,
+            );
+            (slack.clone(), Some(slack))
+        }
+    };
+    let ports = Ports {
+        chat,
+        forge: Arc::new(GitForge::new(
+            settings.forge.git_path.clone(),
+            settings.forge.main_branch.clone(),
+        )),
+        runner: Arc::new(ShellRunner::with_default_grace(registry)),
+        clock: Arc::new(SystemClock),
+    };
+    let engine = Engine::new(settings.clone(), store.clone(), ports);
+    let inbox = engine.inbox();
+    let listener = tokio::net::TcpListener::bind(settings.bot.http_listen)
+        .await
+        .with_context(|| format!("Cannot listen on {}", settings.bot.http_listen))?;
+    // With port 0 in the config, the log is the only place the port shows.
+    let listening = listener
+        .local_addr()
+        .map_or_else(|_| settings.bot.http_listen.to_string(), |a| a.to_string());
+    let app = router(WebState {
+        snapshots: engine.snapshots(),
+        store,
+        settings: settings.clone(),
+        metrics: engine.metrics(),
+        clock: Arc::new(SystemClock),
+    });
+    let (stop_web, stop_web_rx) = tokio::sync::oneshot::channel::<()>();
+    let web = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_web_rx.await;
+            })
+            .await
+    });
+
+    let forward = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = chat_rx.recv().await {
+            if forward.send(Event::Chat(msg)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Signal received; stopping.");
+        let _ = inbox.send(Event::Shutdown).await;
+    });
+
+    tracing::info!(listen = %listening, "trainbot is running.");
+    let result = engine.run().await;
+    if let Some(slack) = slack {
+        slack.shutdown().await;
+    }
+    let _ = stop_web.send(());
+    let _ = web.await;
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

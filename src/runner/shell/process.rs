@@ -1,0 +1,171 @@
+//! Process plumbing for shell steps: the start-gate wrapper, the explicit
+//! environment, and signalling whole process groups.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// Variables a step inherits from the bot. Everything else (tokens above all)
+/// stays behind; what a step needs to know comes from `StepRequest::env`.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+/// Runs as the group leader and holds the user's command back until the bot
+/// has recorded the group: one line on stdin means "go", EOF without it means
+/// "give up" (exit 97). The command itself gets /dev/null as stdin, and `exec`
+/// keeps the recorded pid the group leader.
+const START_GATE: &str = r#"read -r _ || exit 97; exec sh -c "$1" trainbot-step </dev/null"#;
+
+/// A spawned step: the group leader is held at the start gate.
+pub(super) struct GatedChild {
+    pub child: Child,
+    /// The process group id, equal to the leader's pid.
+    pub pgid: i32,
+}
+
+/// Spawns `cmd` behind the start gate in its own process group, with output
+/// going straight to `log` (a file, so that processes the step leaves behind
+/// never keep the bot waiting on a pipe).
+pub(super) fn spawn_gated(
+    cmd: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &std::fs::File,
+) -> io::Result<GatedChild> {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(START_GATE)
+        .arg("trainbot-wrap")
+        .arg(cmd)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(step_env(env, |name| std::env::var_os(name)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log.try_clone()?))
+        .process_group(0);
+    let child = command.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    let pgid =
+        i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
+    Ok(GatedChild { child, pgid })
+}
+
+/// The whole environment of a step: the inherited whitelist, then the
+/// request's variables (which win).
+fn step_env(
+    env: &[(String, String)],
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(OsString, OsString)> {
+    let inherited = INHERITED_ENV
+        .iter()
+        .filter_map(|name| lookup(name).map(|value| (OsString::from(name), value)));
+    let requested = env
+        .iter()
+        .map(|(k, v)| (OsStr::new(k).to_owned(), OsStr::new(v).to_owned()));
+    inherited.chain(requested).collect()
+}
+
+/// Sends `signal` to every process in the group. A group that is already gone
+/// is not an error.
+pub(super) fn signal_group(pgid: i32, signal: i32) -> io::Result<()> {
+    // pgid 0 would signal our own group and -1 every process we may signal.
+    if pgid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}"),
+        ));
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Kills a step's process group outright (SIGKILL). Used on the restart path
+/// for groups a previous bot recorded; a group that is gone is fine.
+pub fn kill_process_group(pgid: i32) -> io::Result<()> {
+    signal_group(pgid, libc::SIGKILL)
+}
+
+/// This boot's id. A recorded pgid is only meaningful within the boot that
+/// recorded it: after a reboot the number may belong to anything.
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// SIGTERM to the group, SIGKILL after `grace` if the leader is still there,
+/// and reaps the leader. Members that outlived a leader which obeyed SIGTERM
+/// get SIGKILL right away: the step is over, nothing may run on in its name.
+pub(super) async fn terminate_group(
+    child: &mut Child,
+    pgid: i32,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
+    if let Err(error) = signal_group(pgid, libc::SIGTERM) {
+        tracing::warn!(pgid, %error, "Cannot send SIGTERM to step process group.");
+    }
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status?,
+        Err(_elapsed) => {
+            tracing::warn!(
+                pgid,
+                grace_ms = grace.as_millis() as u64,
+                "Step ignored SIGTERM; sending SIGKILL."
+            );
+            kill_process_group(pgid)?;
+            return child.wait().await;
+        }
+    };
+    kill_process_group(pgid)?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_env_keeps_only_the_whitelist_and_adds_the_request() {
+        let lookup = |name: &str| match name {
+            "PATH" => Some(OsString::from("/bin")),
+            "HOME" => Some(OsString::from("/home/bot")),
+            _ => None,
+        };
+        let env = step_env(&[("TRAINBOT_SHA".into(), "abc".into())], lookup);
+        let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(names, ["PATH", "HOME", "TRAINBOT_SHA"]);
+    }
+
+    #[test]
+    fn dangerous_group_ids_are_refused() {
+        for pgid in [-5, 0, 1] {
+            assert_eq!(
+                kill_process_group(pgid).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+    }
+
+    #[test]
+    fn boot_id_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(boot_id().is_some_and(|id| id.len() >= 32));
+        }
+    }
+}

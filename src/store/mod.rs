@@ -1,0 +1,355 @@
+//! sled behind one module: trees, a versioned codec, the data_dir lock.
+//! Every write that the bot announces is flushed before it returns.
+
+mod builds;
+mod codec;
+mod queries;
+mod records;
+mod seen;
+
+use std::path::Path;
+
+use sled::transaction::TransactionError;
+use sled::{Db, Transactional, Tree};
+use thiserror::Error;
+
+pub use records::*;
+
+use crate::domain::ids::{Sha, TrainId};
+use crate::domain::train::Train;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("another trainbot is already running on {0} (its database is locked)")]
+    Locked(String),
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is unreadable: {0}")]
+    Codec(String),
+    #[error("production for train {train} attempt {attempt} was already claimed")]
+    AlreadyClaimed { train: TrainId, attempt: u32 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    meta: Tree,
+    trains: Tree,
+    allocations: Tree,
+    alloc_by_sha: Tree,
+    train_by_sha: Tree,
+    deploys: Tree,
+    audit: Tree,
+    procs: Tree,
+    claims: Tree,
+    builds: Tree,
+    nodes: Tree,
+    /// Branch name -> its last build id.
+    branch_builds: Tree,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn from_be(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|e| match e {
+                // sled reports its file lock as an io error with this text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        Ok(Store {
+            meta: db.open_tree("meta")?,
+            trains: db.open_tree("trains")?,
+            allocations: db.open_tree("allocations")?,
+            alloc_by_sha: db.open_tree("alloc_by_sha")?,
+            train_by_sha: db.open_tree("train_by_sha")?,
+            deploys: db.open_tree("deploys")?,
+            audit: db.open_tree("audit")?,
+            procs: db.open_tree("procs")?,
+            claims: db.open_tree("claims")?,
+            builds: db.open_tree("builds")?,
+            nodes: db.open_tree("nodes")?,
+            branch_builds: db.open_tree("branch_builds")?,
+            db,
+        })
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.meta.get(key)?.map(|v| codec::decode(&v)).transpose()
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &str, value: Option<&T>) -> Result<()> {
+        match value {
+            Some(v) => self.meta.insert(key, codec::encode(v))?,
+            None => self.meta.remove(key)?,
+        };
+        self.flush()
+    }
+
+    // --- allocation ---
+
+    /// Allocates a SHA once; returns its sequence number, or None if it was
+    /// allocated before. The first allocation also stores the train base.
+    pub fn allocate(
+        &self,
+        sha: &Sha,
+        parent: Option<&Sha>,
+        at: crate::domain::clock::Ts,
+    ) -> Result<Option<u64>> {
+        if self.alloc_by_sha.contains_key(sha.as_str())? {
+            return Ok(None);
+        }
+        let seq = self.db.generate_id()? + 1;
+        let record = Allocation {
+            seq,
+            sha: sha.clone(),
+            at,
+        };
+        let res: std::result::Result<(), TransactionError<()>> =
+            (&self.allocations, &self.alloc_by_sha, &self.meta).transaction(
+                |(alloc, by_sha, meta)| {
+                    alloc.insert(&be(seq), codec::encode(&record))?;
+                    by_sha.insert(sha.as_str(), &be(seq))?;
+                    if meta.get(FIRST_BASE)?.is_none() {
+                        meta.insert(FIRST_BASE, codec::encode(&parent))?;
+                    }
+                    Ok(())
+                },
+            );
+        res.map_err(tx_err)?;
+        self.flush()?;
+        Ok(Some(seq))
+    }
+
+    pub fn allocation_seq(&self, sha: &Sha) -> Result<Option<u64>> {
+        Ok(self.alloc_by_sha.get(sha.as_str())?.map(|v| from_be(&v)))
+    }
+
+    /// The newest allocated SHA.
+    pub fn head(&self) -> Result<Option<Allocation>> {
+        self.allocations
+            .last()?
+            .map(|(_, v)| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Allocated SHAs after sequence `after`, oldest first (at most `limit`).
+    pub fn allocations_after(&self, after: u64, limit: usize) -> Result<Vec<Allocation>> {
+        self.allocations
+            .range(be(after + 1)..)
+            .take(limit)
+            .map(|r| codec::decode(&r?.1))
+            .collect()
+    }
+
+    /// The parent of the first SHA ever allocated: the base of the first train.
+    pub fn first_base(&self) -> Result<Option<Sha>> {
+        Ok(self.get_meta::<Option<Sha>>(FIRST_BASE)?.flatten())
+    }
+
+    // --- trains ---
+
+    pub fn next_train_id(&self) -> Result<TrainId> {
+        let last = self.trains.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0);
+        Ok(TrainId(last + 1))
+    }
+
+    /// Writes the train and flushes; also indexes it by head SHA.
+    pub fn save_train(&self, train: &Train) -> Result<()> {
+        let bytes = codec::encode(train);
+        let res: std::result::Result<(), TransactionError<()>> = (&self.trains, &self.train_by_sha)
+            .transaction(|(trains, by_sha)| {
+                trains.insert(&be(train.id.0), bytes.as_slice())?;
+                by_sha.insert(train.sha.as_str(), &be(train.id.0))?;
+                Ok(())
+            });
+        res.map_err(tx_err)?;
+        self.flush()
+    }
+
+    pub fn train(&self, id: TrainId) -> Result<Option<Train>> {
+        self.trains
+            .get(be(id.0))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    pub fn last_train(&self) -> Result<Option<Train>> {
+        self.trains
+            .last()?
+            .map(|(_, v)| codec::decode(&v))
+            .transpose()
+    }
+
+    /// The newest trains, newest first.
+    pub fn recent_trains(&self, n: usize) -> Result<Vec<Train>> {
+        self.trains
+            .iter()
+            .rev()
+            .take(n)
+            .map(|r| codec::decode(&r?.1))
+            .collect()
+    }
+
+    /// The last train that carried this SHA as its head.
+    pub fn last_train_for(&self, sha: &Sha) -> Result<Option<Train>> {
+        match self.train_by_sha.get(sha.as_str())? {
+            Some(id) => self.train(TrainId(from_be(&id))),
+            None => Ok(None),
+        }
+    }
+
+    // --- production ---
+
+    pub fn production(&self) -> Result<Option<Production>> {
+        self.get_meta(PRODUCTION)
+    }
+
+    /// Records that `train` put its SHA live, in the deploy history.
+    pub fn set_production(&self, prod: &Production) -> Result<()> {
+        let seq = self.deploys.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0) + 1;
+        let res: std::result::Result<(), TransactionError<()>> = (&self.meta, &self.deploys)
+            .transaction(|(meta, deploys)| {
+                meta.insert(PRODUCTION, codec::encode(prod))?;
+                deploys.insert(&be(seq), &be(prod.train.0))?;
+                Ok(())
+            });
+        res.map_err(tx_err)?;
+        self.flush()
+    }
+
+    /// Trains that deployed to production, newest first.
+    pub fn deploy_history(&self, n: usize) -> Result<Vec<Train>> {
+        let mut out = Vec::new();
+        for r in self.deploys.iter().rev().take(n) {
+            let (_, id) = r?;
+            if let Some(t) = self.train(TrainId(from_be(&id)))? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Once-only proof for a production run: a compare-and-swap, flushed
+    /// before it returns. A second claim of the same attempt fails.
+    pub fn claim_production(&self, train: TrainId, attempt: u32) -> Result<ProductionClaim> {
+        let key = format!("{}/{}", train.0, attempt);
+        match self.claims.compare_and_swap(
+            key.as_bytes(),
+            None as Option<&[u8]>,
+            Some(&b"claimed"[..]),
+        )? {
+            Ok(()) => {
+                self.flush()?;
+                Ok(ProductionClaim { train, attempt })
+            }
+            Err(_) => Err(StoreError::AlreadyClaimed { train, attempt }),
+        }
+    }
+
+    // --- freeze, notices ---
+
+    pub fn freeze(&self) -> Result<Option<Freeze>> {
+        self.get_meta(FREEZE)
+    }
+
+    pub fn set_freeze(&self, freeze: Option<&Freeze>) -> Result<()> {
+        self.put_meta(FREEZE, freeze)
+    }
+
+    /// A one-time notice key (e.g. "skip:rejected:<sha>"): true the first time.
+    pub fn first_notice(&self, key: &str) -> Result<bool> {
+        let k = format!("notice:{key}");
+        let fresh = self.meta.insert(k.as_bytes(), &b"1"[..])?.is_none();
+        if fresh {
+            self.flush()?;
+        }
+        Ok(fresh)
+    }
+
+    pub fn main_seen(&self) -> Result<Option<Sha>> {
+        self.get_meta(MAIN_SEEN)
+    }
+
+    pub fn set_main_seen(&self, sha: &Sha) -> Result<()> {
+        self.put_meta(MAIN_SEEN, Some(sha))
+    }
+
+    // --- audit ---
+
+    pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        let seq = self.db.generate_id()?;
+        self.audit.insert(be(seq), codec::encode(entry))?;
+        self.flush()
+    }
+
+    /// Audit entries newest first, skipping `skip`.
+    pub fn audit_page(&self, skip: usize, n: usize) -> Result<Vec<AuditEntry>> {
+        self.audit
+            .iter()
+            .rev()
+            .skip(skip)
+            .take(n)
+            .map(|r| codec::decode(&r?.1))
+            .collect()
+    }
+
+    // --- step process groups ---
+
+    pub fn record_process(&self, key: &str, proc: &RunningProcess) -> Result<()> {
+        self.procs.insert(key, codec::encode(proc))?;
+        self.flush()
+    }
+
+    pub fn forget_process(&self, key: &str) -> Result<()> {
+        self.procs.remove(key)?;
+        self.flush()
+    }
+
+    pub fn running_processes(&self) -> Result<Vec<(String, RunningProcess)>> {
+        self.procs
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), codec::decode(&v)?))
+            })
+            .collect()
+    }
+}
+
+const FIRST_BASE: &str = "first_base";
+const PRODUCTION: &str = "production";
+const FREEZE: &str = "freeze";
+const MAIN_SEEN: &str = "main_seen";
+
+fn tx_err(e: TransactionError<()>) -> StoreError {
+    match e {
+        TransactionError::Storage(s) => StoreError::Sled(s),
+        TransactionError::Abort(()) => StoreError::Codec("transaction aborted".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

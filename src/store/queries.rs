@@ -1,0 +1,84 @@
+//! Read-only queries for the web pages and metrics. Nothing here writes.
+
+use super::{Allocation, Result, Store, be, codec, from_be};
+use crate::domain::clock::Ts;
+use crate::domain::ids::Sha;
+use crate::domain::train::Train;
+
+impl Store {
+    /// Trains created at or after `since`, newest first. Train ids grow with
+    /// time, so the scan stops at the first older train.
+    pub fn trains_since(&self, since: Ts) -> Result<Vec<Train>> {
+        let mut out = Vec::new();
+        for r in self.trains.iter().rev() {
+            let train: Train = codec::decode(&r?.1)?;
+            if train.created < since {
+                break;
+            }
+            out.push(train);
+        }
+        Ok(out)
+    }
+
+    /// Every stored train, oldest first (for counts by outcome).
+    pub fn all_trains(&self) -> Result<Vec<Train>> {
+        self.trains.iter().map(|r| codec::decode(&r?.1)).collect()
+    }
+
+    /// The allocation record of a SHA, if it was allocated.
+    pub fn allocation(&self, sha: &Sha) -> Result<Option<Allocation>> {
+        let Some(seq) = self.alloc_by_sha.get(sha.as_str())? else {
+            return Ok(None);
+        };
+        self.allocations
+            .get(be(from_be(&seq)))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// How many production deploys the history holds.
+    pub fn deploys_len(&self) -> usize {
+        self.deploys.len()
+    }
+
+    /// How many audit entries there are (for paging).
+    pub fn audit_len(&self) -> usize {
+        self.audit.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::domain::test_trains::{at, sha, train};
+
+    #[test]
+    fn trains_since_stops_at_the_first_older_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for (id, min) in [(1, 0), (2, 100), (3, 200)] {
+            s.save_train(&train(id, min)).unwrap();
+        }
+        let ids: Vec<u64> = s
+            .trains_since(at(100))
+            .unwrap()
+            .iter()
+            .map(|t| t.id.0)
+            .collect();
+        assert_eq!(ids, vec![3, 2]);
+        assert_eq!(s.all_trains().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_allocation_is_found_by_its_sha() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let when = at(5) + TimeDelta::seconds(1);
+        s.allocate(&sha(7), None, when).unwrap();
+        assert_eq!(s.allocation(&sha(7)).unwrap().unwrap().at, when);
+        assert_eq!(s.allocation(&sha(8)).unwrap(), None);
+        assert_eq!(s.audit_len(), 0);
+    }
+}

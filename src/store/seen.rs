@@ -1,0 +1,99 @@
+//! What a chat adapter must remember across restarts: ids of events already
+//! acted on (Slack redelivers), and small notes of its own (message
+//! timestamps per train, email lookups). Two trees, string keys.
+
+use crate::domain::clock::Ts;
+
+use super::{Result, Store, codec};
+
+const SEEN: &str = "seen";
+const NOTES: &str = "chat_notes";
+
+impl Store {
+    /// True the first time `key` (e.g. "slack:event:Ev123") is offered;
+    /// recorded and flushed before it returns, so a redelivery after a
+    /// restart is still known.
+    pub fn first_seen(&self, key: &str, at: Ts) -> Result<bool> {
+        let tree = self.db.open_tree(SEEN)?;
+        let fresh = tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(codec::encode(&at)))?
+            .is_ok();
+        if fresh {
+            self.flush()?;
+        }
+        Ok(fresh)
+    }
+
+    /// Forgets seen keys recorded before `before`; returns how many.
+    pub fn prune_seen(&self, before: Ts) -> Result<usize> {
+        let tree = self.db.open_tree(SEEN)?;
+        let mut pruned = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            let at: Ts = codec::decode(&value)?;
+            if at < before {
+                tree.remove(key)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// A note an adapter kept under `key`.
+    pub fn chat_note(&self, key: &str) -> Result<Option<String>> {
+        self.db
+            .open_tree(NOTES)?
+            .get(key)?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Keeps `value` under `key`, flushed.
+    pub fn set_chat_note(&self, key: &str, value: &str) -> Result<()> {
+        self.db
+            .open_tree(NOTES)?
+            .insert(key, codec::encode(&value))?;
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+
+    #[test]
+    fn a_key_is_seen_once_also_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.first_seen("slack:event:Ev1", now).unwrap());
+            assert!(!store.first_seen("slack:event:Ev1", now).unwrap());
+            store
+                .set_chat_note("status:1", "1700000000.000100")
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.first_seen("slack:event:Ev1", now).unwrap());
+        assert!(store.first_seen("slack:event:Ev2", now).unwrap());
+        assert_eq!(
+            store.chat_note("status:1").unwrap().as_deref(),
+            Some("1700000000.000100")
+        );
+        assert_eq!(store.chat_note("status:2").unwrap(), None);
+    }
+
+    #[test]
+    fn old_seen_keys_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store.first_seen("old", now - TimeDelta::days(3)).unwrap();
+        store.first_seen("new", now).unwrap();
+        assert_eq!(store.prune_seen(now - TimeDelta::days(1)).unwrap(), 1);
+        assert!(store.first_seen("old", now).unwrap());
+        assert!(!store.first_seen("new", now).unwrap());
+    }
+}

@@ -1,0 +1,120 @@
+use chrono::Utc;
+
+use super::*;
+use crate::domain::ids::ChatUser;
+
+fn sha(c: char) -> Sha {
+    Sha::new(&c.to_string().repeat(40)).unwrap()
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn a_sha_is_allocated_once_and_the_first_base_is_kept() {
+    let (_d, s) = open();
+    let a = s
+        .allocate(&sha('a'), Some(&sha('0')), Utc::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.allocate(&sha('a'), None, Utc::now()).unwrap(), None);
+    let b = s
+        .allocate(&sha('b'), Some(&sha('a')), Utc::now())
+        .unwrap()
+        .unwrap();
+    assert!(b > a);
+    assert_eq!(s.first_base().unwrap(), Some(sha('0')));
+    assert_eq!(s.head().unwrap().unwrap().sha, sha('b'));
+    let after: Vec<_> = s
+        .allocations_after(a, 10)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.sha)
+        .collect();
+    assert_eq!(after, vec![sha('b')]);
+}
+
+#[test]
+fn production_is_claimed_once_per_attempt() {
+    let (_d, s) = open();
+    s.claim_production(TrainId(1), 1).unwrap();
+    assert!(matches!(
+        s.claim_production(TrainId(1), 1),
+        Err(StoreError::AlreadyClaimed { .. })
+    ));
+    s.claim_production(TrainId(1), 2).unwrap();
+}
+
+#[test]
+fn a_second_open_of_the_same_dir_is_refused() {
+    let (d, _s) = open();
+    let err = Store::open(d.path()).err().expect("locked");
+    assert!(
+        err.to_string()
+            .contains("another trainbot is already running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn data_survives_a_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(d.path()).unwrap();
+        s.allocate(&sha('a'), None, Utc::now()).unwrap();
+        s.set_freeze(Some(&Freeze {
+            by: ChatUser::new("ops"),
+            reason: None,
+            at: Utc::now(),
+        }))
+        .unwrap();
+        s.claim_production(TrainId(7), 1).unwrap();
+    }
+    let s = Store::open(d.path()).unwrap();
+    assert_eq!(s.head().unwrap().unwrap().sha, sha('a'));
+    assert!(s.freeze().unwrap().is_some());
+    assert!(s.claim_production(TrainId(7), 1).is_err());
+}
+
+#[test]
+fn notices_are_given_once() {
+    let (_d, s) = open();
+    assert!(s.first_notice("x").unwrap());
+    assert!(!s.first_notice("x").unwrap());
+}
+
+#[test]
+fn records_carry_a_version_byte_and_v1_stays_readable() {
+    // A record as written by codec v1: version byte then JSON.
+    let mut old = vec![1u8];
+    old.extend_from_slice(
+        br#"{"at":"2026-11-23T12:00:00Z","user":"ops","action":"!freeze","result":"accepted"}"#,
+    );
+    let e: AuditEntry = codec::decode(&old).unwrap();
+    assert_eq!(e.action, "!freeze");
+    assert!(codec::decode::<AuditEntry>(&[9, b'{', b'}']).is_err());
+}
+
+#[test]
+fn audit_pages_newest_first() {
+    let (_d, s) = open();
+    for i in 0..5 {
+        let e = AuditEntry {
+            at: Utc::now(),
+            user: ChatUser::new("u"),
+            action: format!("a{i}"),
+            result: "accepted".into(),
+        };
+        s.audit(&e).unwrap();
+    }
+    let page: Vec<_> = s
+        .audit_page(1, 2)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(page, vec!["a3", "a2"]);
+}

@@ -1,0 +1,158 @@
+//! HTTP: one router for every endpoint. Pages are read-only: nothing
+//! changes over HTTP without the chat. Every response carries a strict
+//! Content-Security-Policy; scripts and styles come from `/assets/` only.
+
+mod api;
+mod audit;
+mod build_runs;
+mod dashboard;
+mod html;
+mod metrics;
+mod panels;
+mod pipeline;
+mod runs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::domain::clock::Clock;
+use crate::domain::train::Plan;
+use crate::engine::{Metrics, Snapshot, plan_of};
+use crate::store::{Store, StoreError};
+
+#[derive(Clone)]
+pub struct WebState {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Read only: the pages never write.
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl WebState {
+    fn plan(&self) -> Plan {
+        plan_of(&self.settings)
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::dashboard))
+        .route("/runs/{id}", get(runs::run_page))
+        .route("/audit", get(audit::audit_page))
+        .route("/api/status", get(api::api_status))
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(healthz))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+/// What a page can fail with: 4xx say what is wrong, 5xx are generic.
+#[derive(Debug)]
+pub enum Error {
+    NotFound(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            Error::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            Error::Store(error) => {
+                tracing::error!(%error, "Cannot read the store for a page.");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the bot's log".to_string(),
+                )
+            }
+        };
+        let frame = html::Frame {
+            title: &text,
+            class: "error-page",
+            refresh: None,
+        };
+        let body = format!(
+            "<section class=\"card\"><h1>{}</h1><p><a href=\"/\">back to the radiator</a></p></section>",
+            html::Esc(&text)
+        );
+        (status, Html(html::page(&frame, "", &body))).into_response()
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Error {
+    Error::NotFound(format!("page {}", uri.path()))
+}
+
+async fn healthz(State(state): State<WebState>) -> impl IntoResponse {
+    // The engine publishes after every input it handles; a closed channel
+    // means it stopped. The store must answer a read too.
+    let working = state.snapshots.has_changed().is_ok()
+        && state.snapshots.borrow().ready
+        && state.store.production().is_ok();
+    if working {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine not running\n")
+    }
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/app.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+}
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use chrono::TimeDelta;
+
+use super::test_support::{Fixture, now};
+use crate::domain::test_trains::{deployed, prod_failure};
+use crate::engine::Snapshot;
+
+#[tokio::test]
+async fn api_status_has_the_documented_shape() {
+    let f = Fixture::filled();
+    let (status, ctype, body) = f.get("/api/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in [
+        "train",
+        "production_sha",
+        "waiting",
+        "next_departure",
+        "frozen",
+        "delivery",
+        "recent_deploys",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    for key in [
+        "id",
+        "sha",
+        "stage",
+        "authors",
+        "approved_by",
+        "waiting_for",
+        "stage_since",
+        "url",
+    ] {
+        assert!(v["train"].get(key).is_some(), "missing train.{key} in {v}");
+    }
+    assert_eq!(v["train"]["id"], 4);
+    assert_eq!(v["waiting"][0].as_str().unwrap().len(), 40);
+    assert_eq!(v["production_sha"].as_str().unwrap().len(), 40);
+    assert!(v.get("ready").is_none());
+    assert_eq!(v["delivery"]["deploys"], 2);
+    assert_eq!(v["delivery"]["stopped_before_production"], 1);
+    assert_eq!(v["recent_deploys"][0]["train"], 2);
+}
+
+#[tokio::test]
+async fn api_status_train_is_null_without_a_train() {
+    let f = Fixture::new();
+    let (status, _, body) = f.get("/api/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["train"].is_null());
+    assert!(v["frozen"].is_null());
+    assert!(v["delivery"]["change_failure_rate"].is_null());
+}
+
+#[tokio::test]
+async fn healthz_is_503_until_the_engine_publishes() {
+    let f = Fixture::new();
+    f.snapshots.send_replace(Arc::new(Snapshot::default()));
+    let (status, _, _) = f.get("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    f.snapshots.send_replace(Arc::new(Snapshot {
+        ready: true,
+        ..Snapshot::default()
+    }));
+    let (status, _, _) = f.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_dashboard_is_complete_html_with_a_strict_csp() {
+    let f = Fixture::filled();
+    let res = tower::ServiceExt::oneshot(
+        f.app(),
+        axum::http::Request::get("/")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let (_, ctype, html) = f.get("/").await;
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    for needle in [
+        "<main class=\"radiator\" data-refresh=\"5\">",
+        "id=\"train\"",
+        "href=\"/runs/train-4\"",
+        "class=\"pipeline\"",
+        "<li class=\"stage current\"><span class=\"stage-name\">approval</span>",
+        "id=\"health\"",
+        "id=\"nodes\"",
+        "branch-1",
+        "id=\"metrics\"",
+        "Change failure rate",
+        "id=\"deploys\"",
+        "1 SHA waiting",
+        "<script src=\"/assets/app.js\" defer></script>",
+    ] {
+        assert!(html.contains(needle), "missing {needle} in\n{html}");
+    }
+    // No inline scripts or styles: the CSP would block them.
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(!html.contains("style="));
+}
+
+#[tokio::test]
+async fn a_script_in_a_commit_message_is_escaped_everywhere() {
+    let f = Fixture::filled();
+    for path in ["/", "/runs/train-1", "/audit"] {
+        let (status, _, html) = f.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!html.contains("<script>alert"), "{path}: unescaped\n{html}");
+        assert!(!html.contains("<b>"), "{path}: unescaped\n{html}");
+    }
+    let (_, _, run) = f.get("/runs/train-1").await;
+    assert!(
+        run.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+        "{run}"
+    );
+    assert!(run.contains("Mallory &lt;b&gt;"));
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_freeze_and_no_nodes_when_none_are_configured() {
+    let mut f = Fixture::filled();
+    Arc::get_mut(&mut f.settings)
+        .unwrap()
+        .branch_builds
+        .nodes
+        .clear();
+    let mut snap = f.snapshots.borrow().as_ref().clone();
+    snap.frozen = Some(crate::engine::FrozenView {
+        by: "ops".into(),
+        reason: Some("release <party>".into()),
+    });
+    f.snapshots.send_replace(Arc::new(snap));
+    let (_, _, html) = f.get("/").await;
+    assert!(html.contains("no branch nodes configured"), "{html}");
+    assert!(
+        html.contains("Departures frozen by ops: release &lt;party&gt;"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_page_shows_steps_with_their_logs() {
+    let f = Fixture::filled();
+    let log_dir = f.settings.bot.data_dir.join("logs").join("train-3");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    std::fs::write(
+        log_dir.join("staging-acceptance-1.log"),
+        "test 7 failed: <oops>\n",
+    )
+    .unwrap();
+    let (status, _, html) = f.get("/runs/train-3").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "staging acceptance 1",
+        "failed",
+        "test 7 failed: &lt;oops&gt;",
+        "exit status 1",
+        "staging deploy 1",
+    ] {
+        assert!(html.contains(needle), "missing {needle} in\n{html}");
+    }
+    // Finished: no live refresh.
+    assert!(!html.contains("data-refresh"));
+    let (_, _, current) = f.get("/runs/train-4").await;
+    assert!(current.contains("data-refresh=\"3\""));
+}
+
+#[tokio::test]
+async fn unknown_runs_and_traversal_attempts_are_404() {
+    let f = Fixture::filled();
+    for path in [
+        "/runs/train-99",
+        "/runs/train-x",
+        "/runs/..%2F..%2Fetc%2Fpasswd",
+        "/runs/train-1%2F..%2F2",
+        "/nope",
+    ] {
+        let (status, ctype, html) = f.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(ctype.starts_with("text/html"), "{path}");
+        assert!(html.contains("not found"), "{path}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn audit_is_newest_first_and_paged() {
+    let f = Fixture::new();
+    for i in 0..60 {
+        f.store
+            .audit(&crate::store::AuditEntry {
+                at: now() + TimeDelta::seconds(i),
+                user: crate::domain::ids::ChatUser::new("local"),
+                action: format!("!freeze number {i}"),
+                result: "accepted".into(),
+            })
+            .unwrap();
+    }
+    let (status, _, first) = f.get("/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    let newest = first.find("number 59").unwrap();
+    let older = first.find("number 58").unwrap();
+    assert!(newest < older);
+    assert!(!first.contains("number 9<"));
+    assert!(first.contains("href=\"/audit?page=2\""));
+    let (_, _, second) = f.get("/audit?page=2").await;
+    assert!(second.contains("number 9<") && second.contains("number 0<"));
+    assert!(!second.contains("number 10<"));
+    let (status, _, _) = f.get("/audit?page=3").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = f.get("/audit?page=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Every line of the Prometheus text is a comment or `name{labels} value`.
+fn assert_prometheus(text: &str) {
+    let sample =
+        regex::Regex::new(r#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|\+Inf|-Inf)$"#)
+            .unwrap();
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            typed.insert(parts.next().unwrap().to_string());
+            assert!(
+                matches!(parts.next(), Some("counter" | "gauge" | "histogram")),
+                "{line}"
+            );
+        } else if !line.starts_with("# HELP ") {
+            assert!(sample.is_match(line), "bad sample line: {line}");
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                typed.contains(name) || typed.contains(base),
+                "no TYPE for {name}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let f = Fixture::filled();
+    f.metrics.chat_event();
+    f.metrics
+        .step_finished("staging", "deploy", TimeDelta::seconds(3), true);
+    f.metrics
+        .step_finished("staging", "acceptance", TimeDelta::seconds(40), false);
+    f.metrics.train_ended(&deployed(9, 0, 10, 20));
+    f.metrics.train_ended(&prod_failure(10, 0, 10, 20));
+    let (status, ctype, text) = f.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert_prometheus(&text);
+    for line in [
+        "trainbot_trains{outcome=\"deployed\"} 2",
+        "trainbot_trains{outcome=\"failed\"} 1",
+        "trainbot_trains{outcome=\"running\"} 1",
+        "trainbot_trains_ended_total{outcome=\"failed\"} 1",
+        "trainbot_production_deploys_total 2",
+        "trainbot_step_duration_seconds_bucket{env=\"staging\",phase=\"deploy\",le=\"5\"} 1",
+        "trainbot_step_duration_seconds_bucket{env=\"staging\",phase=\"acceptance\",le=\"30\"} 0",
+        "trainbot_step_duration_seconds_count{env=\"staging\",phase=\"acceptance\"} 1",
+        "trainbot_steps_total{env=\"staging\",phase=\"acceptance\",result=\"failed\"} 1",
+        "trainbot_approval_wait_seconds_count 2",
+        "trainbot_approval_waiting_seconds 5640",
+        "trainbot_allocated_shas_waiting 1",
+        "trainbot_branch_nodes{state=\"idle\"} 2",
+        "trainbot_chat_events_total 1",
+        "trainbot_webhook_events_total 0",
+        "trainbot_errors_total{kind=\"snapshot\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn assets_are_served_by_the_binary() {
+    let f = Fixture::new();
+    let (status, ctype, js) = f.get("/assets/app.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/javascript"));
+    assert!(js.contains("data-refresh"));
+    let (status, ctype, css) = f.get("/assets/app.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/css"));
+    assert!(css.contains(".pipeline"));
+}

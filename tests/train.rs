@@ -1,0 +1,254 @@
+//! A deploy train end to end: the real binary, a real git repo, shell steps
+//! that record each deploy in `deploys.txt`.
+
+mod support;
+
+use support::{Bot, BotConfig, ENVIRONMENTS, Sandbox, bot_with_alice_and_bob, short};
+
+/// `!depart` by ops, then every lower environment passes in order.
+fn depart_through_lower_envs(bot: &mut Bot, train: u32) {
+    bot.ask(
+        "!depart",
+        &format!("🚂 train #{train} departs (sent by local)"),
+    );
+    for env in ENVIRONMENTS {
+        bot.expect(&format!("train #{train} ✔ {env} deploy passed"));
+        bot.expect(&format!("train #{train} ✔ {env} acceptance passed"));
+    }
+    bot.expect(&format!("🙋 train #{train}"));
+}
+
+fn lower_and_production(sha: &str) -> Vec<String> {
+    ["staging", "preview", "preprod", "production"]
+        .iter()
+        .map(|env| format!("{env} {sha}"))
+        .collect()
+}
+
+#[test]
+fn all_authors_approve_then_production_runs_once() {
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&BotConfig::default());
+    let sha = short(&head);
+
+    bot.ask(
+        "!depart",
+        &format!("🚂 train #1 departs (sent by local) with {sha} (2 commits)"),
+    );
+    bot.expect(&format!("{sha} Make the widget blue — Bob (@bob)"));
+    bot.expect("initial commit — Alice (@alice)");
+    for env in ENVIRONMENTS {
+        bot.expect(&format!("train #1 ✔ {env} deploy passed"));
+        bot.expect(&format!("train #1 ✔ {env} acceptance passed"));
+    }
+    bot.expect(&format!(
+        "🙋 train #1 ({sha}) passed staging, preview, preprod; every author must approve"
+    ));
+    bot.expect("Alice <alice@example.com>: type `@alice !good`");
+    bot.expect("Bob <bob@example.com>: type `@bob !good`");
+
+    bot.ask(
+        "@alice !good",
+        "👍 alice approved train #1 (1/2; waiting for bob)",
+    );
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.ask("@bob !good", "👍 bob approved train #1 (2/2)");
+    bot.expect(&format!("✅ train #1 deployed {sha} to production"));
+    assert_eq!(sandbox.deploys(), lower_and_production(&head));
+
+    bot.ask("!history", "last 1 production deploy:");
+    let line = bot.expect(&format!("train #1 {sha} ·"));
+    assert!(
+        line.contains("authors: Alice, Bob · approved by: alice, bob"),
+        "{line}"
+    );
+    bot.ask("!status", "no train running");
+    bot.expect(&format!("production: {sha} (train #1,"));
+    bot.stop();
+}
+
+#[test]
+fn any_author_policy_ships_on_one_approval() {
+    let config = BotConfig {
+        approval: "any-author",
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+    depart_through_lower_envs(&mut bot, 1);
+    assert_eq!(bot.said("one author must approve").len(), 1);
+
+    bot.ask(
+        "@bob !good",
+        "👍 bob approved train #1 (one approval is enough)",
+    );
+    bot.expect(&format!(
+        "✅ train #1 deployed {} to production",
+        short(&head)
+    ));
+    assert_eq!(sandbox.deploys(), lower_and_production(&head));
+    bot.stop();
+}
+
+#[test]
+fn a_veto_stops_the_train_and_ops_can_send_the_sha_again() {
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&BotConfig::default());
+    depart_through_lower_envs(&mut bot, 1);
+    bot.ask("@alice !good", "👍 alice approved train #1");
+
+    bot.ask(
+        "@bob !bad broken",
+        "⛔ train #1 vetoed by bob: broken. Nothing went to production.",
+    );
+    assert!(sandbox.deploys_to("production").is_empty());
+
+    // SPEC §1: the clock skips a vetoed head, ops' !depart sends it again.
+    bot.ask(
+        "!depart",
+        &format!("🚂 train #2 departs (sent by local) with {}", short(&head)),
+    );
+    bot.expect("🙋 train #2");
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn mallory_can_neither_force_nor_approve() {
+    let (sandbox, mut bot, _head) = bot_with_alice_and_bob(&BotConfig::default());
+    depart_through_lower_envs(&mut bot, 1);
+
+    bot.ask("@mallory !force", "@mallory: only ops can !force");
+    bot.ask(
+        "@mallory !good",
+        "@mallory: only the authors of train #1 can approve it: alice, bob",
+    );
+    bot.ask("!status", "awaiting approval");
+    bot.expect("approved: nobody yet · waiting for: alice, bob");
+    assert!(sandbox.deploys_to("production").is_empty());
+    assert!(bot.said("production deploy started").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn an_expired_train_deploys_nothing_until_ops_force_it() {
+    let config = BotConfig {
+        approval_timeout: "1s",
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+    let sha = short(&head);
+    depart_through_lower_envs(&mut bot, 1);
+
+    bot.expect("⌛ train #1 expired: no approval within 1s. Nothing deployed; ops can !force 1.");
+    assert!(sandbox.deploys_to("production").is_empty());
+
+    bot.ask(
+        "!force",
+        &format!("✅ train #1 deployed {sha} to production"),
+    );
+    assert_eq!(bot.said("(forced by local)").len(), 1);
+    assert_eq!(sandbox.deploys(), lower_and_production(&head));
+    bot.ask("!history", "last 1 production deploy:");
+    let line = bot.expect(&format!("train #1 {sha}"));
+    assert!(line.contains("forced by local"), "{line}");
+    bot.stop();
+}
+
+#[test]
+fn a_failing_acceptance_step_fails_the_train_with_its_last_lines() {
+    let config = BotConfig {
+        failing_acceptance: Some("preview"),
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("train #1 ✘ preview acceptance failed");
+    bot.expect("| checking ");
+    bot.expect("| 3 tests failed on preview");
+    bot.expect("❌ train #1 failed in preview acceptance");
+    assert_eq!(
+        sandbox.deploys(),
+        vec![format!("staging {head}"), format!("preview {head}")]
+    );
+    assert!(bot.said("🙋").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn rollback_redeploys_the_previous_production_sha() {
+    let config = BotConfig {
+        approval: "any-author",
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, first) = bot_with_alice_and_bob(&config);
+    depart_through_lower_envs(&mut bot, 1);
+    bot.ask(
+        "@bob !good",
+        &format!("✅ train #1 deployed {}", short(&first)),
+    );
+
+    let second = sandbox.repo.commit("alice", "Make the widget red");
+    bot.expect_allocated(&second);
+    depart_through_lower_envs(&mut bot, 2);
+    bot.ask(
+        "@alice !good",
+        &format!("✅ train #2 deployed {}", short(&second)),
+    );
+
+    bot.ask(
+        "!rollback",
+        &format!(
+            "🚂 train #3 rolls production back (by local) with {}",
+            short(&first)
+        ),
+    );
+    bot.expect(&format!(
+        "✅ train #3 rolled production back to {} in",
+        short(&first)
+    ));
+    assert_eq!(bot.said("(by local)").len(), 2, "departure and arrival");
+    assert_eq!(
+        sandbox.deploys_to("production"),
+        vec![first.clone(), second.clone(), first.clone()]
+    );
+    bot.ask("!history", "last 3 production deploys:");
+    let rollback = bot.expect("train #3 ");
+    assert!(rollback.ends_with("· rollback by local"), "{rollback}");
+    let replaced = bot.expect("train #2 ");
+    assert!(replaced.ends_with("· rolled back"), "{replaced}");
+    bot.ask("!status", "no train running");
+    bot.expect(&format!("production: {} (train #3,", short(&first)));
+    bot.stop();
+}
+
+#[test]
+fn a_reverted_commit_is_shown_and_its_author_not_asked() {
+    let sandbox = Sandbox::new();
+    let mut bot = Bot::spawn(&sandbox.write_config(&BotConfig::default()));
+    bot.expect_allocated(&sandbox.repo.head());
+    let flaky = sandbox.repo.commit("carol", "Add a flaky cache");
+    sandbox.repo.commit("bob", "Make the widget blue");
+    let head = sandbox.repo.revert("alice", &flaky);
+    bot.expect_allocated(&head);
+
+    bot.ask("!depart", "🚂 train #1 departs (sent by local)");
+    bot.expect(&format!(
+        "{} Add a flaky cache (reverted) — Carol (@carol)",
+        short(&flaky)
+    ));
+    bot.expect("🙋 train #1");
+    bot.expect("Carol <carol@example.com>: not asked: their commits were reverted");
+    bot.ask(
+        "@carol !good",
+        "@carol: only the authors of train #1 can approve it: alice, bob",
+    );
+    bot.ask(
+        "@alice !good",
+        "👍 alice approved train #1 (1/2; waiting for bob)",
+    );
+    bot.ask("@bob !good", "👍 bob approved train #1 (2/2)");
+    bot.expect(&format!(
+        "✅ train #1 deployed {} to production",
+        short(&head)
+    ));
+    bot.stop();
+}

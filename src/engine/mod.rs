@@ -6,6 +6,7 @@
 mod builds;
 mod commands;
 mod main_branch;
+mod tags;
 pub mod metrics;
 mod recovery;
 mod status;
@@ -43,8 +44,10 @@ pub enum Event {
         took: TimeDelta,
         log: String,
     },
-    /// The poller saw this head on the main branch.
+    /// The poller or the push webhook saw this head on the main branch.
     MainHead(Sha),
+    /// The tag poller or the push webhook saw this tag created or moved.
+    TagPushed(crate::forge::TagRef),
     MainChecked {
         sha: Sha,
         failure: Option<main_branch::CheckFailure>,
@@ -260,6 +263,7 @@ impl Engine {
                 log,
             } => self.handle_step_done(train, pos, outcome, took, log).await,
             Event::MainHead(sha) => self.handle_main_head(sha).await,
+            Event::TagPushed(tag) => self.handle_tag(tag).await,
             Event::MainChecked { sha, failure } => self.handle_main_checked(sha, failure).await,
             Event::BuildStepDone {
                 build,

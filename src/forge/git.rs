@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::{Forge, ForgeError};
+use super::{Forge, ForgeError, TagRef};
 use crate::domain::ids::{BranchName, Sha, ShaPrefix};
 use crate::domain::train::Commit;
 
@@ -155,6 +155,35 @@ impl Forge for GitForge {
     async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
         self.rev_parse(&format!("refs/heads/{branch}^{{commit}}"))
             .await
+    }
+
+    async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
+        // `*objectname` is the peeled commit of an annotated tag (empty for a
+        // lightweight one, whose objectname is the commit itself).
+        let format = "--format=%(refname:strip=2)%1f%(objectname)%1f%(*objectname)%1f%(taggername)";
+        let out = self.git(&["for-each-ref", format, "refs/tags"]).await?;
+        if !out.status.success() {
+            return Err(git_error("for-each-ref", &out));
+        }
+        let mut tags = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let fields: Vec<&str> = line.split(FIELD).collect();
+            let [name, object, peeled, tagger] = fields[..] else {
+                continue;
+            };
+            let sha = if peeled.is_empty() { object } else { peeled };
+            // A tag of a tree or blob has no commit to deploy.
+            let Ok(sha) = Sha::new(sha) else { continue };
+            if self.rev_parse(&format!("{sha}^{{commit}}")).await?.is_none() {
+                continue;
+            }
+            tags.push(TagRef {
+                name: name.to_string(),
+                sha,
+                pushed_by: (!tagger.is_empty()).then(|| tagger.to_string()),
+            });
+        }
+        Ok(tags)
     }
 }
 
@@ -359,6 +388,21 @@ mod tests {
             forge.resolve_on_main(&unknown).await,
             Err(ForgeError::NotFound("0000000".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn tags_are_peeled_to_their_commits() {
+        let repo = Repo::new();
+        let first = repo.commit("on main", ALICE);
+        let second = repo.commit("more", BOB);
+        repo.git(&["tag", "v1", first.as_str()], None);
+        repo.git(&["tag", "-a", "-m", "release", "v2", second.as_str()], Some(ALICE));
+        let tags = repo.forge().tags().await.unwrap();
+        assert_eq!(tags.len(), 2, "{tags:?}");
+        assert_eq!((tags[0].name.as_str(), tags[0].sha.as_str()), ("v1", first.as_str()));
+        assert_eq!(tags[0].pushed_by, None);
+        assert_eq!((tags[1].name.as_str(), tags[1].sha.as_str()), ("v2", second.as_str()));
+        assert_eq!(tags[1].pushed_by.as_deref(), Some("Alice"));
     }
 
     #[tokio::test]

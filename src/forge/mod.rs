@@ -1,10 +1,14 @@
-//! Forges: where commits come from. The git CLI forge now; GitHub later.
+//! Forges: where commits come from and where results are published. The git
+//! CLI forge (results stay in the store) and GitHub (octocrab).
 
 pub mod git;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::domain::clock::Ts;
 use crate::domain::ids::{BranchName, Sha, ShaPrefix};
 use crate::domain::train::Commit;
 
@@ -14,8 +18,36 @@ pub enum ForgeError {
     NotFound(String),
     #[error("{0} is not on the main branch")]
     NotOnMain(String),
+    /// 401/403/404 from the forge's API: the token or the repository is
+    /// wrong, and retrying will not help. The text is said in chat as is,
+    /// e.g. "GitHub refused: bad token for acme/web".
+    #[error("{0}")]
+    Refused(String),
     #[error("forge error: {0}")]
     Other(String),
+}
+
+/// A tag and the commit it points at (peeled), with who pushed it when the
+/// forge knows (the tagger of an annotated tag, the pusher on a webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRef {
+    pub name: String,
+    pub sha: Sha,
+    pub pushed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitState {
+    Pending,
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentState {
+    InProgress,
+    Success,
+    Failure,
 }
 
 #[async_trait]
@@ -30,4 +62,72 @@ pub trait Forge: Send + Sync {
     async fn resolve_on_main(&self, sha: &ShaPrefix) -> Result<Sha, ForgeError>;
     /// The head of a branch, or None if there is no such branch.
     async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError>;
+    /// Every tag, peeled to its commit.
+    async fn tags(&self) -> Result<Vec<TagRef>, ForgeError>;
+
+    /// Publishes a commit status under `context` (e.g. `trainbot/branch`).
+    /// Forges without statuses keep them in the store only: the default.
+    async fn commit_status(
+        &self,
+        _sha: &Sha,
+        _context: &str,
+        _state: CommitState,
+        _description: &str,
+        _target_url: &str,
+    ) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    /// Opens a deployment of `sha` to `environment`; its id, or None on a
+    /// forge without deployments (the default).
+    async fn create_deployment(
+        &self,
+        _sha: &Sha,
+        _environment: &str,
+        _description: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        Ok(None)
+    }
+
+    /// Adds a status to a deployment `create_deployment` opened.
+    async fn deployment_status(
+        &self,
+        _deployment: u64,
+        _state: DeploymentState,
+        _log_url: &str,
+    ) -> Result<(), ForgeError> {
+        Ok(())
+    }
+}
+
+/// One run of a GitHub Actions workflow, the fields a workflow step needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRun {
+    pub id: u64,
+    pub head_sha: String,
+    pub created_at: Ts,
+    /// `queued`, `in_progress`, `completed`, …
+    pub status: String,
+    /// `success`, `failure`, `cancelled`, … once completed.
+    pub conclusion: Option<String>,
+    pub html_url: String,
+}
+
+/// The part of GitHub Actions a workflow step drives.
+#[async_trait]
+pub trait Actions: Send + Sync {
+    /// The commit a branch or tag name points at now (the run GitHub starts
+    /// for a dispatch on `git_ref` carries this as its head SHA).
+    async fn ref_sha(&self, git_ref: &str) -> Result<Sha, ForgeError>;
+    /// `workflow_dispatch` of `workflow` (file name or id) on `git_ref`.
+    async fn dispatch(
+        &self,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<(), ForgeError>;
+    /// Recent `workflow_dispatch` runs of `workflow` whose head is `head_sha`.
+    async fn runs(&self, workflow: &str, head_sha: &str) -> Result<Vec<WorkflowRun>, ForgeError>;
+    /// One run, as it is now.
+    async fn run(&self, id: u64) -> Result<WorkflowRun, ForgeError>;
 }

@@ -79,7 +79,12 @@ pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
         Kind::Departed { by } => format!("departs (sent by {by})"),
         Kind::ForcedSha { by } => format!("goes straight to production (forced by {by})"),
         Kind::Rollback { by } => format!("rolls production back (by {by})"),
-        Kind::Tag { name, pushed_by } => format!("deploys tag {name} (pushed by {pushed_by})"),
+        Kind::Tag { name, pushed_by } => match t.route {
+            Route::LowerOnly => {
+                format!("deploys tag {name} to the lower environments (pushed by {pushed_by})")
+            }
+            _ => format!("deploys tag {name} to production (pushed by {pushed_by})"),
+        },
     };
     let n = t.commits.len();
     let mut out = format!(
@@ -351,6 +356,19 @@ pub fn main_checks_failed(
     );
     push_tail(&mut out, tail);
     out
+}
+
+/// A pushed tag that cannot leave yet.
+pub fn tag_waits(name: &str, sha: &Sha, pushed_by: &str, why: &str, position: usize) -> String {
+    let queue = if position > 1 {
+        format!(" (position {position})")
+    } else {
+        String::new()
+    };
+    format!(
+        "🏷 tag {name} ({}) pushed by {pushed_by} waits{queue}: {why}",
+        sha.short()
+    )
 }
 
 pub fn skipped_running(t: TrainId) -> String {

@@ -36,6 +36,11 @@ pub fn spawn_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<
                     }
                 }
                 Ok(_) => {}
+                Err(crate::forge::ForgeError::Refused(text)) => {
+                    if tx.send(Event::ForgeRefused(text)).await.is_err() {
+                        return;
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "Cannot read the main branch."),
             }
         }

@@ -6,11 +6,11 @@
 mod builds;
 mod commands;
 mod main_branch;
-mod tags;
 pub mod metrics;
 mod recovery;
 mod status;
 mod steps;
+mod tags;
 mod trains;
 
 use std::sync::Arc;
@@ -46,8 +46,12 @@ pub enum Event {
     },
     /// The poller or the push webhook saw this head on the main branch.
     MainHead(Sha),
-    /// The tag poller or the push webhook saw this tag created or moved.
+    /// The push webhook saw this tag created or moved.
     TagPushed(crate::forge::TagRef),
+    /// The tag poller's list, sent when it changed.
+    TagsPolled(Vec<crate::forge::TagRef>),
+    /// The forge refused a request (bad token, no access): said in chat.
+    ForgeRefused(String),
     MainChecked {
         sha: Sha,
         failure: Option<main_branch::CheckFailure>,
@@ -98,6 +102,9 @@ pub struct Engine {
     private_replies: bool,
     /// The last status sent, so an unchanged one is not sent again.
     last_status: Option<(TrainId, String)>,
+    /// The last forge refusal said in chat, and when: said again only
+    /// when it changes or an hour has passed.
+    last_refusal: Option<(String, Ts)>,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -160,6 +167,7 @@ impl Engine {
             metrics: Arc::default(),
             private_replies: false,
             last_status: None,
+            last_refusal: None,
         }
     }
 
@@ -218,6 +226,21 @@ impl Engine {
             .await;
     }
 
+    /// Says a forge refusal ("GitHub refused: bad token for acme/web") in
+    /// chat, without repeating it every poll.
+    async fn forge_refused(&mut self, text: String) {
+        let now = self.now();
+        let repeat = self
+            .last_refusal
+            .as_ref()
+            .is_some_and(|(t, at)| *t == text && now - *at < TimeDelta::hours(1));
+        tracing::warn!(%text, "The forge refused a request.");
+        if !repeat {
+            self.last_refusal = Some((text.clone(), now));
+            self.say(None, format!("⚠️ {text}")).await;
+        }
+    }
+
     /// Runs until shutdown. Errors are storage failures the bot cannot work without.
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.next_departure = self.compute_next_departure(self.now());
@@ -227,6 +250,14 @@ impl Engine {
             self.cfg.forge.poll_interval,
             self.tx.clone(),
         );
+        if self.cfg.tags.staging.is_some() || self.cfg.tags.production.is_some() {
+            tags::spawn_tag_poller(
+                self.ports.forge.clone(),
+                self.cfg.forge.poll_interval,
+                self.tx.clone(),
+            );
+        }
+        self.depart_queued_tag().await?;
         self.publish();
         loop {
             let wake = self.next_wake();
@@ -241,6 +272,7 @@ impl Engine {
                 },
                 _ = tokio::time::sleep(sleep) => self.on_timer().await?,
             }
+            self.depart_queued_tag().await?;
             self.publish();
         }
         self.shutdown().await
@@ -264,6 +296,11 @@ impl Engine {
             } => self.handle_step_done(train, pos, outcome, took, log).await,
             Event::MainHead(sha) => self.handle_main_head(sha).await,
             Event::TagPushed(tag) => self.handle_tag(tag).await,
+            Event::TagsPolled(tags) => self.handle_tags_polled(tags).await,
+            Event::ForgeRefused(text) => {
+                self.forge_refused(text).await;
+                Ok(())
+            }
             Event::MainChecked { sha, failure } => self.handle_main_checked(sha, failure).await,
             Event::BuildStepDone {
                 build,

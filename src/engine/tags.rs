@@ -1,11 +1,131 @@
-//! Tag deploys (SPEC §6): a pushed tag matching `[tags]` becomes a train.
+//! Tag deploys (SPEC §6): a pushed tag matching `[tags]` becomes a numbered
+//! train, one at a time with the others. Tags arrive by polling (both
+//! forges) and by the push webhook (GitHub); either way a tag at a given
+//! commit is acted on once, and a waiting tag deploy is kept in the store.
 
-use super::Engine;
-use crate::forge::TagRef;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Engine, Event};
+use crate::domain::messages;
+use crate::domain::train::{Kind, Route};
+use crate::forge::{Forge, ForgeError, TagRef};
+use crate::store::QueuedTag;
+
+/// Lists the forge's tags every `interval` and reports the list when it
+/// changed. Only started when a tag regex is configured.
+pub fn spawn_tag_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        let mut last: Option<Vec<TagRef>> = None;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match forge.tags().await {
+                Ok(tags) if last.as_ref() != Some(&tags) => {
+                    last = Some(tags.clone());
+                    if tx.send(Event::TagsPolled(tags)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(ForgeError::Refused(text)) => {
+                    if tx.send(Event::ForgeRefused(text)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Cannot list tags."),
+            }
+        }
+    });
+}
 
 impl Engine {
-    pub(super) async fn handle_tag(&mut self, tag: TagRef) -> anyhow::Result<()> {
-        tracing::info!(tag = %tag.name, sha = %tag.sha, "Tag seen.");
+    /// Which part of the pipeline a tag runs, if any. A tag matching both
+    /// regexes goes to production: that regex is the more deliberate one.
+    fn tag_route(&self, name: &str) -> Option<Route> {
+        let tags = &self.cfg.tags;
+        if tags.production.as_ref().is_some_and(|r| r.is_match(name)) {
+            Some(Route::ProductionOnly)
+        } else if tags.staging.as_ref().is_some_and(|r| r.is_match(name)) {
+            Some(Route::LowerOnly)
+        } else {
+            None
+        }
+    }
+
+    /// The full list from the poller: the first list ever is the baseline
+    /// (existing tags are not deployed); after that, new or moved tags count.
+    pub(super) async fn handle_tags_polled(&mut self, tags: Vec<TagRef>) -> anyhow::Result<()> {
+        let all: Vec<_> = tags
+            .iter()
+            .map(|t| (t.name.clone(), t.sha.clone()))
+            .collect();
+        if self.store.tag_baseline(&all)? {
+            tracing::info!(
+                tags = all.len(),
+                "Existing tags noted; new ones will deploy."
+            );
+            return Ok(());
+        }
+        for tag in tags {
+            self.handle_tag(tag).await?;
+        }
         Ok(())
+    }
+
+    /// One pushed (or newly polled) tag.
+    pub(super) async fn handle_tag(&mut self, tag: TagRef) -> anyhow::Result<()> {
+        if self.store.tag_seen(&tag.name)?.as_ref() == Some(&tag.sha) {
+            return Ok(());
+        }
+        let Some(route) = self.tag_route(&tag.name) else {
+            self.store.record_tag(&tag.name, &tag.sha, None)?;
+            return Ok(());
+        };
+        let queued = QueuedTag {
+            name: tag.name.clone(),
+            sha: tag.sha.clone(),
+            pushed_by: tag.pushed_by.unwrap_or_else(|| "unknown".into()),
+            route,
+        };
+        let position = self.store.record_tag(&tag.name, &tag.sha, Some(&queued))?;
+        tracing::info!(tag = %queued.name, sha = %queued.sha, ?route, "Tag deploy queued.");
+        let why = if let Some(train) = &self.train {
+            Some(format!("train {} is running", train.id))
+        } else if let Some(f) = self.store.freeze()? {
+            Some(format!("deploys are frozen by {}", f.by))
+        } else if position > 1 {
+            Some("earlier tags go first".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let text =
+                messages::tag_waits(&queued.name, &queued.sha, &queued.pushed_by, &why, position);
+            self.say(None, text).await;
+        }
+        Ok(())
+    }
+
+    /// Sends the oldest waiting tag deploy when no train runs and deploys
+    /// are not frozen. Called after every input.
+    pub(super) async fn depart_queued_tag(&mut self) -> anyhow::Result<()> {
+        if self.train.is_some() || self.store.freeze()?.is_some() {
+            return Ok(());
+        }
+        let Some((seq, tag)) = self.store.queued_tags()?.into_iter().next() else {
+            return Ok(());
+        };
+        // Off the queue first: a crash in between loses the departure (said
+        // nowhere yet) rather than running the tag twice.
+        self.store.dequeue_tag(seq)?;
+        let kind = Kind::Tag {
+            name: tag.name,
+            pushed_by: tag.pushed_by,
+        };
+        self.depart(tag.sha, kind, tag.route).await
     }
 }

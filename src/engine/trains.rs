@@ -168,6 +168,7 @@ impl Engine {
         tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
         let text = messages::departure_message(&self.ctx(), &train);
         self.train = Some(train);
+        self.publish();
         // The status message first: the departure goes into its thread.
         self.show_status().await;
         self.say(Some(id), text).await;
@@ -191,6 +192,8 @@ impl Engine {
         match train.handle(input, &self.plan, now) {
             Ok(effects) => {
                 self.store.save_train(train)?;
+                // The dashboard shows the new stage before the chat says it.
+                self.publish();
                 self.apply(effects).await?;
                 Ok(Ok(()))
             }

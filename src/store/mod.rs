@@ -6,6 +6,7 @@ mod codec;
 mod queries;
 mod records;
 mod seen;
+mod tags;
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
 pub use records::*;
+pub use tags::QueuedTag;
 
 use crate::domain::ids::{Sha, TrainId};
 use crate::domain::train::Train;

@@ -154,6 +154,14 @@ impl TestRepo {
         sha
     }
 
+    /// Tags `sha` as `name`: annotated (tagger `author`) or lightweight.
+    pub fn tag(&self, name: &str, sha: &str, annotated_by: Option<&str>) {
+        match annotated_by {
+            Some(author) => self.git(author, &["tag", "-a", "-m", name, name, sha]),
+            None => self.git("alice", &["tag", name, sha]),
+        };
+    }
+
     pub fn head(&self) -> String {
         self.git("alice", &["rev-parse", "HEAD"])
     }
@@ -205,6 +213,28 @@ pub struct BotConfig {
     pub branch_builds: bool,
     /// The branch deploy step waits for a file `release-<branch>`.
     pub blocking_branch_deploy: bool,
+    /// `[tags]`: `-rc.N` tags go to staging, `vX.Y.Z` tags to production.
+    pub tags: bool,
+    /// `forge.kind = "github"` against this API URL (a fake), repository
+    /// acme/web, token and webhook secret in `GITHUB_TOKEN_ENV` and
+    /// `WEBHOOK_SECRET_ENV`.
+    pub github: Option<String>,
+    pub poll_interval: &'static str,
+    /// `bot.http_listen` port (0: any).
+    pub http_port: u16,
+    /// Replaces `[production] deploy` (an inline TOML array).
+    pub production_deploy: Option<String>,
+}
+
+pub const GITHUB_TOKEN_ENV: &str = "TRAINBOT_TEST_GITHUB_TOKEN";
+pub const WEBHOOK_SECRET_ENV: &str = "TRAINBOT_TEST_WEBHOOK_SECRET";
+
+/// A port nobody listens on right now, for a bot the test must reach.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl Default for BotConfig {
@@ -216,6 +246,11 @@ impl Default for BotConfig {
             blocking_production: false,
             branch_builds: false,
             blocking_branch_deploy: false,
+            tags: false,
+            github: None,
+            poll_interval: "100ms",
+            http_port: 0,
+            production_deploy: None,
         }
     }
 }
@@ -231,19 +266,27 @@ impl BotConfig {
         let mut out = format!(
             r#"[bot]
 data_dir = "./data"
-http_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
 
 [chat]
 adapter = "console"
 console_user = "local"
 
 [forge]
-kind = "git"
+kind = "{kind}"
 main_branch = "main"
-poll_interval = "100ms"
+poll_interval = "{poll}"
 
 [forge.git]
 path = "repo"
+
+[forge.github]
+owner = "acme"
+repo = "web"
+token_env = "{GITHUB_TOKEN_ENV}"
+webhook_secret_env = "{WEBHOOK_SECRET_ENV}"
+api_url = "{api_url}"
 
 [train]
 schedule = "0 0 0 1 1 *"
@@ -254,6 +297,14 @@ environments = ["staging", "preview", "preprod"]
 "#,
             approval = self.approval,
             timeout = self.approval_timeout,
+            port = self.http_port,
+            kind = if self.github.is_some() {
+                "github"
+            } else {
+                "git"
+            },
+            poll = self.poll_interval,
+            api_url = self.github.as_deref().unwrap_or("https://api.github.com"),
         );
         for env in ENVIRONMENTS {
             let acceptance = if self.failing_acceptance == Some(env) {
@@ -267,7 +318,9 @@ environments = ["staging", "preview", "preprod"]
             )
             .unwrap();
         }
-        let production = if self.blocking_production {
+        let production = if let Some(deploy) = &self.production_deploy {
+            deploy.clone()
+        } else if self.blocking_production {
             // Bounded, so a failed test leaves no process behind for long.
             format!(
                 r#"{RECORD}; echo $$ > production.pid; i=0; while [ ! -e release ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; done"#
@@ -275,11 +328,21 @@ environments = ["staging", "preview", "preprod"]
         } else {
             RECORD.to_string()
         };
+        let production = if self.production_deploy.is_some() {
+            production
+        } else {
+            format!("[{{ run = \"{production}\" }}]")
+        };
         writeln!(
             out,
-            "\n[production]\ndeploy = [{{ run = \"{production}\" }}]\nsmoke = [{{ run = \"true\" }}]\n\n[roles]\nops = [\"local\"]"
+            "\n[production]\ndeploy = {production}\nsmoke = [{{ run = \"true\" }}]\n\n[roles]\nops = [\"local\"]"
         )
         .unwrap();
+        if self.tags {
+            out.push_str(
+                "\n[tags]\nstaging = '^v[0-9]+(\\.[0-9]+)*-rc\\.[0-9]+$'\nproduction = '^v[0-9]+(\\.[0-9]+)*$'\n",
+            );
+        }
         if self.branch_builds {
             let rec = |phase: &str| {
                 format!(
@@ -318,6 +381,11 @@ pub struct Bot {
 impl Bot {
     /// Starts `trainbot --config <config>`; stderr goes to a file next to it.
     pub fn spawn(config: &Path) -> Bot {
+        Bot::spawn_with_env(config, &[])
+    }
+
+    /// `spawn`, with extra environment variables (tokens, secrets).
+    pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Bot {
         let dir = config.parent().expect("config dir");
         let stderr = (1..)
             .map(|n| dir.join(format!("bot-{n}.stderr")))
@@ -327,6 +395,7 @@ impl Bot {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))

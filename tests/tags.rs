@@ -1,0 +1,97 @@
+//! Tag deploys on the git forge: tags found by polling `refs/tags`.
+
+mod support;
+
+use support::{Bot, BotConfig, Sandbox, short};
+
+fn start() -> (Sandbox, Bot) {
+    let sandbox = Sandbox::new();
+    let head = sandbox.repo.head();
+    // Tags that exist before the bot first looks are not deployed.
+    sandbox.repo.tag("v0.9.0", &head, None);
+    sandbox.repo.tag("v0.9.1-rc.1", &head, None);
+    let config = BotConfig {
+        tags: true,
+        ..BotConfig::default()
+    };
+    let mut bot = Bot::spawn(&sandbox.write_config(&config));
+    bot.expect_allocated(&head);
+    (sandbox, bot)
+}
+
+#[test]
+fn staging_tags_run_the_lower_envs_and_production_tags_only_production() {
+    let (sandbox, mut bot) = start();
+    let rc = sandbox.repo.commit("bob", "Make the widget blue");
+    bot.expect_allocated(&rc);
+    sandbox.repo.tag("v1.0.0-rc.1", &rc, None);
+    bot.expect(&format!(
+        "🚂 train #1 deploys tag v1.0.0-rc.1 to the lower environments (pushed by unknown) with {}",
+        short(&rc)
+    ));
+    bot.expect(&format!(
+        "✅ train #1 took {} through the lower environments",
+        short(&rc)
+    ));
+    let lower: Vec<String> = ["staging", "preview", "preprod"]
+        .iter()
+        .map(|e| format!("{e} {rc}"))
+        .collect();
+    assert_eq!(sandbox.deploys(), lower);
+
+    sandbox.repo.tag("v1.0.0", &rc, Some("carol"));
+    bot.expect(&format!(
+        "🚂 train #2 deploys tag v1.0.0 to production (pushed by Carol) with {}",
+        short(&rc)
+    ));
+    bot.expect(&format!(
+        "✅ train #2 deployed {} to production",
+        short(&rc)
+    ));
+    assert_eq!(sandbox.deploys_to("production"), vec![rc.clone()]);
+    assert_eq!(
+        sandbox.deploys().len(),
+        4,
+        "no lower env ran for the production tag"
+    );
+    assert!(
+        bot.said("v0.9").is_empty(),
+        "tags from before the bot were deployed"
+    );
+    bot.stop();
+}
+
+#[test]
+fn a_tag_waits_for_the_running_train() {
+    let (sandbox, mut bot) = start();
+    let head = sandbox.repo.commit("bob", "Make the widget blue");
+    bot.expect_allocated(&head);
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("🙋 train #1");
+    sandbox.repo.tag("v2.0.0", &head, None);
+    bot.expect(&format!(
+        "🏷 tag v2.0.0 ({}) pushed by unknown waits: train #1 is running",
+        short(&head)
+    ));
+    bot.ask("@bob !bad not yet", "⛔ train #1 vetoed by bob");
+    bot.expect("🚂 train #2 deploys tag v2.0.0 to production");
+    bot.expect(&format!(
+        "✅ train #2 deployed {} to production",
+        short(&head)
+    ));
+    assert_eq!(sandbox.deploys_to("production"), vec![head.clone()]);
+    bot.stop();
+}
+
+#[test]
+fn a_tag_matching_no_regex_does_nothing() {
+    let (sandbox, mut bot) = start();
+    let head = sandbox.repo.head();
+    sandbox.repo.tag("nightly", &head, None);
+    sandbox.repo.tag("v3.0.0", &head, None);
+    // The production tag after it is the proof the poller saw both.
+    bot.expect("🚂 train #1 deploys tag v3.0.0");
+    bot.expect("✅ train #1 deployed");
+    assert!(bot.said("nightly").is_empty());
+    bot.stop();
+}

@@ -345,6 +345,11 @@ mod tests {
     #[test]
     fn steps_of_every_kind() {
         let text = r#"
+[forge]
+kind = "github"
+[forge.github]
+owner = "acme"
+repo = "web"
 [train]
 environments = ["qa"]
 [environments.qa]
@@ -491,8 +496,13 @@ deploy = [
             ("[forge]\nkind = \"gitlab\"", "forge.kind", "not a forge"),
             (
                 "[forge]\nkind = \"github\"",
-                "forge.kind",
-                "the github forge is not available yet",
+                "forge.github.owner",
+                "is required with forge.kind",
+            ),
+            (
+                "[production]\ndeploy = [{ workflow = \"deploy.yml\" }]",
+                "production.deploy[0]",
+                "need forge.kind = \"github\"",
             ),
             (
                 "[bot]\nhttp_listen = \"localhost\"",

@@ -25,7 +25,7 @@ type Result<T> = std::result::Result<T, Problem>;
 
 pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
     let config_dir = config_dir(path)?;
-    Ok(Settings {
+    let settings = Settings {
         bot: bot(&raw.bot, &config_dir)?,
         chat: chat(&raw.chat)?,
         forge: forge(&raw.forge, &config_dir)?,
@@ -37,10 +37,46 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
         },
         branch_builds: branch_builds(&raw.branch_builds)?,
         tags: tags(&raw.tags)?,
-        ops: raw.roles.ops,
-        people: raw.people,
+        ops: raw.roles.ops.clone(),
+        people: raw.people.clone(),
         config_dir,
-    })
+    };
+    if settings.forge.kind != ForgeKind::Github {
+        workflows_need_github(&raw)?;
+    }
+    Ok(settings)
+}
+
+/// Workflow steps are dispatched on GitHub Actions: with the git forge
+/// there is nowhere to run them.
+fn workflows_need_github(raw: &RawConfig) -> Result<()> {
+    let mut lists: Vec<(String, &Vec<Spanned<super::raw::RawStep>>)> = vec![
+        ("main.checks".into(), &raw.main.checks),
+        ("production.deploy".into(), &raw.production.deploy),
+        ("production.smoke".into(), &raw.production.smoke),
+        ("branch_builds.checks".into(), &raw.branch_builds.checks),
+        ("branch_builds.deploy".into(), &raw.branch_builds.deploy),
+        ("branch_builds.smoke".into(), &raw.branch_builds.smoke),
+    ];
+    for (name, env) in &raw.environments {
+        let name = name.get_ref();
+        lists.push((format!("environments.{name}.deploy"), &env.deploy));
+        lists.push((format!("environments.{name}.acceptance"), &env.acceptance));
+    }
+    for (key, steps) in lists {
+        if let Some((i, step)) = steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.get_ref().workflow.is_some())
+        {
+            return Err(Problem::at(
+                step.span(),
+                format!("{key}[{i}]"),
+                "workflow steps run on GitHub Actions and need forge.kind = \"github\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A string value and where it is, or its default, which has no place in the
@@ -203,7 +239,21 @@ fn forge(raw: &RawForge, config_dir: &Path) -> Result<ForgeSettings> {
     let kind = Field::new("forge.kind", &raw.kind, "git");
     let kind = match kind.value {
         "git" => ForgeKind::Git,
-        "github" => return Err(kind.problem("the github forge is not available yet")),
+        "github" => {
+            for (key, value) in [
+                ("forge.github.owner", &github.owner),
+                ("forge.github.repo", &github.repo),
+            ] {
+                if value.is_empty() {
+                    return Err(Problem {
+                        span: kind.span.clone(),
+                        key: key.into(),
+                        message: "is required with forge.kind = \"github\"".into(),
+                    });
+                }
+            }
+            ForgeKind::Github
+        }
         other => {
             return Err(kind.problem(format!(
                 "{other:?} is not a forge (use \"git\" or \"github\")"

@@ -599,7 +599,8 @@ pub fn target_name(plan: &Plan, target: Target) -> &str {
     }
 }
 
-fn phase_len(plan: &Plan, target: Target, phase: Phase) -> usize {
+/// How many steps `phase` of `target` has.
+pub fn phase_len(plan: &Plan, target: Target, phase: Phase) -> usize {
     match (target, phase) {
         (Target::Lower(i), Phase::Deploy) => plan.envs.get(i).map_or(0, |e| e.deploy),
         (Target::Lower(i), Phase::Acceptance) => plan.envs.get(i).map_or(0, |e| e.acceptance),

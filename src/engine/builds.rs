@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
+use super::publish::Publish;
 use super::{Engine, Event};
 use crate::config::Step;
 use crate::domain::build::{
@@ -15,6 +16,7 @@ use crate::domain::ids::{BranchName, ChatUser};
 use crate::domain::nodes::{self, Node};
 use crate::domain::refusal::Refusal;
 use crate::domain::train::Actor;
+use crate::forge::CommitState;
 use crate::runner::{StepOutcome, StepRequest};
 
 /// A build that has not finished, with the cancel switch of its running step.
@@ -139,6 +141,12 @@ impl Engine {
         let step = active.build.start(&node.name, plan, now);
         self.store.save_build(&active.build)?;
         let url = texts::node_url(&self.cfg.branch_builds.node_url, &node.name);
+        self.publisher.send(Publish::BuildStatus {
+            sha: self.builds[&id].build.sha.clone(),
+            state: CommitState::Pending,
+            description: format!("build {id} on {}", node.name),
+            url: texts::build_url(&self.ctx(), id),
+        });
         let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
         self.say(None, text).await;
         self.build_step(id, step).await
@@ -273,6 +281,9 @@ impl Engine {
                 self.store.save_node(&node)?;
             }
         }
+        if let Some(status) = self.build_status(&active.build) {
+            self.publisher.send(status);
+        }
         let text = texts::ended(&self.ctx(), &active.build, self.now());
         self.say(None, text).await;
         if start_queue {
@@ -280,6 +291,33 @@ impl Engine {
         } else {
             Ok(())
         }
+    }
+
+    /// The commit status a finished build leaves on its SHA. A build that
+    /// never left the queue set none.
+    fn build_status(&self, b: &Build) -> Option<Publish> {
+        b.node.as_ref()?;
+        let BuildStage::Done(outcome) = &b.stage else {
+            return None;
+        };
+        let (state, description) = match outcome {
+            BuildOutcome::Passed => (CommitState::Success, "good to merge".to_string()),
+            BuildOutcome::Failed { at, error } => (
+                CommitState::Failure,
+                format!("{} {} failed: {error}", at.phase.name(), at.step + 1),
+            ),
+            BuildOutcome::Superseded { by } => {
+                (CommitState::Error, format!("superseded by build {by}"))
+            }
+            BuildOutcome::Cancelled { by } => (CommitState::Error, format!("cancelled by {by}")),
+            BuildOutcome::Interrupted => (CommitState::Error, "interrupted".to_string()),
+        };
+        Some(Publish::BuildStatus {
+            sha: b.sha.clone(),
+            state,
+            description,
+            url: texts::build_url(&self.ctx(), b.id),
+        })
     }
 
     pub(super) async fn cancel_build(

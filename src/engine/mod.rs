@@ -7,6 +7,7 @@ mod builds;
 mod commands;
 mod main_branch;
 pub mod metrics;
+mod publish;
 mod recovery;
 mod status;
 mod steps;
@@ -105,6 +106,8 @@ pub struct Engine {
     /// The last forge refusal said in chat, and when: said again only
     /// when it changes or an hour has passed.
     last_refusal: Option<(String, Ts)>,
+    /// Commit statuses and deployments for the forge (GitHub).
+    publisher: publish::Publisher,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -168,6 +171,7 @@ impl Engine {
             private_replies: false,
             last_status: None,
             last_refusal: None,
+            publisher: publish::Publisher::default(),
         }
     }
 
@@ -244,6 +248,13 @@ impl Engine {
     /// Runs until shutdown. Errors are storage failures the bot cannot work without.
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.next_departure = self.compute_next_departure(self.now());
+        if self.cfg.forge.kind == crate::config::ForgeKind::Github {
+            self.publisher = publish::Publisher::spawn(
+                self.ports.forge.clone(),
+                self.store.clone(),
+                self.tx.clone(),
+            );
+        }
         self.recover().await?;
         main_branch::spawn_poller(
             self.ports.forge.clone(),

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
+use super::publish::Publish;
 use super::{Engine, Event, RunningStep};
 use crate::config::Step;
 use crate::domain::ids::TrainId;
 use crate::domain::messages;
-use crate::domain::train::{Input, Phase, StepPos, Target, Train};
+use crate::domain::train::{Input, Phase, StepPos, Target, Train, phase_len};
 use crate::runner::{StepError, StepOutcome, StepRequest};
 
 impl Engine {
@@ -103,6 +104,14 @@ impl Engine {
             step: step.clone(),
         };
         let id = train.id;
+        if pos.phase == Phase::Deploy && pos.step == 0 {
+            self.publisher.send(Publish::DeployStarted {
+                run: run.clone(),
+                env: env.clone(),
+                sha: train.sha.clone(),
+                url: self.ctx().run_url(id),
+            });
+        }
         let text = messages::step_started(&self.ctx(), id, pos, &step.label());
         self.say(Some(id), text).await;
         let (cancel, cancel_rx) = watch::channel(false);
@@ -173,6 +182,16 @@ impl Engine {
             ),
         };
         self.say(Some(train), text).await;
+        if pos.phase == Phase::Deploy
+            && (!ok || pos.step + 1 == phase_len(&self.plan, pos.target, Phase::Deploy))
+        {
+            self.publisher.send(Publish::DeployEnded {
+                run: format!("train-{}", train.0),
+                env: env.clone(),
+                ok,
+                url: self.ctx().run_url(train),
+            });
+        }
         let error = outcome.result.err().map(|e: StepError| e.to_string());
         self.train_input(Input::StepFinished { pos, ok, error })
             .await

@@ -12,6 +12,7 @@ use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage,
 use crate::store::{Production, StoreError};
 
 use super::Engine;
+use super::publish::Publish;
 
 impl Engine {
     /// The facts a departure depends on, read from the store.
@@ -326,6 +327,13 @@ impl Engine {
         };
         self.claim = None;
         self.metrics.train_ended(&train);
+        let mut envs: Vec<String> = self.plan.envs.iter().map(|e| e.name.clone()).collect();
+        envs.push("production".into());
+        self.publisher.send(Publish::RunEnded {
+            run: format!("train-{}", train.id.0),
+            envs,
+            url: self.ctx().run_url(train.id),
+        });
         tracing::info!(train = train.id.0, outcome = outcome.word(), "Train ended.");
         let text = messages::ended(&self.ctx(), &train, self.now());
         self.send_status(train.id, text.clone()).await;

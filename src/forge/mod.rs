@@ -41,6 +41,8 @@ pub enum CommitState {
     Pending,
     Success,
     Failure,
+    /// The build did not finish: superseded, cancelled or interrupted.
+    Error,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

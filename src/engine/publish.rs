@@ -1,0 +1,187 @@
+//! Results published on the forge (GitHub commit statuses and Deployments),
+//! in order, by one background task: a slow or failing API never holds up
+//! the engine, and a deployment's statuses never overtake its creation.
+//! On the git forge nothing is sent; results live in the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::Event;
+use crate::domain::ids::Sha;
+use crate::forge::{CommitState, DeploymentState, Forge, ForgeError};
+use crate::store::Store;
+
+/// The commit status context of branch builds.
+pub const BRANCH_CONTEXT: &str = "trainbot/branch";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publish {
+    /// A branch build's commit status.
+    BuildStatus {
+        sha: Sha,
+        state: CommitState,
+        description: String,
+        url: String,
+    },
+    /// The deploy steps of `env` started for run `run` (`train-3`).
+    DeployStarted {
+        run: String,
+        env: String,
+        sha: Sha,
+        url: String,
+    },
+    /// The deploy steps of `env` ended.
+    DeployEnded {
+        run: String,
+        env: String,
+        ok: bool,
+        url: String,
+    },
+    /// The run is over: a deployment still open (a veto or cancel stopped
+    /// its steps) is marked failed.
+    RunEnded {
+        run: String,
+        envs: Vec<String>,
+        url: String,
+    },
+}
+
+#[derive(Clone, Default)]
+pub struct Publisher {
+    tx: Option<mpsc::UnboundedSender<Publish>>,
+}
+
+impl Publisher {
+    /// Starts the task; refusals (bad token) go to the engine to be said.
+    pub fn spawn(forge: Arc<dyn Forge>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut task = Task {
+                forge,
+                store,
+                inbox,
+                open: HashMap::new(),
+            };
+            while let Some(job) = rx.recv().await {
+                task.publish(job).await;
+            }
+        });
+        Publisher { tx: Some(tx) }
+    }
+
+    pub fn send(&self, job: Publish) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(job);
+        }
+    }
+}
+
+struct Task {
+    forge: Arc<dyn Forge>,
+    store: Store,
+    inbox: mpsc::Sender<Event>,
+    /// Open deployments by (run, env); also in the store, for restarts.
+    open: HashMap<(String, String), u64>,
+}
+
+fn note_key(run: &str, env: &str) -> String {
+    format!("forge:deployment:{run}:{env}")
+}
+
+impl Task {
+    async fn publish(&mut self, job: Publish) {
+        let result = match job {
+            Publish::BuildStatus {
+                sha,
+                state,
+                description,
+                url,
+            } => {
+                self.forge
+                    .commit_status(&sha, BRANCH_CONTEXT, state, &description, &url)
+                    .await
+            }
+            Publish::DeployStarted { run, env, sha, url } => {
+                self.deploy_started(run, env, sha, url).await
+            }
+            Publish::DeployEnded { run, env, ok, url } => {
+                let state = if ok {
+                    DeploymentState::Success
+                } else {
+                    DeploymentState::Failure
+                };
+                self.close(&run, &env, state, &url).await
+            }
+            Publish::RunEnded { run, envs, url } => {
+                let mut result = Ok(());
+                for env in envs {
+                    let r = self.close(&run, &env, DeploymentState::Failure, &url).await;
+                    result = result.and(r);
+                }
+                result
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(ForgeError::Refused(text)) => {
+                let _ = self.inbox.send(Event::ForgeRefused(text)).await;
+            }
+            Err(error) => tracing::warn!(%error, "Cannot publish to the forge."),
+        }
+    }
+
+    async fn deploy_started(
+        &mut self,
+        run: String,
+        env: String,
+        sha: Sha,
+        url: String,
+    ) -> Result<(), ForgeError> {
+        let description = format!("trainbot {run}");
+        let Some(id) = self
+            .forge
+            .create_deployment(&sha, &env, &description)
+            .await?
+        else {
+            return Ok(()); // a forge without deployments
+        };
+        if let Err(error) = self
+            .store
+            .set_chat_note(&note_key(&run, &env), &id.to_string())
+        {
+            tracing::warn!(%error, "Cannot remember a deployment id.");
+        }
+        self.open.insert((run, env), id);
+        self.forge
+            .deployment_status(id, DeploymentState::InProgress, &url)
+            .await
+    }
+
+    /// Gives the deployment of (run, env), if one is open, its last status.
+    async fn close(
+        &mut self,
+        run: &str,
+        env: &str,
+        state: DeploymentState,
+        url: &str,
+    ) -> Result<(), ForgeError> {
+        let key = (run.to_string(), env.to_string());
+        let id = match self.open.remove(&key) {
+            Some(id) => Some(id),
+            // Opened before a restart.
+            None => self
+                .store
+                .chat_note(&note_key(run, env))
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok()),
+        };
+        let Some(id) = id else { return Ok(()) };
+        if let Err(error) = self.store.set_chat_note(&note_key(run, env), "") {
+            tracing::warn!(%error, "Cannot forget a deployment id.");
+        }
+        self.forge.deployment_status(id, state, url).await
+    }
+}

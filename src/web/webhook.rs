@@ -87,17 +87,9 @@ pub async fn github(
     let Some(hook) = &s.webhook else {
         return reply(StatusCode::NOT_FOUND, "no webhook: the forge is git");
     };
-    let claimed_len = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body = match body {
-        _ if claimed_len.is_some_and(|n| n > BODY_LIMIT as u64) => return too_large(),
+    let body = match read_body(&headers, body) {
         Ok(body) => body,
-        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
-            return too_large();
-        }
-        Err(e) => return reply(e.status(), e.body_text()),
+        Err((status, why)) => return reply(status, why),
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = text(DELIVERY);
@@ -161,8 +153,27 @@ pub async fn github(
     answer
 }
 
-fn too_large() -> Response {
-    reply(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB")
+/// The body, or the refusal: 413 if it is, or says it is, over [`BODY_LIMIT`] (the route's
+/// `DefaultBodyLimit` stops reading there whatever Content-Length claimed).
+fn read_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB".to_string());
+    let claimed = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if claimed.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    match body {
+        Ok(body) => Ok(body),
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            Err(too_large())
+        }
+        Err(e) => Err((e.status(), e.body_text())),
+    }
 }
 
 /// What a verified delivery asks for.

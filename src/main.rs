@@ -167,6 +167,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings: settings.clone(),
         metrics: engine.metrics(),
         clock: Arc::new(SystemClock),
+        webhook: None,
     });
     let (stop_web, stop_web_rx) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(async move {

@@ -24,6 +24,13 @@ impl Store {
         Ok(fresh)
     }
 
+    /// Forgets `key`, so that it is fresh again (offered but not acted on,
+    /// e.g. a webhook delivery the engine could not take); flushed.
+    pub fn forget_seen(&self, key: &str) -> Result<()> {
+        self.db.open_tree(SEEN)?.remove(key)?;
+        self.flush()
+    }
+
     /// Forgets seen keys recorded before `before`; returns how many.
     pub fn prune_seen(&self, before: Ts) -> Result<usize> {
         let tree = self.db.open_tree(SEEN)?;
@@ -83,6 +90,18 @@ mod tests {
             Some("1700000000.000100")
         );
         assert_eq!(store.chat_note("status:2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_forgotten_key_is_fresh_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        assert!(store.first_seen("github:delivery:1", now).unwrap());
+        store.forget_seen("github:delivery:1").unwrap();
+        store.forget_seen("never-seen").unwrap();
+        assert!(store.first_seen("github:delivery:1", now).unwrap());
+        assert!(!store.first_seen("github:delivery:1", now).unwrap());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! HTTP: one router for every endpoint. Pages are read-only: nothing
-//! changes over HTTP without the chat. Every response carries a strict
+//! changes over HTTP without the chat, except that the GitHub webhook hands
+//! pushes to the engine's inbox. Every response carries a strict
 //! Content-Security-Policy; scripts and styles come from `/assets/` only.
 
 mod api;
@@ -11,14 +12,16 @@ mod metrics;
 mod panels;
 mod pipeline;
 mod runs;
+mod webhook;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -27,14 +30,19 @@ use crate::domain::train::Plan;
 use crate::engine::{Metrics, Snapshot, plan_of};
 use crate::store::{Store, StoreError};
 
+pub use webhook::Webhook;
+
 #[derive(Clone)]
 pub struct WebState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
-    /// Read only: the pages never write.
+    /// Read only for the pages; the one write over HTTP is the webhook
+    /// recording a delivery id as seen (`Store::first_seen`).
     pub store: Store,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// The GitHub push webhook; None on the git forge (the route is 404).
+    pub webhook: Option<Webhook>,
 }
 
 impl WebState {
@@ -59,6 +67,10 @@ pub fn router(state: WebState) -> Router {
         .route("/api/status", get(api::api_status))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
+        .route(
+            "/webhooks/github",
+            post(webhook::github).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+        )
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .fallback(not_found)
@@ -156,3 +168,5 @@ async fn js() -> impl IntoResponse {
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::{WebState, router};
+use super::{WebState, Webhook, router};
 use crate::config::Settings;
 use crate::domain::clock::{Clock, FakeClock};
 use crate::domain::ids::ChatUser;
@@ -164,6 +164,11 @@ impl Fixture {
     }
 
     pub fn app(&self) -> Router {
+        self.app_with(None)
+    }
+
+    /// The router with `webhook` as the GitHub webhook (None: the git forge).
+    pub fn app_with(&self, webhook: Option<Webhook>) -> Router {
         let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(now()));
         router(WebState {
             snapshots: self.snapshots.subscribe(),
@@ -171,6 +176,7 @@ impl Fixture {
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             clock,
+            webhook,
         })
     }
 

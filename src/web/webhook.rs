@@ -24,6 +24,12 @@ use crate::forge::TagRef;
 /// a push with that much JSON is not one we act on.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// How long a delivery waits for room in the engine's inbox before 503.
+#[cfg(not(test))]
+const INBOX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+#[cfg(test)]
+const INBOX_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 const SIGNATURE: &str = "x-hub-signature-256";
 const DELIVERY: &str = "x-github-delivery";
 const EVENT: &str = "x-github-event";
@@ -136,7 +142,10 @@ pub async fn github(
         Action::Pong => reply(StatusCode::OK, "pong"),
         Action::Ignore => reply(StatusCode::ACCEPTED, "ignored"),
         Action::Send(ev) => {
-            if let Err(error) = hook.inbox.try_send(ev) {
+            // GitHub waits 10 s for an answer and does not redeliver by
+            // itself: wait a little for room rather than refuse at once.
+            let sent = hook.inbox.send_timeout(ev, INBOX_WAIT).await;
+            if let Err(error) = sent {
                 // Not acted on: forget the delivery so a redelivery works.
                 tracing::warn!(%error, delivery = ?delivery, "Cannot pass a webhook delivery to the engine.");
                 s.metrics.error("webhook_inbox");

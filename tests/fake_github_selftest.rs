@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::fake_github::{FakeGithub, HttpReply, http, http_get, signature};
+use support::fake_github::{FakeGithub, HttpReply, http, http_get, post_webhook, signature};
 
 const TOKEN: &str = "ghp_fake_token_5b1e";
 
@@ -228,7 +228,7 @@ fn fail_next_answers_500_once_then_normally() {
 }
 
 #[test]
-fn signature_matches_githubs_example() {
+fn webhooks_are_signed_like_githubs_example() {
     // From GitHub's "Validating webhook deliveries".
     assert_eq!(
         signature("It's a Secret to Everybody", b"Hello, World!"),
@@ -247,4 +247,13 @@ fn signature_matches_githubs_example() {
     assert_eq!(event["created"], true);
     assert_eq!(event["head_commit"]["author"]["username"], "alice");
     assert_eq!(event["repository"]["full_name"], "acme/web");
+
+    // The client sends the body whole: the fake records it (and refuses it
+    // for want of a token).
+    let body = event.to_string();
+    let url = format!("{}/hooks/github", fake.api_url());
+    let sig = signature("s3cret", body.as_bytes());
+    let (status, answer) = post_webhook(&url, "push", "d-1", body.as_bytes(), Some(&sig));
+    assert_eq!((status, answer.contains("Bad credentials")), (401, true));
+    assert_eq!(fake.wait_for_call("/hooks/github").body, event);
 }

@@ -1,0 +1,259 @@
+//! The fake GitHub itself: the wire contract end-to-end tests rely on,
+//! driven with the same blocking std::net client the tests use.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::fake_github::{FakeGithub, HttpReply, http, http_get, post_webhook, signature};
+
+const TOKEN: &str = "ghp_fake_token_5b1e";
+
+fn start() -> FakeGithub {
+    FakeGithub::start("acme", "web", TOKEN)
+}
+
+fn get(fake: &FakeGithub, route: &str) -> HttpReply {
+    http_get(&format!("{}{route}", fake.api_url()), Some(TOKEN))
+}
+
+fn post(fake: &FakeGithub, route: &str, body: &Value) -> HttpReply {
+    let auth = format!("token {TOKEN}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let url = format!("{}{route}", fake.api_url());
+    http("POST", &url, &headers, body.to_string().as_bytes())
+}
+
+fn shas(commits: &Value) -> Vec<&str> {
+    commits
+        .as_array()
+        .expect("an array of commits")
+        .iter()
+        .map(|c| c["sha"].as_str().expect("a sha"))
+        .collect()
+}
+
+#[test]
+fn compare_lists_commits_oldest_first_with_status_ahead() {
+    let fake = start();
+    let base = fake.head("main");
+    let first = fake.commit(
+        "main",
+        "Bob",
+        "bob@example.com",
+        Some("bob"),
+        "Make the widget blue",
+    );
+    let second = fake.commit("main", "Carol", "carol@example.com", None, "Fix the widget");
+
+    let reply = get(&fake, &format!("/repos/acme/web/compare/{base}...main"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let compare = reply.json();
+    assert_eq!(compare["status"], "ahead");
+    assert_eq!(compare["ahead_by"], 2);
+    assert_eq!(compare["behind_by"], 0);
+    assert_eq!(compare["total_commits"], 2);
+    assert_eq!(shas(&compare["commits"]), [first.as_str(), second.as_str()]);
+    assert_eq!(compare["commits"][0]["author"]["login"], "bob");
+    assert_eq!(compare["commits"][1]["author"], Value::Null);
+    assert_eq!(compare["commits"][1]["parents"][0]["sha"], first.as_str());
+
+    let page2 = get(
+        &fake,
+        &format!("/repos/acme/web/compare/{base}...{second}?per_page=1&page=2"),
+    );
+    assert_eq!(shas(&page2.json()["commits"]), [second.as_str()]);
+    let back = get(
+        &fake,
+        &format!("/repos/acme/web/compare/{second}...{}", &base[..7]),
+    )
+    .json();
+    assert_eq!(
+        (back["status"].as_str(), back["behind_by"].as_u64()),
+        (Some("behind"), Some(2))
+    );
+
+    let listed = get(&fake, "/repos/acme/web/commits?sha=main&per_page=2");
+    assert_eq!(shas(&listed.json()), [second.as_str(), first.as_str()]);
+    assert!(
+        listed
+            .header("link")
+            .is_some_and(|l| l.contains("rel=\"next\""))
+    );
+}
+
+#[test]
+fn refs_resolve_by_prefix_branch_and_tag() {
+    let fake = start();
+    let sha = fake.commit(
+        "release/1.2",
+        "Bob",
+        "bob@example.com",
+        Some("bob"),
+        "Ship it",
+    );
+    fake.tag("v1.2.0", &sha);
+    for r in [&sha[..6], "release/1.2", "v1.2.0"] {
+        let reply = get(&fake, &format!("/repos/acme/web/commits/{r}"));
+        assert_eq!(reply.status, 200, "{r}: {}", reply.body);
+        assert_eq!(reply.json()["commit"]["message"], "Ship it");
+    }
+    let branch = get(&fake, "/repos/acme/web/branches/release/1.2").json();
+    assert_eq!(branch["commit"]["sha"], sha.as_str());
+    let tags = get(&fake, "/repos/acme/web/tags").json();
+    assert_eq!(
+        tags,
+        json!([{"name": "v1.2.0", "commit": tags[0]["commit"]}])
+    );
+    let missing = get(&fake, "/repos/acme/web/commits/deadbeef");
+    assert_eq!(missing.status, 422);
+    assert_eq!(
+        missing.json()["message"],
+        "No commit found for SHA: deadbeef"
+    );
+}
+
+#[test]
+fn unknown_branch_and_repo_are_404() {
+    let fake = start();
+    let reply = get(&fake, "/repos/acme/web/branches/nope");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json(), json!({"message": "Branch not found"}));
+    assert_eq!(get(&fake, "/repos/acme/other").status, 404);
+    assert_eq!(
+        get(&fake, "/repos/acme/web").json()["default_branch"],
+        "main"
+    );
+}
+
+#[test]
+fn bad_token_is_401() {
+    let fake = start();
+    let url = format!("{}/repos/acme/web", fake.api_url());
+    for token in [Some("ghp_wrong"), None] {
+        let reply = http_get(&url, token);
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.json(), json!({"message": "Bad credentials"}));
+    }
+    assert_eq!(fake.calls_to("/repos/acme/web").len(), 2);
+}
+
+#[test]
+fn dispatch_creates_a_run_that_completes_after_polls() {
+    let fake = start();
+    fake.set_workflow_outcome("deploy.yml", "failure");
+    let head = fake.head("main");
+    let body = json!({"ref": "main", "inputs": {"environment": "staging"}});
+    let reply = post(
+        &fake,
+        "/repos/acme/web/actions/workflows/deploy.yml/dispatches",
+        &body,
+    );
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    assert_eq!(
+        fake.wait_for_dispatch("deploy.yml").inputs["environment"],
+        "staging"
+    );
+
+    let route = format!(
+        "/repos/acme/web/actions/workflows/deploy.yml/runs?event=workflow_dispatch&head_sha={head}&per_page=10"
+    );
+    let runs = get(&fake, &route).json();
+    assert_eq!(runs["total_count"], 1);
+    let run = &runs["workflow_runs"][0];
+    assert_eq!(
+        (run["status"].as_str(), &run["conclusion"]),
+        (Some("queued"), &Value::Null)
+    );
+    assert_eq!(run["head_sha"], head.as_str());
+    assert!(run["created_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let id = run["id"].as_u64().expect("run id");
+    assert_eq!(
+        run["html_url"],
+        format!("{}/acme/web/actions/runs/{id}", fake.api_url())
+    );
+
+    let poll = || get(&fake, &format!("/repos/acme/web/actions/runs/{id}")).json();
+    assert_eq!(poll()["status"], "in_progress");
+    let done = poll();
+    assert_eq!(
+        (done["status"].as_str(), done["conclusion"].as_str()),
+        (Some("completed"), Some("failure"))
+    );
+    assert_eq!(poll()["status"], "completed");
+}
+
+#[test]
+fn statuses_and_deployments_are_recorded() {
+    let fake = start();
+    let sha = fake.head("main");
+    let status = json!({"state": "pending", "target_url": "http://bot/t/1", "description": "train #1", "context": "trainbot/train"});
+    assert_eq!(
+        post(&fake, &format!("/repos/acme/web/statuses/{sha}"), &status).status,
+        201
+    );
+    fake.wait_for_status(&sha, "trainbot/train", "pending");
+
+    let deploy =
+        json!({"ref": sha, "environment": "staging", "auto_merge": false, "required_contexts": []});
+    let created = post(&fake, "/repos/acme/web/deployments", &deploy);
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_u64().expect("deployment id");
+    let d = &fake.deployments()[0];
+    assert_eq!(
+        (d.id, d.auto_merge, d.required_contexts.clone()),
+        (id, false, Some(vec![]))
+    );
+
+    let state = json!({"state": "success", "log_url": "http://bot/log"});
+    let route = format!("/repos/acme/web/deployments/{id}/statuses");
+    assert_eq!(post(&fake, &route, &state).status, 201);
+    assert_eq!(fake.wait_for_deployment_status("success").deployment_id, id);
+    let unknown = post(&fake, "/repos/acme/web/deployments/999/statuses", &state);
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn fail_next_answers_500_once_then_normally() {
+    let fake = start();
+    fake.fail_next("/branches/main", 500, 1);
+    let first = get(&fake, "/repos/acme/web/branches/main");
+    assert_eq!(first.status, 500);
+    assert_eq!(first.json(), json!({"message": "injected"}));
+    assert_eq!(get(&fake, "/repos/acme/web/branches/main").status, 200);
+    let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [500, 200]);
+}
+
+#[test]
+fn webhooks_are_signed_like_githubs_example() {
+    // From GitHub's "Validating webhook deliveries".
+    assert_eq!(
+        signature("It's a Secret to Everybody", b"Hello, World!"),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+    let fake = start();
+    let head = fake.head("main");
+    let zero = "0".repeat(40);
+    let event = fake.push_event(
+        "refs/heads/main",
+        &zero,
+        &head,
+        Some("initial commit"),
+        "alice",
+    );
+    assert_eq!(event["created"], true);
+    assert_eq!(event["head_commit"]["author"]["username"], "alice");
+    assert_eq!(event["repository"]["full_name"], "acme/web");
+
+    // The client sends the body whole: the fake records it (and refuses it
+    // for want of a token).
+    let body = event.to_string();
+    let url = format!("{}/hooks/github", fake.api_url());
+    let sig = signature("s3cret", body.as_bytes());
+    let (status, answer) = post_webhook(&url, "push", "d-1", body.as_bytes(), Some(&sig));
+    assert_eq!((status, answer.contains("Bad credentials")), (401, true));
+    assert_eq!(fake.wait_for_call("/hooks/github").body, event);
+}

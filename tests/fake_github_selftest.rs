@@ -1,10 +1,13 @@
 //! The fake GitHub itself: the wire contract end-to-end tests rely on,
 //! driven with the same blocking std::net client the tests use.
 
-mod support;
+#[path = "support/fake_github.rs"]
+mod fake_github;
+
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 use serde_json::{Value, json};
-use support::fake_github::{FakeGithub, HttpReply, http, http_get, post_webhook, signature};
+use fake_github::{FakeGithub, HttpReply, http, http_get, post_webhook, signature};
 
 const TOKEN: &str = "ghp_fake_token_5b1e";
 

@@ -7,7 +7,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-pub mod fake_github;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};

@@ -177,11 +177,12 @@ impl Forge for GithubForge {
             .ok_or_else(|| ForgeError::NotFound(prefix.to_string()))?;
         let full = sha(&commit.sha)?;
         let route = self.api.route(&format!(
-            "compare/{full}...{}",
+            "compare/{full}...{}?per_page=1&page=1",
             encode(&self.main_branch, true)
         ));
         let compare: Compare = self.api.get(&route).await?;
-        // "ahead": main is ahead of the commit, so the commit is in main.
+        // Only the status is read, so one commit per page is enough. "ahead":
+        // main is ahead of the commit, so the commit is in main.
         match compare.status.as_str() {
             "identical" | "ahead" => Ok(full),
             _ => Err(ForgeError::NotOnMain(prefix.to_string())),

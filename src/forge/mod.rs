@@ -2,6 +2,7 @@
 //! CLI forge (results stay in the store) and GitHub (octocrab).
 
 pub mod git;
+pub mod github;
 
 use std::collections::BTreeMap;
 

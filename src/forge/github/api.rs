@@ -1,0 +1,351 @@
+//! The call layer under the GitHub forge: one logical request to the REST API,
+//! retried with backoff when GitHub is down or busy, its status code turned
+//! into a reply or a `ForgeError` whose text can be said in chat.
+//!
+//! octocrab's own retry is off: it retries at once, POSTs included. Here a
+//! POST that creates something is sent again only when GitHub answered (5xx,
+//! 429), never after a transport error that may have hidden a success.
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::Duration;
+
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::GithubSettings;
+use crate::forge::ForgeError;
+
+/// Attempts in all for one call, the first included.
+const ATTEMPTS: u32 = 5;
+/// The first wait between attempts; it doubles each time.
+const BACKOFF: Duration = Duration::from_millis(200);
+/// No wait (Retry-After included) is longer than this: a step or a poll is
+/// waiting on the answer, and the next poll will try again anyway.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    Get,
+    /// A POST that is harmless to repeat (a commit status, a deployment status).
+    Post,
+    /// A POST that creates something (a deployment, a workflow run).
+    CreatingPost,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Post | Method::CreatingPost => "POST",
+        })
+    }
+}
+
+/// A reply GitHub gave: any 2xx, or a 404/422 the caller gives a meaning to.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+enum Attempt {
+    Done(Reply),
+    Retry { why: String, wait: Option<Duration> },
+    Fail(ForgeError),
+}
+
+/// The octocrab client and the repository every route is under.
+pub(super) struct Api {
+    octo: Octocrab,
+    owner: String,
+    repo: String,
+    backoff: Duration,
+}
+
+impl fmt::Debug for Api {
+    // Written out so that the client (and the token in it) is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("owner", &self.owner)
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    pub(super) fn new(settings: &GithubSettings, token: String) -> Result<Api, ForgeError> {
+        let octo = Octocrab::builder()
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .base_uri(settings.api_url.as_str())
+            .map_err(|e| {
+                ForgeError::Other(format!("bad GitHub api_url {}: {e}", settings.api_url))
+            })?
+            .personal_token(token)
+            .build()
+            .map_err(|e| ForgeError::Other(format!("cannot build the GitHub client: {e}")))?;
+        Ok(Api {
+            octo,
+            owner: settings.owner.clone(),
+            repo: settings.repo.clone(),
+            backoff: BACKOFF,
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_backoff(&mut self, backoff: Duration) {
+        self.backoff = backoff;
+    }
+
+    /// `/repos/{owner}/{repo}/{rest}`; `rest` must already be encoded.
+    pub(super) fn route(&self, rest: &str) -> String {
+        format!(
+            "/repos/{}/{}/{rest}",
+            encode(&self.owner, false),
+            encode(&self.repo, false)
+        )
+    }
+
+    /// GET, where 404 (and 422) mean the repository is not there for us.
+    pub(super) async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, ForgeError> {
+        let reply = self.call(Method::Get, route, None).await?;
+        match reply.status {
+            404 => Err(self.not_visible()),
+            _ => self.expect_ok(Method::Get, route, reply),
+        }
+    }
+
+    /// GET of one thing (a branch, a commit): None when GitHub has no such
+    /// thing (404, or 422 for a SHA it cannot resolve).
+    pub(super) async fn get_opt<T: DeserializeOwned>(
+        &self,
+        route: &str,
+    ) -> Result<Option<T>, ForgeError> {
+        let reply = self.call(Method::Get, route, None).await?;
+        match reply.status {
+            404 | 422 => Ok(None),
+            _ => self.expect_ok(Method::Get, route, reply).map(Some),
+        }
+    }
+
+    /// POST, and the reply's body as it came (empty for a 204).
+    pub(super) async fn post(
+        &self,
+        method: Method,
+        route: &str,
+        body: &Value,
+    ) -> Result<String, ForgeError> {
+        let reply = self.call(method, route, Some(body)).await?;
+        match reply.status {
+            404 => Err(self.not_visible()),
+            200..=299 => Ok(reply.body),
+            _ => Err(rejected(method, route, &reply)),
+        }
+    }
+
+    pub(super) fn parse<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        body: &str,
+    ) -> Result<T, ForgeError> {
+        serde_json::from_str(body).map_err(|e| {
+            let e = ForgeError::Other(format!(
+                "unexpected reply from GitHub to {method} {route}: {e}"
+            ));
+            tracing::warn!(error = %e, "GitHub reply not understood.");
+            e
+        })
+    }
+
+    fn expect_ok<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        reply: Reply,
+    ) -> Result<T, ForgeError> {
+        match reply.status {
+            200..=299 => self.parse(method, route, &reply.body),
+            _ => Err(rejected(method, route, &reply)),
+        }
+    }
+
+    fn not_visible(&self) -> ForgeError {
+        let e = ForgeError::Refused(format!(
+            "GitHub refused: {}/{} not found or not visible to the token",
+            self.owner, self.repo
+        ));
+        tracing::warn!(error = %e, "GitHub call refused.");
+        e
+    }
+
+    /// One logical call: attempts with backoff until GitHub gives an answer
+    /// that retrying will not change.
+    async fn call(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        let mut attempt = 1;
+        loop {
+            let (why, wait) = match self.attempt(method, route, body).await {
+                Attempt::Done(reply) => return Ok(reply),
+                Attempt::Fail(e) => {
+                    tracing::warn!(%method, route, error = %e, "GitHub call failed.");
+                    return Err(e);
+                }
+                Attempt::Retry { why, wait } => (why, wait),
+            };
+            if attempt >= ATTEMPTS {
+                let e = ForgeError::Other(format!(
+                    "GitHub gave no answer to {method} {route} after {ATTEMPTS} attempts: {why}"
+                ));
+                tracing::warn!(%method, route, error = %e, "GitHub call failed.");
+                return Err(e);
+            }
+            let wait = wait
+                .unwrap_or(self.backoff * 2u32.pow(attempt - 1))
+                .min(MAX_WAIT);
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(%method, route, attempt, wait_ms, error = %why, "GitHub call failed; retrying.");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(&self, method: Method, route: &str, body: Option<&Value>) -> Attempt {
+        tracing::debug!(%method, route, "Calling GitHub.");
+        let sent = match method {
+            Method::Get => self.octo._get(route).await,
+            Method::Post | Method::CreatingPost => self.octo._post(route, body).await,
+        };
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return self.transport_error(method, route, &e),
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let rate_limited = header("x-ratelimit-remaining").as_deref() == Some("0");
+        let body = match self.octo.body_to_string(response).await {
+            Ok(body) => body,
+            Err(e) => return self.transport_error(method, route, &e),
+        };
+        let reply = Reply { status, body };
+        match status {
+            200..=299 | 404 | 422 => Attempt::Done(reply),
+            401 => Attempt::Fail(ForgeError::Refused(format!(
+                "GitHub refused: bad token for {}/{}",
+                self.owner, self.repo
+            ))),
+            403 if rate_limited || retry_after.is_some() => Attempt::Retry {
+                why: "rate limited (403)".into(),
+                wait: retry_after,
+            },
+            403 => Attempt::Fail(ForgeError::Refused(format!(
+                "GitHub refused: the token may not do this on {}/{} (403)",
+                self.owner, self.repo
+            ))),
+            429 => Attempt::Retry {
+                why: "rate limited (429)".into(),
+                wait: retry_after,
+            },
+            500..=599 => Attempt::Retry {
+                why: format!("{status} {}", message(&reply.body)),
+                wait: retry_after,
+            },
+            _ => Attempt::Fail(rejected(method, route, &reply)),
+        }
+    }
+
+    fn transport_error(&self, method: Method, route: &str, e: &octocrab::Error) -> Attempt {
+        let why = one_line(e);
+        if method == Method::CreatingPost && !nothing_sent(e) {
+            // The request may have reached GitHub, and the deployment or
+            // run been created, before the connection failed; sending it
+            // again could deploy twice. Say so instead of guessing.
+            return Attempt::Fail(ForgeError::Other(format!(
+                "no answer from GitHub to {method} {route} (not retried: it may have been done): {why}"
+            )));
+        }
+        Attempt::Retry { why, wait: None }
+    }
+}
+
+/// A reply that is not a success and that retrying will not change.
+fn rejected(method: Method, route: &str, reply: &Reply) -> ForgeError {
+    ForgeError::Other(format!(
+        "GitHub answered {} to {method} {route}: {}",
+        reply.status,
+        message(&reply.body)
+    ))
+}
+
+/// GitHub's `message`, or the start of the body, on one line.
+fn message(body: &str) -> String {
+    let text = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(200).collect()
+}
+
+/// An octocrab error and its causes on one line (its own Display of some
+/// variants is just "GitHub" or spans lines with a backtrace).
+fn one_line(e: &octocrab::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    let text = parts.join(": ");
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(300).collect()
+}
+
+/// True when the connection was refused: nothing reached GitHub, so even a
+/// creating POST may be sent again.
+fn nothing_sent(e: &octocrab::Error) -> bool {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Percent-encodes one path segment (or, with `keep_slash`, a ref like
+/// `feature/x`, which GitHub takes with its slashes as they are).
+pub(super) fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let plain = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/');
+        if plain {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,339 @@
+//! The GitHub forge: commits, branches and tags read from the REST API,
+//! commit statuses and deployments published to it, and Actions workflows
+//! dispatched and followed. octocrab carries the requests; the routes and
+//! the JSON are our own (`wire`), so only the fields we need must be there.
+
+mod api;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use self::api::{Api, Method, encode};
+use self::wire::{Branch, Compare, Created, GhCommit, Run, Runs, Tag, sha};
+use super::{Actions, CommitState, DeploymentState, Forge, ForgeError, TagRef, WorkflowRun};
+use crate::config::GithubSettings;
+use crate::domain::ids::{BranchName, Sha, ShaPrefix};
+use crate::domain::train::Commit;
+
+/// At most this many commits are returned by `commits` (the newest), as the
+/// git forge does.
+const COMMIT_CAP: usize = super::git::COMMIT_CAP;
+/// GitHub's largest page.
+const PAGE_SIZE: usize = 100;
+/// A bound on any listing, should a server keep sending full pages.
+const MAX_PAGES: usize = 100;
+/// GitHub rejects a commit status description longer than this.
+const DESCRIPTION_MAX: usize = 140;
+
+pub struct GithubForge {
+    api: Api,
+    main_branch: String,
+    page_size: usize,
+    commit_cap: usize,
+}
+
+impl fmt::Debug for GithubForge {
+    // Never shows the client, which holds the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GithubForge")
+            .field("api", &self.api)
+            .field("main_branch", &self.main_branch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GithubForge {
+    /// A client for `settings.owner`/`settings.repo` at `settings.api_url`,
+    /// authenticated with `token`. Nothing is sent until the first call.
+    pub fn new(
+        settings: &GithubSettings,
+        main_branch: &str,
+        token: String,
+    ) -> Result<GithubForge, ForgeError> {
+        Ok(GithubForge {
+            api: Api::new(settings, token)?,
+            main_branch: main_branch.to_string(),
+            page_size: PAGE_SIZE,
+            commit_cap: COMMIT_CAP,
+        })
+    }
+
+    /// Shorter waits between retries, for tests.
+    #[cfg(test)]
+    pub(crate) fn with_backoff(mut self, backoff: std::time::Duration) -> GithubForge {
+        self.api.set_backoff(backoff);
+        self
+    }
+
+    async fn head_of(&self, branch: &str) -> Result<Option<Sha>, ForgeError> {
+        let route = self
+            .api
+            .route(&format!("branches/{}", encode(branch, true)));
+        match self.api.get_opt::<Branch>(&route).await? {
+            Some(b) => sha(&b.commit.sha).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `commits/{ref}`: None when GitHub cannot resolve `git_ref`.
+    async fn commit(&self, git_ref: &str) -> Result<Option<GhCommit>, ForgeError> {
+        let route = self
+            .api
+            .route(&format!("commits/{}", encode(git_ref, true)));
+        self.api.get_opt(&route).await
+    }
+
+    /// `base..head` through the compare API, whose pages run oldest first:
+    /// pages holding only commits older than the newest `commit_cap` are
+    /// skipped.
+    async fn compare_range(&self, base: &Sha, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
+        let route = |page: usize| {
+            self.api.route(&format!(
+                "compare/{base}...{head}?per_page={}&page={page}",
+                self.page_size
+            ))
+        };
+        let first: Compare = self.api.get(&route(1)).await?;
+        let total = first.total_commits;
+        let done = |n: usize| n == 0 || (total.is_none() && n < self.page_size);
+        let mut finished = done(first.commits.len());
+        let mut commits = first.commits;
+        let mut page = 1;
+        if let Some(total) = total {
+            let skip = total.saturating_sub(self.commit_cap) / self.page_size;
+            if skip > 0 {
+                commits.clear();
+                page = skip;
+            }
+        }
+        let last = total.map_or(MAX_PAGES, |t| t.div_ceil(self.page_size).min(MAX_PAGES));
+        while !finished && page < last {
+            page += 1;
+            let next: Compare = self.api.get(&route(page)).await?;
+            finished = done(next.commits.len());
+            commits.extend(next.commits);
+        }
+        let extra = commits.len().saturating_sub(self.commit_cap);
+        commits.drain(..extra);
+        commits.into_iter().map(GhCommit::into_commit).collect()
+    }
+
+    /// Ancestors of `head` (itself included), newest `commit_cap` of them.
+    async fn history(&self, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
+        let mut commits: Vec<GhCommit> = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let route = self.api.route(&format!(
+                "commits?sha={head}&per_page={}&page={page}",
+                self.page_size
+            ));
+            let batch: Vec<GhCommit> = self.api.get(&route).await?;
+            let n = batch.len();
+            commits.extend(batch);
+            if n < self.page_size || commits.len() >= self.commit_cap {
+                break;
+            }
+        }
+        commits.truncate(self.commit_cap);
+        commits.reverse();
+        commits.into_iter().map(GhCommit::into_commit).collect()
+    }
+}
+
+#[async_trait]
+impl Forge for GithubForge {
+    async fn main_head(&self) -> Result<Option<Sha>, ForgeError> {
+        self.head_of(&self.main_branch).await
+    }
+
+    async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
+        let commit = self
+            .commit(sha.as_str())
+            .await?
+            .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+        match commit.parents.first() {
+            Some(parent) => wire::sha(&parent.sha).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn commits(&self, base: Option<&Sha>, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
+        match base {
+            Some(base) => self.compare_range(base, head).await,
+            None => self.history(head).await,
+        }
+    }
+
+    async fn resolve_on_main(&self, prefix: &ShaPrefix) -> Result<Sha, ForgeError> {
+        let commit = self
+            .commit(prefix.as_str())
+            .await?
+            .ok_or_else(|| ForgeError::NotFound(prefix.to_string()))?;
+        let full = sha(&commit.sha)?;
+        let route = self.api.route(&format!(
+            "compare/{full}...{}?per_page=1&page=1",
+            encode(&self.main_branch, true)
+        ));
+        let compare: Compare = self.api.get(&route).await?;
+        // Only the status is read, so one commit per page is enough. "ahead":
+        // main is ahead of the commit, so the commit is in main.
+        match compare.status.as_str() {
+            "identical" | "ahead" => Ok(full),
+            _ => Err(ForgeError::NotOnMain(prefix.to_string())),
+        }
+    }
+
+    async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
+        self.head_of(branch.as_str()).await
+    }
+
+    async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
+        let mut tags = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let route = self
+                .api
+                .route(&format!("tags?per_page={}&page={page}", self.page_size));
+            let batch: Vec<Tag> = self.api.get(&route).await?;
+            let n = batch.len();
+            for tag in batch {
+                tags.push(TagRef {
+                    name: tag.name,
+                    sha: sha(&tag.commit.sha)?,
+                    pushed_by: None,
+                });
+            }
+            if n < self.page_size {
+                break;
+            }
+        }
+        Ok(tags)
+    }
+
+    async fn commit_status(
+        &self,
+        sha: &Sha,
+        context: &str,
+        state: CommitState,
+        description: &str,
+        target_url: &str,
+    ) -> Result<(), ForgeError> {
+        let state = match state {
+            CommitState::Pending => "pending",
+            CommitState::Success => "success",
+            CommitState::Failure => "failure",
+        };
+        let mut body = json!({
+            "state": state,
+            "description": truncate(description, DESCRIPTION_MAX),
+            "context": context,
+        });
+        // No link is better than an empty one.
+        if !target_url.is_empty() {
+            body["target_url"] = json!(target_url);
+        }
+        let route = self.api.route(&format!("statuses/{sha}"));
+        self.api.post(Method::Post, &route, &body).await.map(drop)
+    }
+
+    async fn create_deployment(
+        &self,
+        sha: &Sha,
+        environment: &str,
+        description: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        let body = json!({
+            "ref": sha.as_str(),
+            "environment": environment,
+            "description": truncate(description, DESCRIPTION_MAX),
+            "auto_merge": false,
+            "required_contexts": [],
+            "transient_environment": false,
+            "production_environment": environment == "production",
+        });
+        let route = self.api.route("deployments");
+        let reply = self.api.post(Method::CreatingPost, &route, &body).await?;
+        let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
+        Ok(Some(created.id))
+    }
+
+    async fn deployment_status(
+        &self,
+        deployment: u64,
+        state: DeploymentState,
+        log_url: &str,
+    ) -> Result<(), ForgeError> {
+        let (state, description) = match state {
+            DeploymentState::InProgress => ("in_progress", "Deploying"),
+            DeploymentState::Success => ("success", "Deployed"),
+            DeploymentState::Failure => ("failure", "Deploy failed"),
+        };
+        let mut body = json!({ "state": state, "description": description });
+        if !log_url.is_empty() {
+            body["log_url"] = json!(log_url);
+        }
+        // A repeated deployment status only adds a duplicate entry: safe to retry.
+        let route = self
+            .api
+            .route(&format!("deployments/{deployment}/statuses"));
+        self.api.post(Method::Post, &route, &body).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl Actions for GithubForge {
+    async fn ref_sha(&self, git_ref: &str) -> Result<Sha, ForgeError> {
+        let commit = self
+            .commit(git_ref)
+            .await?
+            .ok_or_else(|| ForgeError::NotFound(git_ref.to_string()))?;
+        sha(&commit.sha)
+    }
+
+    async fn dispatch(
+        &self,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<(), ForgeError> {
+        let body = json!({ "ref": git_ref, "inputs": inputs });
+        let route = self.api.route(&format!(
+            "actions/workflows/{}/dispatches",
+            encode(workflow, false)
+        ));
+        // A repeated dispatch would start a second run: a creating POST.
+        self.api
+            .post(Method::CreatingPost, &route, &body)
+            .await
+            .map(drop)
+    }
+
+    async fn runs(&self, workflow: &str, head_sha: &str) -> Result<Vec<WorkflowRun>, ForgeError> {
+        let route = self.api.route(&format!(
+            "actions/workflows/{}/runs?event=workflow_dispatch&head_sha={}&per_page=20",
+            encode(workflow, false),
+            encode(head_sha, false)
+        ));
+        let runs: Runs = self.api.get(&route).await?;
+        Ok(runs.workflow_runs.into_iter().map(Into::into).collect())
+    }
+
+    async fn run(&self, id: u64) -> Result<WorkflowRun, ForgeError> {
+        let route = self.api.route(&format!("actions/runs/{id}"));
+        let run: Run = self.api.get(&route).await?;
+        Ok(run.into())
+    }
+}
+
+/// At most `max` characters of `s`, cut on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}

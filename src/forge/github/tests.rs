@@ -1,0 +1,572 @@
+//! The GitHub forge against wiremock on 127.0.0.1, speaking the wire
+//! contract the fake GitHub of the end-to-end tests speaks too.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{bearer_token, body_json, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::*;
+
+const TOKEN: &str = "ghp_secret_token_123";
+const REPO: &str = "/repos/acme/web";
+
+fn sha_of(n: u32) -> String {
+    format!("{n:040x}")
+}
+
+async fn setup() -> (MockServer, GithubForge) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = MockServer::start().await;
+    let forge = forge_at(&server.uri());
+    (server, forge)
+}
+
+fn forge_at(api_url: &str) -> GithubForge {
+    let settings = GithubSettings {
+        owner: "acme".into(),
+        repo: "web".into(),
+        token_env: "GITHUB_TOKEN".into(),
+        webhook_secret_env: "GITHUB_WEBHOOK_SECRET".into(),
+        api_url: api_url.into(),
+    };
+    GithubForge::new(&settings, "main", TOKEN.into())
+        .unwrap()
+        .with_backoff(Duration::from_millis(1))
+}
+
+async fn mock(server: &MockServer, verb: &str, route: &str, status: u16, body: Value) {
+    Mock::given(method(verb))
+        .and(path(format!("{REPO}{route}")))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
+fn commit_json(n: u32, login: Option<&str>, message: &str) -> Value {
+    json!({
+        "sha": sha_of(n),
+        "commit": {"author": {"name": format!("Dev {n}"), "email": format!("dev{n}@example.com")},
+                   "message": message},
+        "author": login.map(|l| json!({"login": l})),
+        "parents": [{"sha": sha_of(n - 1)}],
+    })
+}
+
+/// The JSON bodies of the requests the server saw, in order.
+async fn bodies(server: &MockServer) -> Vec<Value> {
+    let requests = server.received_requests().await.unwrap();
+    requests.iter().map(|r| r.body_json().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn branch_heads_are_read_and_a_missing_branch_is_none() {
+    let (server, forge) = setup().await;
+    let body = json!({"name": "main", "commit": {"sha": sha_of(7)}});
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/branches/main")))
+        .and(bearer_token(TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let feature = json!({"name": "feature/x", "commit": {"sha": sha_of(8)}});
+    mock(&server, "GET", "/branches/feature/x", 200, feature).await;
+    mock(
+        &server,
+        "GET",
+        "/branches/gone",
+        404,
+        json!({"message": "Branch not found"}),
+    )
+    .await;
+
+    let main = forge.main_head().await.unwrap().unwrap();
+    assert_eq!(main.as_str(), sha_of(7));
+    let head = forge.branch_head(&"feature/x".parse().unwrap()).await;
+    assert_eq!(head.unwrap().unwrap().as_str(), sha_of(8));
+    assert_eq!(forge.branch_head(&"gone".parse().unwrap()).await, Ok(None));
+}
+
+#[tokio::test]
+async fn commits_since_a_base_page_through_compare_oldest_first() {
+    let (server, mut forge) = setup().await;
+    forge.page_size = 2;
+    let route = format!("{REPO}/compare/{}...{}", sha_of(1), sha_of(4));
+    let page = |n: &str, commits: Vec<Value>| {
+        let body = json!({"status": "ahead", "ahead_by": 3, "behind_by": 0,
+                          "total_commits": 3, "commits": commits});
+        Mock::given(method("GET"))
+            .and(path(route.clone()))
+            .and(query_param("per_page", "2"))
+            .and(query_param("page", n))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+    };
+    let first = commit_json(2, Some("alice"), "Fix the thing\n\nBecause.\n");
+    let second = commit_json(3, None, "Revert \"Fix the thing\"");
+    page("1", vec![first, second]).mount(&server).await;
+    page("2", vec![commit_json(4, Some("bob"), "Last")])
+        .mount(&server)
+        .await;
+
+    let base = Sha::new(&sha_of(1)).unwrap();
+    let head = Sha::new(&sha_of(4)).unwrap();
+    let commits = forge.commits(Some(&base), &head).await.unwrap();
+    assert_eq!(
+        commits[0],
+        Commit {
+            sha: Sha::new(&sha_of(2)).unwrap(),
+            author_name: "Dev 2".into(),
+            author_email: "dev2@example.com".into(),
+            author_login: Some("alice".into()),
+            subject: "Fix the thing".into(),
+            message: "Fix the thing\n\nBecause.".into(),
+        }
+    );
+    assert_eq!(commits[1].author_login, None);
+    assert_eq!(commits[1].subject, "Revert \"Fix the thing\"");
+    let shas: Vec<_> = commits.iter().map(|c| c.sha.to_string()).collect();
+    assert_eq!(shas, [sha_of(2), sha_of(3), sha_of(4)]);
+}
+
+#[tokio::test]
+async fn a_long_compare_keeps_the_newest_commits_and_skips_old_pages() {
+    let (server, mut forge) = setup().await;
+    forge.page_size = 2;
+    forge.commit_cap = 3;
+    let route = format!("{REPO}/compare/{}...{}", sha_of(1), sha_of(6));
+    for (n, shas) in [("1", [2, 3]), ("2", [4, 5]), ("3", [6, 0])] {
+        let commits: Vec<_> = shas
+            .iter()
+            .filter(|&&s| s > 0)
+            .map(|&s| commit_json(s, None, "c"))
+            .collect();
+        let body = json!({"status": "ahead", "total_commits": 5, "commits": commits});
+        Mock::given(method("GET"))
+            .and(path(route.clone()))
+            .and(query_param("page", n))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    let base = Sha::new(&sha_of(1)).unwrap();
+    let head = Sha::new(&sha_of(6)).unwrap();
+    let commits = forge.commits(Some(&base), &head).await.unwrap();
+    let shas: Vec<_> = commits.iter().map(|c| c.sha.to_string()).collect();
+    assert_eq!(shas, [sha_of(4), sha_of(5), sha_of(6)]);
+}
+
+#[tokio::test]
+async fn commits_without_a_base_list_history_oldest_first() {
+    let (server, forge) = setup().await;
+    let newest_first = json!([commit_json(3, None, "c3"), commit_json(2, None, "c2")]);
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/commits")))
+        .and(query_param("sha", sha_of(3)))
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(newest_first))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let head = Sha::new(&sha_of(3)).unwrap();
+    let subjects: Vec<_> = forge
+        .commits(None, &head)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.subject)
+        .collect();
+    assert_eq!(subjects, ["c2", "c3"]);
+}
+
+#[tokio::test]
+async fn short_shas_resolve_only_on_main() {
+    let (server, forge) = setup().await;
+    let (on_main, off_main) = (sha_of(0xaaa0001), sha_of(0xbbb0002));
+    mock(
+        &server,
+        "GET",
+        "/commits/000000aaa0001",
+        200,
+        json!({"sha": on_main}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/commits/000000bbb0002",
+        200,
+        json!({"sha": off_main}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/commits/1234567",
+        422,
+        json!({"message": "No commit found"}),
+    )
+    .await;
+    let ahead = json!({"status": "ahead", "total_commits": 2, "commits": []});
+    mock(
+        &server,
+        "GET",
+        &format!("/compare/{on_main}...main"),
+        200,
+        ahead,
+    )
+    .await;
+    let diverged = json!({"status": "diverged", "total_commits": 1, "commits": []});
+    mock(
+        &server,
+        "GET",
+        &format!("/compare/{off_main}...main"),
+        200,
+        diverged,
+    )
+    .await;
+
+    let p: ShaPrefix = "000000aaa0001".parse().unwrap();
+    assert_eq!(forge.resolve_on_main(&p).await.unwrap().as_str(), on_main);
+    let p: ShaPrefix = "000000bbb0002".parse().unwrap();
+    assert_eq!(
+        forge.resolve_on_main(&p).await,
+        Err(ForgeError::NotOnMain("000000bbb0002".into()))
+    );
+    let p: ShaPrefix = "1234567".parse().unwrap();
+    assert_eq!(
+        forge.resolve_on_main(&p).await,
+        Err(ForgeError::NotFound("1234567".into()))
+    );
+}
+
+#[tokio::test]
+async fn parents_ref_shas_and_tags_are_read() {
+    let (server, forge) = setup().await;
+    mock(
+        &server,
+        "GET",
+        &format!("/commits/{}", sha_of(5)),
+        200,
+        commit_json(5, None, "m"),
+    )
+    .await;
+    let root = json!({"sha": sha_of(1), "commit": {"message": "root"}, "parents": []});
+    mock(
+        &server,
+        "GET",
+        &format!("/commits/{}", sha_of(1)),
+        200,
+        root,
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/commits/release/1.0",
+        200,
+        json!({"sha": sha_of(9)}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/commits/nope",
+        404,
+        json!({"message": "Not Found"}),
+    )
+    .await;
+    let tags = json!([{"name": "v1.0", "commit": {"sha": sha_of(9)}}]);
+    mock(&server, "GET", "/tags", 200, tags).await;
+
+    let five = Sha::new(&sha_of(5)).unwrap();
+    assert_eq!(
+        forge.parent(&five).await.unwrap().unwrap().as_str(),
+        sha_of(4)
+    );
+    assert_eq!(forge.parent(&Sha::new(&sha_of(1)).unwrap()).await, Ok(None));
+    assert_eq!(
+        forge.ref_sha("release/1.0").await.unwrap().as_str(),
+        sha_of(9)
+    );
+    assert_eq!(
+        forge.ref_sha("nope").await,
+        Err(ForgeError::NotFound("nope".into()))
+    );
+    let tags = forge.tags().await.unwrap();
+    assert_eq!(
+        tags,
+        [TagRef {
+            name: "v1.0".into(),
+            sha: Sha::new(&sha_of(9)).unwrap(),
+            pushed_by: None
+        }]
+    );
+}
+
+#[tokio::test]
+async fn refusals_name_the_repository_and_are_not_retried() {
+    let (server, forge) = setup().await;
+    let refuse = |route: &str, status: u16| {
+        Mock::given(method("GET"))
+            .and(path(format!("{REPO}{route}")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"message": "no"})))
+            .expect(1)
+    };
+    refuse("/branches/main", 401).mount(&server).await;
+    refuse("/tags", 403).mount(&server).await;
+    refuse("/actions/runs/1", 404).mount(&server).await;
+
+    let bad_token = forge.main_head().await.unwrap_err();
+    assert_eq!(
+        bad_token,
+        ForgeError::Refused("GitHub refused: bad token for acme/web".into())
+    );
+    assert_eq!(
+        forge.tags().await.unwrap_err().to_string(),
+        "GitHub refused: the token may not do this on acme/web (403)"
+    );
+    assert_eq!(
+        forge.run(1).await.unwrap_err().to_string(),
+        "GitHub refused: acme/web not found or not visible to the token"
+    );
+    assert!(!format!("{forge:?} {bad_token:?}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried() {
+    let (server, forge) = setup().await;
+    let once = |status: u16, headers: &[(&str, &str)]| {
+        let mut reply = ResponseTemplate::new(status).set_body_json(json!({"message": "later"}));
+        for (name, value) in headers {
+            reply = reply.insert_header(*name, *value);
+        }
+        Mock::given(method("GET"))
+            .respond_with(reply)
+            .up_to_n_times(1)
+            .with_priority(1)
+    };
+    once(500, &[]).mount(&server).await;
+    once(403, &[("x-ratelimit-remaining", "0")])
+        .mount(&server)
+        .await;
+    once(429, &[("retry-after", "0")]).mount(&server).await;
+    let body = json!({"name": "main", "commit": {"sha": sha_of(7)}});
+    mock(&server, "GET", "/branches/main", 200, body).await;
+
+    let head = forge.main_head().await.unwrap().unwrap();
+    assert_eq!(head.as_str(), sha_of(7));
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_server_that_stays_down_gives_up_after_five_attempts() {
+    let (server, forge) = setup().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(5)
+        .mount(&server)
+        .await;
+    let err = forge.tags().await.unwrap_err();
+    assert!(
+        matches!(&err, ForgeError::Other(m) if m.contains("after 5 attempts")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_then_reported() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens on that port any more
+    let forge = forge_at(&format!("http://{addr}"));
+    let err = forge.main_head().await.unwrap_err();
+    assert!(
+        matches!(&err, ForgeError::Other(m) if m.contains("after 5 attempts")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn commit_statuses_send_the_state_and_a_short_description() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    mock(
+        &server,
+        "POST",
+        &format!("/statuses/{sha}"),
+        201,
+        json!({"id": 1}),
+    )
+    .await;
+    let long = "é".repeat(200);
+    let url = "http://bot/branches/1";
+    forge
+        .commit_status(&sha, "trainbot/branch", CommitState::Pending, &long, url)
+        .await
+        .unwrap();
+    forge
+        .commit_status(&sha, "trainbot/branch", CommitState::Failure, "no", url)
+        .await
+        .unwrap();
+    let sent = bodies(&server).await;
+    assert_eq!(
+        sent[0],
+        json!({"state": "pending", "target_url": url, "context": "trainbot/branch",
+               "description": "é".repeat(140)})
+    );
+    assert_eq!(sent[1]["state"], "failure");
+}
+
+#[tokio::test]
+async fn deployments_are_created_with_their_statuses() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    let expected = json!({
+        "ref": sha_of(3), "environment": "production", "description": "Train #4",
+        "auto_merge": false, "required_contexts": [], "transient_environment": false,
+        "production_environment": true,
+    });
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/deployments")))
+        .and(body_json(expected))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 42, "sha": sha_of(3)})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mock(
+        &server,
+        "POST",
+        "/deployments/42/statuses",
+        201,
+        json!({"id": 7}),
+    )
+    .await;
+
+    let id = forge
+        .create_deployment(&sha, "production", "Train #4")
+        .await
+        .unwrap();
+    assert_eq!(id, Some(42));
+    let log = "http://bot/logs/4";
+    forge
+        .deployment_status(42, DeploymentState::InProgress, log)
+        .await
+        .unwrap();
+    forge
+        .deployment_status(42, DeploymentState::Success, log)
+        .await
+        .unwrap();
+    let sent = bodies(&server).await;
+    assert_eq!(
+        sent[1],
+        json!({"state": "in_progress", "log_url": log, "description": "Deploying"})
+    );
+    assert_eq!(sent[2]["state"], "success");
+}
+
+#[tokio::test]
+async fn a_deployment_is_created_again_only_when_github_answered_an_error() {
+    let (server, forge) = setup().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mock(&server, "POST", "/deployments", 201, json!({"id": 5})).await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    assert_eq!(
+        forge.create_deployment(&sha, "staging", "d").await,
+        Ok(Some(5))
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    // A server that reads the request and hangs up: it may have acted on
+    // it, so the deployment is not posted again.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+        }
+    });
+    let hangs_up = forge_at(&format!("http://{addr}"));
+    let err = hangs_up
+        .create_deployment(&sha, "staging", "d")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ForgeError::Other(m) if m.contains("not retried")),
+        "{err}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn workflows_are_dispatched_and_their_runs_read() {
+    let (server, forge) = setup().await;
+    let inputs = BTreeMap::from([
+        ("sha".to_string(), sha_of(3)),
+        ("env".to_string(), "staging".to_string()),
+    ]);
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{REPO}/actions/workflows/deploy.yml/dispatches"
+        )))
+        .and(body_json(
+            json!({"ref": "main", "inputs": {"sha": sha_of(3), "env": "staging"}}),
+        ))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let run = |id: u64, status: &str, conclusion: Value| {
+        json!({"id": id, "head_sha": sha_of(3), "created_at": "2026-11-22T10:00:05Z",
+               "status": status, "conclusion": conclusion,
+               "html_url": format!("https://github.com/acme/web/actions/runs/{id}")})
+    };
+    let runs = json!({"total_count": 1, "workflow_runs": [run(77, "queued", Value::Null)]});
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/actions/workflows/deploy.yml/runs")))
+        .and(query_param("event", "workflow_dispatch"))
+        .and(query_param("head_sha", sha_of(3)))
+        .and(query_param("per_page", "20"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs))
+        .mount(&server)
+        .await;
+    mock(
+        &server,
+        "GET",
+        "/actions/runs/77",
+        200,
+        run(77, "completed", json!("success")),
+    )
+    .await;
+
+    forge.dispatch("deploy.yml", "main", &inputs).await.unwrap();
+    let listed = forge.runs("deploy.yml", &sha_of(3)).await.unwrap();
+    assert_eq!(
+        listed,
+        [WorkflowRun {
+            id: 77,
+            head_sha: sha_of(3),
+            created_at: "2026-11-22T10:00:05Z".parse().unwrap(),
+            status: "queued".into(),
+            conclusion: None,
+            html_url: "https://github.com/acme/web/actions/runs/77".into(),
+        }]
+    );
+    let done = forge.run(77).await.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.conclusion.as_deref()),
+        ("completed", Some("success"))
+    );
+}

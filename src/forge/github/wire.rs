@@ -1,0 +1,132 @@
+//! The parts of GitHub's JSON replies the forge reads. Only the fields used
+//! are declared, with defaults where GitHub may leave them out, so that a
+//! small fake (or a new GitHub field) does not break parsing.
+
+use serde::Deserialize;
+
+use crate::domain::clock::Ts;
+use crate::domain::ids::Sha;
+use crate::domain::train::Commit;
+use crate::forge::{ForgeError, WorkflowRun};
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ShaOnly {
+    pub sha: String,
+}
+
+/// `GET /repos/{o}/{r}/branches/{branch}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Branch {
+    pub commit: ShaOnly,
+}
+
+/// A commit as `commits/{ref}`, `commits?sha=` and `compare` list it.
+#[derive(Debug, Deserialize)]
+pub(super) struct GhCommit {
+    pub sha: String,
+    #[serde(default)]
+    pub commit: CommitDetail,
+    /// The GitHub user the author email belongs to; null when none does.
+    #[serde(default)]
+    pub author: Option<Login>,
+    #[serde(default)]
+    pub parents: Vec<ShaOnly>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CommitDetail {
+    #[serde(default)]
+    pub author: Option<GitPerson>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct GitPerson {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Login {
+    pub login: String,
+}
+
+/// `GET /repos/{o}/{r}/compare/{base}...{head}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Compare {
+    /// `ahead`, `behind`, `identical` or `diverged`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub total_commits: Option<usize>,
+    #[serde(default)]
+    pub commits: Vec<GhCommit>,
+}
+
+/// One entry of `GET /repos/{o}/{r}/tags`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Tag {
+    pub name: String,
+    pub commit: ShaOnly,
+}
+
+/// What a POST that creates something returns (a deployment).
+#[derive(Debug, Deserialize)]
+pub(super) struct Created {
+    pub id: u64,
+}
+
+/// `GET /repos/{o}/{r}/actions/workflows/{workflow}/runs`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Runs {
+    #[serde(default)]
+    pub workflow_runs: Vec<Run>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Run {
+    pub id: u64,
+    pub head_sha: String,
+    pub created_at: Ts,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+}
+
+pub(super) fn sha(s: &str) -> Result<Sha, ForgeError> {
+    Sha::new(s).map_err(|e| ForgeError::Other(format!("GitHub gave no commit id: {e}")))
+}
+
+impl GhCommit {
+    pub(super) fn into_commit(self) -> Result<Commit, ForgeError> {
+        let person = self.commit.author.unwrap_or_default();
+        let message = self.commit.message.trim_end().to_string();
+        Ok(Commit {
+            sha: sha(&self.sha)?,
+            author_name: person.name.unwrap_or_default(),
+            author_email: person.email.unwrap_or_default(),
+            author_login: self.author.map(|a| a.login),
+            subject: message.lines().next().unwrap_or("").to_string(),
+            message,
+        })
+    }
+}
+
+impl From<Run> for WorkflowRun {
+    fn from(run: Run) -> WorkflowRun {
+        WorkflowRun {
+            id: run.id,
+            head_sha: run.head_sha,
+            created_at: run.created_at,
+            status: run.status.unwrap_or_default(),
+            conclusion: run.conclusion,
+            html_url: run.html_url.unwrap_or_default(),
+        }
+    }
+}

@@ -227,6 +227,7 @@ impl Forge for GithubForge {
             CommitState::Pending => "pending",
             CommitState::Success => "success",
             CommitState::Failure => "failure",
+            CommitState::Error => "error",
         };
         let mut body = json!({
             "state": state,

@@ -6,11 +6,11 @@
 mod builds;
 mod commands;
 mod main_branch;
-mod tags;
 pub mod metrics;
 mod recovery;
 mod status;
 mod steps;
+mod tags;
 mod trains;
 
 use std::sync::Arc;

@@ -174,7 +174,11 @@ impl Forge for GitForge {
             let sha = if peeled.is_empty() { object } else { peeled };
             // A tag of a tree or blob has no commit to deploy.
             let Ok(sha) = Sha::new(sha) else { continue };
-            if self.rev_parse(&format!("{sha}^{{commit}}")).await?.is_none() {
+            if self
+                .rev_parse(&format!("{sha}^{{commit}}"))
+                .await?
+                .is_none()
+            {
                 continue;
             }
             tags.push(TagRef {
@@ -396,12 +400,21 @@ mod tests {
         let first = repo.commit("on main", ALICE);
         let second = repo.commit("more", BOB);
         repo.git(&["tag", "v1", first.as_str()], None);
-        repo.git(&["tag", "-a", "-m", "release", "v2", second.as_str()], Some(ALICE));
+        repo.git(
+            &["tag", "-a", "-m", "release", "v2", second.as_str()],
+            Some(ALICE),
+        );
         let tags = repo.forge().tags().await.unwrap();
         assert_eq!(tags.len(), 2, "{tags:?}");
-        assert_eq!((tags[0].name.as_str(), tags[0].sha.as_str()), ("v1", first.as_str()));
+        assert_eq!(
+            (tags[0].name.as_str(), tags[0].sha.as_str()),
+            ("v1", first.as_str())
+        );
         assert_eq!(tags[0].pushed_by, None);
-        assert_eq!((tags[1].name.as_str(), tags[1].sha.as_str()), ("v2", second.as_str()));
+        assert_eq!(
+            (tags[1].name.as_str(), tags[1].sha.as_str()),
+            ("v2", second.as_str())
+        );
         assert_eq!(tags[1].pushed_by.as_deref(), Some("Alice"));
     }
 

@@ -226,10 +226,10 @@ async fn attempt(
         () = cancelled(cancel) => Err(StepError::Cancelled.into()),
     };
     let elapsed = started.elapsed();
-    if let (Err(failure), Some(note)) = (&result, step.abandoned_note()) {
-        if matches!(failure.error, StepError::Timeout(_) | StepError::Cancelled) {
-            log.line(note);
-        }
+    if let (Err(failure), Some(note)) = (&result, step.abandoned_note())
+        && matches!(failure.error, StepError::Timeout(_) | StepError::Cancelled)
+    {
+        log.line(note);
     }
 
     let mut log = log.log.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,11 @@
-//! Step runners: shell steps now; http and workflow steps plug in here.
+//! Step runners: shell, http and workflow steps, and `StepKinds`, which picks
+//! the runner by the step's kind.
 
+pub mod http;
+pub mod kinds;
+mod log;
 pub mod shell;
+pub mod workflow;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,6 @@
 //! Shell steps: `sh -c` in its own process group, recorded before it starts,
 //! with an explicit environment, a per-attempt timeout, retries and cancel.
 
-mod log;
 mod process;
 
 use std::io;
@@ -15,9 +14,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use self::log::StepLog;
 use self::process::GatedChild;
 pub use self::process::{boot_id, kill_process_group};
+use super::log::StepLog;
 use super::{ProcessRegistry, StepError, StepOutcome, StepRequest, StepRunner};
 use crate::config::StepKind;
 
@@ -234,7 +233,7 @@ impl Drop for GroupGuard<'_> {
 
 /// Resolves once `cancel` is true. A dropped sender means nobody can cancel
 /// any more, so that never resolves.
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+pub(super) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|&cancelled| cancelled).await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// How many lines of output a failure report carries.
-pub(super) const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 /// How much of the end of an attempt's output is read to find the tail, so a
 /// step that printed gigabytes costs no more than one that printed little.
 const TAIL_BYTES: u64 = 64 * 1024;
@@ -14,7 +14,7 @@ const TAIL_BYTES: u64 = 64 * 1024;
 const TAIL_LINE_CHARS: usize = 500;
 
 /// The log of one step, opened for appending (the command writes to it too).
-pub(super) struct StepLog {
+pub(crate) struct StepLog {
     file: File,
 }
 

@@ -12,13 +12,19 @@ use trainbot::chat::Chat;
 use trainbot::chat::console::Console;
 use trainbot::chat::slack::{Slack, StartError, Tokens};
 use trainbot::cli::{Cli, Cmd};
-use trainbot::config::{ChatAdapter, Settings, StepKind};
+use trainbot::config::{ChatAdapter, ForgeKind, Settings};
 use trainbot::domain::clock::{Clock, SystemClock};
 use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
+use trainbot::forge::Forge;
 use trainbot::forge::git::GitForge;
+use trainbot::forge::github::GithubForge;
+use trainbot::runner::StepRunner;
+use trainbot::runner::http::HttpRunner;
+use trainbot::runner::kinds::StepKinds;
 use trainbot::runner::shell::ShellRunner;
+use trainbot::runner::workflow::WorkflowRunner;
 use trainbot::store::{Store, StoreError};
-use trainbot::web::{WebState, router};
+use trainbot::web::{WebState, Webhook, router};
 
 fn main() -> ExitCode {
     // One TLS provider for every client (Slack's connector needs it set).
@@ -32,7 +38,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let settings = match Settings::load(&cli.config).and_then(|s| check_supported(s, &cli.config)) {
+    let settings = match Settings::load(&cli.config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("trainbot: {e}");
@@ -48,6 +54,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run => {
+            let token = match github_token(&settings) {
+                Ok(token) => token,
+                Err(e) => {
+                    eprintln!("trainbot: {}: {e}", cli.config.display());
+                    return ExitCode::from(2);
+                }
+            };
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -55,7 +68,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(settings)) {
+            match rt.block_on(run(settings, token)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("trainbot: {e:#}");
@@ -71,48 +84,45 @@ fn main() -> ExitCode {
     }
 }
 
-/// Step kinds whose runners have not landed yet are refused at start-up,
-/// never silently skipped.
-fn check_supported(
-    s: Settings,
-    path: &std::path::Path,
-) -> Result<Settings, trainbot::config::ConfigError> {
-    let mut all = vec![
-        ("main.checks", &s.main_checks),
-        ("production.deploy", &s.production.deploy),
-    ];
-    all.push(("production.smoke", &s.production.smoke));
-    let envs: Vec<(String, &Vec<_>)> = s
-        .train
-        .environments
-        .iter()
-        .flat_map(|e| {
-            [
-                (format!("environments.{}.deploy", e.name), &e.deploy),
-                (format!("environments.{}.acceptance", e.name), &e.acceptance),
-            ]
-        })
-        .collect();
-    let named = all.iter().map(|(k, v)| (k.to_string(), *v)).chain(envs);
-    for (key, steps) in named {
-        for (i, step) in steps.iter().enumerate() {
-            let kind = match step.kind {
-                StepKind::Run(_) => continue,
-                StepKind::Http { .. } => "http",
-                StepKind::Workflow { .. } => "workflow",
-            };
-            return Err(trainbot::config::ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "{key}[{i}]: {kind} steps are not available yet; use {{ run = \"…\" }}"
-                ),
-            });
-        }
+/// The GitHub token, read before anything starts: without it the github
+/// forge cannot work, and that is a configuration problem (exit 2).
+fn github_token(s: &Settings) -> Result<Option<String>, String> {
+    if s.forge.kind != ForgeKind::Github {
+        return Ok(None);
     }
-    Ok(s)
+    let var = &s.forge.github.token_env;
+    match std::env::var(var) {
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        _ => Err(format!(
+            "forge.github.token_env: the environment variable {var} is not set or empty; \
+             it must hold a GitHub token for {}/{}",
+            s.forge.github.owner, s.forge.github.repo
+        )),
+    }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// The webhook receiver, for the github forge only. Without a secret every
+/// delivery is refused and polling alone finds new commits and tags.
+fn webhook(s: &Settings, inbox: &mpsc::Sender<Event>) -> Option<Webhook> {
+    if s.forge.kind != ForgeKind::Github {
+        return None;
+    }
+    let var = &s.forge.github.webhook_secret_env;
+    let secret = std::env::var(var).ok().filter(|v| !v.is_empty());
+    if secret.is_none() {
+        tracing::warn!(
+            variable = %var,
+            "No webhook secret: deliveries to /webhooks/github are refused; polling finds new commits and tags."
+        );
+    }
+    Some(Webhook {
+        secret: secret.map(|v| Arc::from(v.into_bytes())),
+        main_branch: s.forge.main_branch.clone(),
+        inbox: inbox.clone(),
+    })
+}
+
+async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let store = match Store::open(&settings.bot.data_dir) {
         Ok(s) => s,
@@ -143,13 +153,30 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             (slack.clone(), Some(slack))
         }
     };
+    let shell = Arc::new(ShellRunner::with_default_grace(registry));
+    let http = Arc::new(HttpRunner::new());
+    let (forge, workflow): (Arc<dyn Forge>, Option<Arc<dyn StepRunner>>) = match github_token {
+        Some(token) => {
+            let github = Arc::new(GithubForge::new(
+                &settings.forge.github,
+                &settings.forge.main_branch,
+                token,
+            )?);
+            let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone());
+            (github, Some(Arc::new(workflow)))
+        }
+        None => (
+            Arc::new(GitForge::new(
+                settings.forge.git_path.clone(),
+                settings.forge.main_branch.clone(),
+            )),
+            None,
+        ),
+    };
     let ports = Ports {
         chat,
-        forge: Arc::new(GitForge::new(
-            settings.forge.git_path.clone(),
-            settings.forge.main_branch.clone(),
-        )),
-        runner: Arc::new(ShellRunner::with_default_grace(registry)),
+        forge,
+        runner: Arc::new(StepKinds::new(shell, http, workflow)),
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(settings.clone(), store.clone(), ports);
@@ -167,7 +194,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings: settings.clone(),
         metrics: engine.metrics(),
         clock: Arc::new(SystemClock),
-        webhook: None,
+        webhook: webhook(&settings, &inbox),
     });
     let (stop_web, stop_web_rx) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(async move {

@@ -6,8 +6,8 @@ mod fake_github;
 
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-use serde_json::{Value, json};
 use fake_github::{FakeGithub, HttpReply, http, http_get, post_webhook, signature};
+use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_fake_token_5b1e";
 

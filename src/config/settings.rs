@@ -162,7 +162,10 @@ impl Step {
     pub fn label(&self) -> String {
         match &self.kind {
             StepKind::Run(cmd) => cmd.clone(),
-            StepKind::Http { url, method } => format!("{method} {url}"),
+            // Chat and the dashboard show the label: no `user:pass@`.
+            StepKind::Http { url, method } => {
+                format!("{method} {}", crate::runner::http::redact_url(url))
+            }
             StepKind::Workflow { workflow, .. } => format!("workflow {workflow}"),
         }
     }

@@ -7,7 +7,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

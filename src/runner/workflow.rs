@@ -16,8 +16,10 @@ use crate::config::StepKind;
 use crate::domain::clock::Ts;
 use crate::forge::{Actions, ForgeError, WorkflowRun};
 
-/// Time between polls of GitHub unless configured otherwise.
-pub const POLL_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
+/// Time between polls of GitHub: quick at first (a run shows up within a
+/// second or two of its dispatch), then backing off to stay far below the
+/// API rate limit for runs that take many minutes.
+pub const POLL_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
 
 /// How much earlier than our clock says GitHub may stamp a run we started.
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);

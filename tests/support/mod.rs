@@ -224,6 +224,8 @@ pub struct BotConfig {
     pub http_port: u16,
     /// Replaces `[production] deploy` (an inline TOML array).
     pub production_deploy: Option<String>,
+    /// Appended as is (e.g. a `[people]` table).
+    pub extra: String,
 }
 
 pub const GITHUB_TOKEN_ENV: &str = "TRAINBOT_TEST_GITHUB_TOKEN";
@@ -251,6 +253,7 @@ impl Default for BotConfig {
             poll_interval: "100ms",
             http_port: 0,
             production_deploy: None,
+            extra: String::new(),
         }
     }
 }
@@ -342,6 +345,11 @@ environments = ["staging", "preview", "preprod"]
             out.push_str(
                 "\n[tags]\nstaging = '^v[0-9]+(\\.[0-9]+)*-rc\\.[0-9]+$'\nproduction = '^v[0-9]+(\\.[0-9]+)*$'\n",
             );
+        }
+        if !self.extra.is_empty() {
+            out.push('\n');
+            out.push_str(&self.extra);
+            out.push('\n');
         }
         if self.branch_builds {
             let rec = |phase: &str| {

@@ -1,0 +1,79 @@
+//! trainbot on the github forge, end to end: the real binary against a fake
+//! GitHub on 127.0.0.1 (commits, compare, statuses, deployments, Actions)
+//! and webhooks signed as GitHub signs them.
+
+#[path = "support/fake_github.rs"]
+mod fake_github;
+mod support;
+
+#[path = "github/steps.rs"]
+mod steps;
+#[path = "github/train.rs"]
+mod train;
+#[path = "github/webhooks.rs"]
+mod webhooks;
+
+use fake_github::FakeGithub;
+use support::{Bot, BotConfig, GITHUB_TOKEN_ENV, Sandbox, WEBHOOK_SECRET_ENV, free_port};
+
+pub use support::TIMEOUT;
+
+pub const TOKEN: &str = "ghp_test_token_for_acme";
+pub const SECRET: &str = "It's a Secret to Everybody";
+
+/// A bot on the github forge, its fake GitHub and its HTTP port.
+pub struct Github {
+    pub fake: FakeGithub,
+    pub sandbox: Sandbox,
+    pub bot: Bot,
+    pub port: u16,
+}
+
+impl Github {
+    /// Starts the fake and the bot (token and webhook secret set) and waits
+    /// for main's first commit to be allocated.
+    pub fn start(config: BotConfig) -> Github {
+        Github::start_with_env(
+            config,
+            &[(GITHUB_TOKEN_ENV, TOKEN), (WEBHOOK_SECRET_ENV, SECRET)],
+        )
+    }
+
+    pub fn start_with_env(config: BotConfig, env: &[(&str, &str)]) -> Github {
+        let fake = FakeGithub::start("acme", "web", TOKEN);
+        let sandbox = Sandbox::new();
+        let port = free_port();
+        let config = BotConfig {
+            github: Some(fake.api_url()),
+            http_port: port,
+            ..config
+        };
+        let mut bot = Bot::spawn_with_env(&sandbox.write_config(&config), env);
+        bot.expect_allocated(&fake.head("main"));
+        Github {
+            fake,
+            sandbox,
+            bot,
+            port,
+        }
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/github", self.port)
+    }
+
+    /// Posts a webhook signed with the bot's secret.
+    pub fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, String) {
+        let sig = fake_github::signature(SECRET, body);
+        fake_github::post_webhook(&self.webhook_url(), event, delivery, body, Some(&sig))
+    }
+
+    /// A `push` of `after` to `git_ref`, as GitHub sends it.
+    pub fn push(&self, git_ref: &str, after: &str, delivery: &str) -> (u16, String) {
+        let before = "0".repeat(40);
+        let body = self
+            .fake
+            .push_event(git_ref, &before, after, Some("pushed"), "alice");
+        self.deliver("push", delivery, body.to_string().as_bytes())
+    }
+}

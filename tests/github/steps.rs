@@ -1,0 +1,1 @@
+//! Step kinds and branch builds on GitHub (written next).

@@ -65,15 +65,31 @@ impl Github {
     /// Posts a webhook signed with the bot's secret.
     pub fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, String) {
         let sig = fake_github::signature(SECRET, body);
-        fake_github::post_webhook(&self.webhook_url(), event, delivery, body, Some(&sig))
+        let (status, text) =
+            fake_github::post_webhook(&self.webhook_url(), event, delivery, body, Some(&sig));
+        (status, text.trim_end().to_string())
     }
 
     /// A `push` of `after` to `git_ref`, as GitHub sends it.
     pub fn push(&self, git_ref: &str, after: &str, delivery: &str) -> (u16, String) {
-        let before = "0".repeat(40);
-        let body = self
-            .fake
-            .push_event(git_ref, &before, after, Some("pushed"), "alice");
-        self.deliver("push", delivery, body.to_string().as_bytes())
+        push(&self.fake, &self.webhook_url(), git_ref, after, delivery)
     }
+}
+
+/// A signed `push` of `after` to `git_ref`, pushed by alice, posted to `url`.
+pub fn push(
+    fake: &FakeGithub,
+    url: &str,
+    git_ref: &str,
+    after: &str,
+    delivery: &str,
+) -> (u16, String) {
+    let before = "0".repeat(40);
+    let body = fake
+        .push_event(git_ref, &before, after, Some("pushed"), "alice")
+        .to_string();
+    let sig = fake_github::signature(SECRET, body.as_bytes());
+    let (status, text) =
+        fake_github::post_webhook(url, "push", delivery, body.as_bytes(), Some(&sig));
+    (status, text.trim_end().to_string())
 }

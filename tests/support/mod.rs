@@ -429,6 +429,11 @@ impl Bot {
         }
     }
 
+    /// The config file the bot runs on (to start another on it).
+    pub fn config_path(&self) -> PathBuf {
+        self.config.clone()
+    }
+
     /// One chat line: `!status`, or `@alice !good` to speak as alice.
     pub fn send(&mut self, line: &str) {
         self.transcript.push(format!("> {line}"));

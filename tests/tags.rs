@@ -73,6 +73,10 @@ fn a_tag_waits_for_the_running_train() {
         "🏷 tag v2.0.0 ({}) pushed by unknown waits: train #1 is running",
         short(&head)
     ));
+    bot.ask(
+        "!status",
+        &format!("tags waiting: v2.0.0 ({}) → production", short(&head)),
+    );
     bot.ask("@bob !bad not yet", "⛔ train #1 vetoed by bob");
     bot.expect("🚂 train #2 deploys tag v2.0.0 to production");
     bot.expect(&format!(

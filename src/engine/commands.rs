@@ -318,6 +318,21 @@ impl Engine {
         let waiting = self.waiting_shas(20)?;
         let shas: Vec<&str> = waiting.iter().map(|s| s.short()).collect();
         out.push_str(&format!("\nwaiting: {}", list_or(&shas, "nothing new")));
+        let tags: Vec<String> = self
+            .store
+            .queued_tags()?
+            .iter()
+            .map(|(_, t)| {
+                let to = match t.route {
+                    crate::domain::train::Route::LowerOnly => "lower envs",
+                    _ => "production",
+                };
+                format!("{} ({}) → {to}", t.name, t.sha.short())
+            })
+            .collect();
+        if !tags.is_empty() {
+            out.push_str(&format!("\ntags waiting: {}", tags.join(", ")));
+        }
         match self.next_departure {
             Some(at) => out.push_str(&format!(
                 "\nnext departure: {} ({})",

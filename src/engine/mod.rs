@@ -255,13 +255,16 @@ impl Engine {
                 self.tx.clone(),
             );
         }
+        if self.tags_configured() {
+            self.baseline_tags().await?;
+        }
         self.recover().await?;
         main_branch::spawn_poller(
             self.ports.forge.clone(),
             self.cfg.forge.poll_interval,
             self.tx.clone(),
         );
-        if self.cfg.tags.staging.is_some() || self.cfg.tags.production.is_some() {
+        if self.tags_configured() {
             tags::spawn_tag_poller(
                 self.ports.forge.clone(),
                 self.cfg.forge.poll_interval,

@@ -56,6 +56,29 @@ impl Engine {
         }
     }
 
+    /// Whether `[tags]` has a regex at all: without one, tags do nothing
+    /// and the forge is never asked for them.
+    pub(super) fn tags_configured(&self) -> bool {
+        self.cfg.tags.staging.is_some() || self.cfg.tags.production.is_some()
+    }
+
+    /// At start, before anything is announced: the first time the bot
+    /// looks, the tags that exist are noted, so a tag pushed after the bot
+    /// said it is running always counts as new.
+    pub(super) async fn baseline_tags(&mut self) -> anyhow::Result<()> {
+        match self.ports.forge.tags().await {
+            Ok(tags) => self.handle_tags_polled(tags).await,
+            Err(ForgeError::Refused(text)) => {
+                self.forge_refused(text).await;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot list tags.");
+                Ok(())
+            }
+        }
+    }
+
     /// The full list from the poller: the first list ever is the baseline
     /// (existing tags are not deployed); after that, new or moved tags count.
     pub(super) async fn handle_tags_polled(&mut self, tags: Vec<TagRef>) -> anyhow::Result<()> {

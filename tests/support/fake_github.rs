@@ -110,6 +110,15 @@ pub struct Run {
     pub inputs: Value,
 }
 
+/// `POST /hooks/{name}`: a plain webhook endpoint for `{ http = … }` steps
+/// (no token asked, as a deploy hook would not).
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub name: String,
+    /// The JSON body the step sent.
+    pub body: Value,
+}
+
 struct Fault {
     path_contains: String,
     status: u16,
@@ -128,6 +137,8 @@ pub struct State {
     pub deployment_statuses: Vec<DeploymentStatus>,
     pub dispatches: Vec<Dispatch>,
     pub runs: Vec<Run>,
+    /// Successful calls to `POST /hooks/{name}`, in order.
+    pub hooks: Vec<Hook>,
     /// Workflow -> conclusion of the runs dispatched from now on ("success"
     /// when absent).
     pub outcomes: HashMap<String, String>,
@@ -518,6 +529,17 @@ impl FakeGithub {
         })
     }
 
+    /// The first call to `POST /hooks/{name}` that was answered 200.
+    pub fn wait_for_hook(&self, name: &str) -> Hook {
+        let what = format!("a call to /hooks/{name}");
+        self.wait_for(&what, |s| s.hooks.iter().find(|h| h.name == name).cloned())
+    }
+
+    /// `{api_url}/hooks/{name}`: a URL for an http step.
+    pub fn hook_url(&self, name: &str) -> String {
+        format!("{}/hooks/{name}", self.shared.base_url)
+    }
+
     pub fn wait_for_dispatch(&self, workflow: &str) -> Dispatch {
         let what = format!("a dispatch of {workflow}");
         self.wait_for(&what, |s| {
@@ -637,8 +659,18 @@ async fn handle(
         .is_some_and(|t| t == shared.token);
     let query = parse_query(uri.query().unwrap_or_default());
     let mut st = shared.lock();
+    let hook = uri
+        .path()
+        .strip_prefix("/hooks/")
+        .filter(|name| method == Method::POST && !name.is_empty() && !name.contains('/'));
     let reply = if let Some(status) = st.take_fault(&path) {
         Reply::message(status, "injected")
+    } else if let Some(name) = hook {
+        st.hooks.push(Hook {
+            name: name.to_string(),
+            body: body.clone(),
+        });
+        Reply::json(200, json!({"ok": true}))
     } else if !authorized {
         Reply::message(401, "Bad credentials")
     } else {

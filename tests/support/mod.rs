@@ -213,6 +213,8 @@ pub struct BotConfig {
     pub branch_builds: bool,
     /// The branch deploy step waits for a file `release-<branch>`.
     pub blocking_branch_deploy: bool,
+    /// The branch checks step exits 1 after writing its line.
+    pub failing_branch_checks: bool,
     /// `[tags]`: `-rc.N` tags go to staging, `vX.Y.Z` tags to production.
     pub tags: bool,
     /// `forge.kind = "github"` against this API URL (a fake), repository
@@ -248,6 +250,7 @@ impl Default for BotConfig {
             blocking_production: false,
             branch_builds: false,
             blocking_branch_deploy: false,
+            failing_branch_checks: false,
             tags: false,
             github: None,
             poll_interval: "100ms",
@@ -357,6 +360,10 @@ environments = ["staging", "preview", "preprod"]
                     r#"echo \"{phase} $TRAINBOT_BRANCH $TRAINBOT_NODE $TRAINBOT_SHA\" >> builds.txt"#
                 )
             };
+            let mut checks = rec("checks");
+            if self.failing_branch_checks {
+                checks.push_str("; exit 1");
+            }
             let mut deploy = rec("deploy");
             if self.blocking_branch_deploy {
                 deploy.push_str(
@@ -365,8 +372,7 @@ environments = ["staging", "preview", "preprod"]
             }
             writeln!(
                 out,
-                "\n[branch_builds]\nnodes = [\"n1\", \"n2\"]\nnode_url = \"http://{{node}}.test\"\nchecks = [{{ run = \"{}\" }}]\ndeploy = [{{ run = \"{deploy}\" }}]\nsmoke = [{{ run = \"{}\" }}]",
-                rec("checks"),
+                "\n[branch_builds]\nnodes = [\"n1\", \"n2\"]\nnode_url = \"http://{{node}}.test\"\nchecks = [{{ run = \"{checks}\" }}]\ndeploy = [{{ run = \"{deploy}\" }}]\nsmoke = [{{ run = \"{}\" }}]",
                 rec("smoke"),
             )
             .unwrap();

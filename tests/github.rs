@@ -40,7 +40,11 @@ impl Github {
     }
 
     pub fn start_with_env(config: BotConfig, env: &[(&str, &str)]) -> Github {
-        let fake = FakeGithub::start("acme", "web", TOKEN);
+        Github::start_on(FakeGithub::start("acme", "web", TOKEN), config, env)
+    }
+
+    /// `start_with_env` on a fake the test started (and prepared) itself.
+    pub fn start_on(fake: FakeGithub, config: BotConfig, env: &[(&str, &str)]) -> Github {
         let sandbox = Sandbox::new();
         let port = free_port();
         let config = BotConfig {

@@ -14,12 +14,14 @@ use crate::domain::train::{Kind, Route};
 use crate::forge::{Forge, ForgeError, TagRef};
 use crate::store::QueuedTag;
 
-/// Lists the forge's tags every `interval` and reports the list when it
-/// changed. Only started when a tag regex is configured.
+/// Lists the forge's tags every `interval`, starting one interval from now
+/// (the engine has just listed them), and reports the list when it changed.
+/// Only started when a tag regex is configured.
 pub fn spawn_tag_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<Event>) {
     tokio::spawn(async move {
         let mut last: Option<Vec<TagRef>> = None;
-        let mut ticker = tokio::time::interval(interval);
+        let first = tokio::time::Instant::now() + interval;
+        let mut ticker = tokio::time::interval_at(first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;

@@ -6,32 +6,14 @@
 use serde_json::json;
 
 use crate::fake_github::{FakeGithub, Status};
-use crate::support::{
-    Bot, BotConfig, GITHUB_TOKEN_ENV, Sandbox, WEBHOOK_SECRET_ENV, free_port, short,
-};
+use crate::support::{BotConfig, GITHUB_TOKEN_ENV, WEBHOOK_SECRET_ENV, short};
 use crate::{Github, SECRET, TOKEN};
 
 const CONTEXT: &str = "trainbot/branch";
 
-/// `Github::start` on a fake made beforehand: for configs that name a URL
-/// the fake serves.
-fn start_on(fake: FakeGithub, config: BotConfig) -> Github {
-    let sandbox = Sandbox::new();
-    let port = free_port();
-    let config = BotConfig {
-        github: Some(fake.api_url()),
-        http_port: port,
-        ..config
-    };
+fn start_on_default(fake: FakeGithub, config: BotConfig) -> Github {
     let env = [(GITHUB_TOKEN_ENV, TOKEN), (WEBHOOK_SECRET_ENV, SECRET)];
-    let mut bot = Bot::spawn_with_env(&sandbox.write_config(&config), &env);
-    bot.expect_allocated(&fake.head("main"));
-    Github {
-        fake,
-        sandbox,
-        bot,
-        port,
-    }
+    Github::start_on(fake, config, &env)
 }
 
 /// A bot whose production deploy is `deploy` (an inline TOML array).
@@ -334,7 +316,7 @@ fn an_http_step_passes_on_its_second_attempt() {
         production_deploy: Some(format!(r#"[{{ http = "{url}", retries = 2 }}]"#)),
         ..BotConfig::default()
     };
-    let mut gh = start_on(fake, config);
+    let mut gh = start_on_default(fake, config);
     let sha = bobs_commit(&mut gh);
     gh.fake.fail_next("/hooks/deploy", 500, 1);
     gh.bot.ask(

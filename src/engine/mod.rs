@@ -108,6 +108,8 @@ pub struct Engine {
     last_refusal: Option<(String, Ts)>,
     /// Commit statuses and deployments for the forge (GitHub).
     publisher: publish::Publisher,
+    /// A tag deploy that could not leave (the forge failed) waits until then.
+    tag_retry_at: Option<Ts>,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -172,6 +174,7 @@ impl Engine {
             last_status: None,
             last_refusal: None,
             publisher: publish::Publisher::default(),
+            tag_retry_at: None,
         }
     }
 
@@ -332,7 +335,9 @@ impl Engine {
 
     fn next_wake(&self) -> Option<Ts> {
         let train_wake = self.train.as_ref().and_then(|t| t.next_wakeup(&self.plan));
-        [train_wake, self.next_departure]
+        // A retry time that has passed is no reason to wake (it would spin).
+        let tag_retry = self.tag_retry_at.filter(|at| *at > self.now());
+        [train_wake, self.next_departure, tag_retry]
             .into_iter()
             .flatten()
             .min()

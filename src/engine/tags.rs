@@ -14,6 +14,9 @@ use crate::domain::train::{Kind, Route};
 use crate::forge::{Forge, ForgeError, TagRef};
 use crate::store::QueuedTag;
 
+/// How long a tag deploy that could not leave waits before trying again.
+const TAG_RETRY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// Lists the forge's tags every `interval`, starting one interval from now
 /// (the engine has just listed them), and reports the list when it changed.
 /// Only started when a tag regex is configured.
@@ -138,7 +141,10 @@ impl Engine {
     /// Sends the oldest waiting tag deploy when no train runs and deploys
     /// are not frozen. Called after every input.
     pub(super) async fn depart_queued_tag(&mut self) -> anyhow::Result<()> {
-        if self.train.is_some() || self.store.freeze()?.is_some() {
+        if self.train.is_some()
+            || self.tag_retry_at.is_some_and(|at| self.now() < at)
+            || self.store.freeze()?.is_some()
+        {
             return Ok(());
         }
         let Some((seq, tag)) = self.store.queued_tags()?.into_iter().next() else {
@@ -148,9 +154,21 @@ impl Engine {
         // nowhere yet) rather than running the tag twice.
         self.store.dequeue_tag(seq)?;
         let kind = Kind::Tag {
-            name: tag.name,
-            pushed_by: tag.pushed_by,
+            name: tag.name.clone(),
+            pushed_by: tag.pushed_by.clone(),
         };
-        self.depart(tag.sha, kind, tag.route).await
+        self.depart(tag.sha.clone(), kind, tag.route).await?;
+        if self.train.is_none() {
+            // The forge could not list the commits (and chat was told):
+            // the tag keeps its place and is tried again a little later.
+            self.store.requeue_tag(seq, &tag)?;
+            self.tag_retry_at = Some(self.now() + TAG_RETRY);
+            let why = "its commits could not be listed; trying again in a minute";
+            let text = messages::tag_waits(&tag.name, &tag.sha, &tag.pushed_by, why, 1);
+            self.say(None, text).await;
+        } else {
+            self.tag_retry_at = None;
+        }
+        Ok(())
     }
 }

@@ -89,6 +89,14 @@ impl Store {
             .collect()
     }
 
+    /// Puts a tag deploy back in its old place (it could not leave).
+    pub fn requeue_tag(&self, seq: u64, tag: &QueuedTag) -> Result<()> {
+        self.db
+            .open_tree(TREE)?
+            .insert(queue_key(seq), codec::encode(tag))?;
+        self.flush()
+    }
+
     /// Takes a tag deploy off the queue (it has become a train).
     pub fn dequeue_tag(&self, seq: u64) -> Result<()> {
         self.db.open_tree(TREE)?.remove(queue_key(seq))?;
@@ -138,6 +146,9 @@ mod tests {
             q.iter().map(|(_, t)| t.name.as_str()).collect::<Vec<_>>(),
             ["v1", "v2"]
         );
+        store.dequeue_tag(q[0].0).unwrap();
+        store.requeue_tag(q[0].0, &q[0].1).unwrap();
+        assert_eq!(store.queued_tags().unwrap(), q);
         store.dequeue_tag(q[0].0).unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();

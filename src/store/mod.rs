@@ -93,6 +93,23 @@ impl Store {
         })
     }
 
+    /// Opens a store this process had open a moment ago. sled's flusher
+    /// thread lets go of the file lock shortly after the last handle drops,
+    /// so tests that reopen wait for the lock (bounded).
+    #[cfg(test)]
+    pub(crate) fn reopen(dir: &Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir) {
+                Ok(store) => return store,
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot reopen the store: {e}"),
+            }
+        }
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())

@@ -82,7 +82,7 @@ mod tests {
                 .set_chat_note("status:1", "1700000000.000100")
                 .unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::reopen(dir.path());
         assert!(!store.first_seen("slack:event:Ev1", now).unwrap());
         assert!(store.first_seen("slack:event:Ev2", now).unwrap());
         assert_eq!(

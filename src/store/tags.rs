@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(store.queued_tags().unwrap(), q);
         store.dequeue_tag(q[0].0).unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::reopen(dir.path());
         assert_eq!(store.queued_tags().unwrap().len(), 1);
         assert_eq!(
             store

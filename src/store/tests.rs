@@ -73,7 +73,7 @@ fn data_survives_a_reopen() {
         .unwrap();
         s.claim_production(TrainId(7), 1).unwrap();
     }
-    let s = Store::open(d.path()).unwrap();
+    let s = Store::reopen(d.path());
     assert_eq!(s.head().unwrap().unwrap().sha, sha('a'));
     assert!(s.freeze().unwrap().is_some());
     assert!(s.claim_production(TrainId(7), 1).is_err());

@@ -166,6 +166,18 @@ pub fn step_failed(
     out
 }
 
+/// Puts the page of a step's own run (a GitHub Actions run) at the end of
+/// a step message's first line, unless the message already has it.
+pub fn with_run_link(text: String, link: Option<&str>) -> String {
+    match link {
+        Some(url) if !text.contains(url) => match text.split_once('\n') {
+            Some((first, rest)) => format!("{first} — {url}\n{rest}"),
+            None => format!("{text} — {url}"),
+        },
+        _ => text,
+    }
+}
+
 fn step_name(plan: &Plan, pos: StepPos) -> String {
     pos_label(plan, pos)
 }
@@ -433,5 +445,29 @@ pub fn one_line(s: &str, max: usize) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_link_ends_the_first_line_once() {
+        let url = "https://github.com/acme/web/actions/runs/7";
+        assert_eq!(
+            with_run_link(
+                "train #1 ✔ production deploy passed in 3s".into(),
+                Some(url)
+            ),
+            format!("train #1 ✔ production deploy passed in 3s — {url}")
+        );
+        assert_eq!(
+            with_run_link("✘ failed: timed out\nlog: x".into(), Some(url)),
+            format!("✘ failed: timed out — {url}\nlog: x")
+        );
+        let has = format!("✘ failed: workflow run failure: {url}");
+        assert_eq!(with_run_link(has.clone(), Some(url)), has);
+        assert_eq!(with_run_link("plain".into(), None), "plain");
     }
 }

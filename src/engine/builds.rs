@@ -246,6 +246,7 @@ impl Engine {
             None => texts::step_passed(b, pos, took),
             Some(e) => texts::step_failed(b, pos, took, e, &log, &outcome.tail),
         };
+        let text = crate::domain::messages::with_run_link(text, outcome.link.as_deref());
         self.say(None, text).await;
         self.build_step(id, step).await
     }

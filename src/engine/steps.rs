@@ -181,6 +181,7 @@ impl Engine {
                 &outcome.tail,
             ),
         };
+        let text = messages::with_run_link(text, outcome.link.as_deref());
         self.say(Some(train), text).await;
         if pos.phase == Phase::Deploy
             && (!ok || pos.step + 1 == phase_len(&self.plan, pos.target, Phase::Deploy))

@@ -86,6 +86,7 @@ pub(super) fn not_run(message: String) -> StepOutcome {
         result: Err(StepError::Other(message)),
         attempts: 0,
         tail: Vec::new(),
+        link: None,
     }
 }
 
@@ -115,9 +116,16 @@ impl From<StepError> for Failure {
 /// Lines an attempt writes to the step log.
 pub(super) struct AttemptLog {
     log: Mutex<StepLog>,
+    link: Mutex<Option<String>>,
 }
 
 impl AttemptLog {
+    /// Notes (and logs) the page where this attempt's run can be watched.
+    pub fn link(&self, url: &str) {
+        self.line(&format!("following run {url}"));
+        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.to_string());
+    }
+
     /// Writes a line; a log that cannot be written does not fail the step.
     pub fn line(&self, text: &str) {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,6 +161,7 @@ pub(super) async fn run_attempts(
         result: Ok(()),
         attempts: 0,
         tail: Vec::new(),
+        link: None,
     };
     for number in 1..=total {
         if number > 1 {
@@ -168,7 +177,7 @@ pub(super) async fn run_attempts(
             outcome.result = Err(StepError::Cancelled);
             break;
         }
-        let (result, tail) = attempt(req, step, number, total, &mut cancel)
+        let (result, tail, link) = attempt(req, step, number, total, &mut cancel)
             .instrument(info_span!("attempt", number))
             .await;
         let retry = result.as_ref().err().is_some_and(|failure| failure.retry);
@@ -176,6 +185,7 @@ pub(super) async fn run_attempts(
             result: result.map_err(|failure| failure.error),
             attempts: number,
             tail,
+            link,
         };
         match &outcome.result {
             Ok(()) | Err(StepError::Cancelled) => break,
@@ -193,13 +203,13 @@ async fn attempt(
     number: u32,
     total: u32,
     cancel: &mut watch::Receiver<bool>,
-) -> (Result<(), Failure>, Vec<String>) {
+) -> (Result<(), Failure>, Vec<String>, Option<String>) {
     let mut log = match StepLog::open(&req.log_path) {
         Ok(log) => log,
         Err(e) => {
             let error =
                 StepError::Spawn(format!("cannot open log {}: {e}", req.log_path.display()));
-            return (Err(error.into()), Vec::new());
+            return (Err(error.into()), Vec::new(), None);
         }
     };
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -211,11 +221,12 @@ async fn attempt(
         Ok(offset) => offset,
         Err(e) => {
             let error = StepError::Spawn(format!("cannot write log: {e}"));
-            return (Err(error.into()), Vec::new());
+            return (Err(error.into()), Vec::new(), None);
         }
     };
     let log = AttemptLog {
         log: Mutex::new(log),
+        link: Mutex::new(None),
     };
     let started = Instant::now();
     let result = tokio::select! {
@@ -232,6 +243,7 @@ async fn attempt(
         log.line(note);
     }
 
+    let link = log.link.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut log = log.log.into_inner().unwrap_or_else(|e| e.into_inner());
     let end = log.len().unwrap_or(start);
     let tail = log
@@ -251,7 +263,7 @@ async fn attempt(
         Ok(()) => info!(duration_ms, "Step attempt succeeded."),
         Err(failure) => info!(duration_ms, error = %failure.error, "Step attempt failed."),
     }
-    (result, tail)
+    (result, tail, link)
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct StepOutcome {
     pub attempts: u32,
     /// The last lines of output (at most 20), for failure reports.
     pub tail: Vec<String>,
+    /// Where the step's own run can be watched (a GitHub Actions run).
+    pub link: Option<String>,
 }
 
 /// Where process groups of running steps are written down, so a restarted

@@ -131,7 +131,7 @@ impl Attempt for WorkflowStep<'_> {
             .await
             .map_err(forge_failure)?;
         let run = self.find_run(head.as_str(), dispatched, log).await?;
-        log.line(&format!("following run {}", run.html_url));
+        log.link(&run.html_url);
         let run = self.wait_for_completion(run, log).await?;
         let conclusion = run.conclusion.as_deref().unwrap_or("without a conclusion");
         log.line(&format!("run {conclusion}"));

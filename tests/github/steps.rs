@@ -254,7 +254,7 @@ fn a_workflow_step_is_dispatched_and_followed_to_success() {
     );
     gh.bot
         .expect("train #1 ▶ production deploy started: workflow deploy.yml");
-    gh.bot.expect("train #1 ✔ production deploy passed");
+    let passed = gh.bot.expect("train #1 ✔ production deploy passed");
     gh.bot.expect(&format!(
         "✅ train #1 deployed {} to production",
         short(&sha)
@@ -272,8 +272,9 @@ fn a_workflow_step_is_dispatched_and_followed_to_success() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status, "completed");
     assert_eq!(runs[0].conclusion.as_deref(), Some("success"));
-    // The run is only named in the step log, not in chat.
+    // The chat links the run; the step log names it too.
     let run_url = format!("{}/acme/web/actions/runs/{}", gh.fake.api_url(), runs[0].id);
+    assert!(passed.ends_with(&format!(" — {run_url}")), "{passed}");
     let log = production_log(&gh);
     assert!(log.contains(&format!("following run {run_url}")), "{log}");
     assert!(log.contains("run success"), "{log}");

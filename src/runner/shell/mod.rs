@@ -63,6 +63,7 @@ impl ShellRunner {
             result: Ok(()),
             attempts: 0,
             tail: Vec::new(),
+            link: None,
         };
         for number in 1..=total {
             if *cancel.borrow_and_update() {
@@ -77,6 +78,7 @@ impl ShellRunner {
                 result: attempt.result,
                 attempts: number,
                 tail: attempt.tail,
+                link: None,
             };
             match &outcome.result {
                 Ok(()) | Err(StepError::Cancelled) => break,
@@ -268,6 +270,7 @@ fn unsupported(kind: &str) -> StepOutcome {
         ))),
         attempts: 0,
         tail: Vec::new(),
+        link: None,
     }
 }
 

@@ -57,10 +57,13 @@ pub fn stage_key(plan: &Plan, stage: &Stage) -> String {
 pub fn status_line(ctx: &Ctx, t: &Train, now: Ts) -> String {
     match &t.stage {
         Stage::Running(pos) => format!(
-            "🚂 train {} ({}): {}",
+            "🚂 train {} ({}): {}{}",
             t.id,
             t.sha.short(),
-            pos_label(ctx.plan, *pos)
+            pos_label(ctx.plan, *pos),
+            t.running_step()
+                .map(|(_, started)| super::progress::suffix(started, now))
+                .unwrap_or_default()
         ),
         Stage::AwaitingApproval { .. } => format!(
             "🙋 train {} ({}): awaiting approval, {}/{} approved",
@@ -132,6 +135,16 @@ pub fn step_started(ctx: &Ctx, t: TrainId, pos: StepPos, label: &str) -> String 
         "train {t} ▶ {} started: {}",
         step_name(ctx.plan, pos),
         one_line(label, 60)
+    )
+}
+
+/// A step that has run for `minutes` and goes on.
+pub fn step_still_running(ctx: &Ctx, t: TrainId, pos: StepPos, minutes: i64) -> String {
+    format!(
+        "train {t} ⏳ {} still running after {} — {}",
+        step_name(ctx.plan, pos),
+        human(TimeDelta::minutes(minutes)),
+        ctx.run_url(t)
     )
 }
 

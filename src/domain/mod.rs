@@ -10,6 +10,7 @@ pub mod ids;
 pub mod messages;
 pub mod metrics;
 pub mod nodes;
+pub mod progress;
 pub mod refusal;
 pub mod schedule;
 pub mod train;

@@ -306,6 +306,18 @@ impl Train {
         }
     }
 
+    /// The step running now and when it started.
+    pub fn running_step(&self) -> Option<(StepPos, Ts)> {
+        let Stage::Running(pos) = self.stage else {
+            return None;
+        };
+        self.steps
+            .iter()
+            .rev()
+            .find(|r| r.pos == pos && r.finished.is_none())
+            .map(|r| (pos, r.started))
+    }
+
     /// Authors whose `!good` counts.
     pub fn approvers(&self) -> Vec<&ChatUser> {
         self.authors

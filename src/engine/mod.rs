@@ -110,6 +110,8 @@ pub struct Engine {
     publisher: publish::Publisher,
     /// A tag deploy that could not leave (the forge failed) waits until then.
     tag_retry_at: Option<Ts>,
+    /// The last "still running" notice, so a minute is announced once.
+    last_progress: Option<(TrainId, StepPos, i64)>,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -175,6 +177,7 @@ impl Engine {
             last_refusal: None,
             publisher: publish::Publisher::default(),
             tag_retry_at: None,
+            last_progress: None,
         }
     }
 
@@ -337,7 +340,12 @@ impl Engine {
         let train_wake = self.train.as_ref().and_then(|t| t.next_wakeup(&self.plan));
         // A retry time that has passed is no reason to wake (it would spin).
         let tag_retry = self.tag_retry_at.filter(|at| *at > self.now());
-        [train_wake, self.next_departure, tag_retry]
+        let progress = self
+            .train
+            .as_ref()
+            .and_then(|t| t.running_step())
+            .map(|(_, started)| crate::domain::progress::next_tick(started, self.now()));
+        [train_wake, self.next_departure, tag_retry, progress]
             .into_iter()
             .flatten()
             .min()
@@ -362,7 +370,28 @@ impl Engine {
             self.next_departure = self.compute_next_departure(now);
             self.scheduled_departure().await?;
         }
+        self.step_progress(now).await;
         Ok(())
+    }
+
+    /// A long step: the status message shows its minutes (sent only when
+    /// the text changed), and every few minutes the chat hears it goes on.
+    async fn step_progress(&mut self, now: Ts) {
+        let Some((id, pos, started)) = self
+            .train
+            .as_ref()
+            .and_then(|t| t.running_step().map(|(pos, started)| (t.id, pos, started)))
+        else {
+            return;
+        };
+        self.show_status().await;
+        if let Some(minutes) = crate::domain::progress::notice_due(started, now)
+            && self.last_progress != Some((id, pos, minutes))
+        {
+            self.last_progress = Some((id, pos, minutes));
+            let text = crate::domain::messages::step_still_running(&self.ctx(), id, pos, minutes);
+            self.say(Some(id), text).await;
+        }
     }
 
     async fn shutdown(mut self) -> anyhow::Result<()> {

@@ -91,6 +91,11 @@ acceptance = [{{ run = "echo accept $TRAINBOT_SHA" }}]
 deploy = [{{ run = "echo production $TRAINBOT_SHA" }}]
 smoke = [{{ run = "echo smoke" }}]
 
+[branch_builds]
+nodes = ["n1"]
+checks = [{{ run = "echo checks $TRAINBOT_BRANCH" }}]
+deploy = [{{ run = "echo deploy $TRAINBOT_NODE" }}]
+
 [roles]
 ops = ["{OPS}"]
 
@@ -433,6 +438,52 @@ async fn a_train_is_approved_with_buttons_and_its_status_is_updated_in_place() {
         (s.calls_to("chat.postEphemeral").len() == 2).then_some(())
     })
     .await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_build_has_one_status_message_with_its_steps_in_the_thread() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Bob <bob@example.com>", "Add the thing");
+    git(&repo, &["branch", "feature/x"]);
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+    fake.wait_for_post(&first).await;
+
+    say(&fake, 1, BOB, "!bb feature/x").await;
+    let status = fake.wait_for_post("build 1 feature/x").await;
+    assert_eq!(status.thread_ts(), None, "the status message is top-level");
+    let status_ts = status.ts.clone().unwrap();
+    assert!(
+        status.args["blocks"]
+            .to_string()
+            .contains("http://trainbot.test/runs/build-1")
+    );
+    let done = fake.wait_for_post("good to merge").await;
+    assert_eq!(done.thread_ts(), Some(status_ts.as_str()));
+    fake.wait_for("the status to say good to merge", |s| {
+        s.calls_to("chat.update")
+            .into_iter()
+            .find(|c| c.args["ts"] == status_ts.as_str() && c.text().contains("good to merge"))
+            .map(|_| ())
+    })
+    .await;
+    let (top_level, threaded) = fake.with(|s| {
+        let posts = s.calls_to("chat.postMessage");
+        let about = posts.iter().filter(|c| c.text().contains("build 1"));
+        let top = about.clone().filter(|c| c.thread_ts().is_none()).count();
+        let threaded = about
+            .filter(|c| c.thread_ts() == Some(status_ts.as_str()))
+            .count();
+        (top, threaded)
+    });
+    assert_eq!(top_level, 1, "one status message for the build");
+    assert!(
+        threaded >= 4,
+        "start, steps and end in the thread: {threaded}"
+    );
     bot.stop().await;
 }
 

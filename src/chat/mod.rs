@@ -7,6 +7,14 @@ use async_trait::async_trait;
 
 use crate::domain::ids::{ChatUser, TrainId};
 
+/// What a status message and a thread belong to: a train or a branch build
+/// (the same ids as their run pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Run {
+    Train(TrainId),
+    Build(u64),
+}
+
 /// Something the bot says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -17,18 +25,11 @@ pub enum Message {
         text: String,
         private: bool,
     },
-    /// An event in the channel; with a train, it belongs in that train's thread.
-    Notice {
-        train: Option<TrainId>,
-        text: String,
-    },
-    /// The train's one status message, updated in place where the chat can;
-    /// `url` is the train's run page.
-    Status {
-        train: TrainId,
-        text: String,
-        url: String,
-    },
+    /// An event in the channel; with a run, it belongs in that run's thread.
+    Notice { run: Option<Run>, text: String },
+    /// The run's one status message, updated in place where the chat can;
+    /// `url` is its run page.
+    Status { run: Run, text: String, url: String },
     /// The approval request: the same text the console prints; Slack adds
     /// Good / Bad buttons.
     Approval { train: TrainId, text: String },

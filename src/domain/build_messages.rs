@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 
-use super::build::{Build, BuildOutcome, BuildPos};
+use super::build::{Build, BuildOutcome, BuildPos, BuildStage};
 use super::clock::{Ts, human};
 use super::messages::{Ctx, ago, one_line, push_tail};
 use super::nodes::Node;
@@ -29,6 +29,27 @@ pub fn started(ctx: &Ctx, b: &Build, node_url: &str) -> String {
         b.node.as_deref().unwrap_or("?"),
         build_url(ctx, b.id)
     )
+}
+
+/// The build's one status message: where it is now, or how it ended.
+pub fn status_line(ctx: &Ctx, b: &Build, now: Ts) -> String {
+    match &b.stage {
+        BuildStage::Queued => format!(
+            "⏳ build {} {} ({}): queued for a branch node",
+            b.id,
+            b.branch,
+            b.sha.short()
+        ),
+        BuildStage::Running(pos) => format!(
+            "🔧 build {} {} ({}) on {}: {}",
+            b.id,
+            b.branch,
+            b.sha.short(),
+            b.node.as_deref().unwrap_or("?"),
+            pos_name(*pos)
+        ),
+        BuildStage::Done(_) => ended(ctx, b, now),
+    }
 }
 
 pub fn queued(b: &Build, position: usize) -> String {

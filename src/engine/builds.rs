@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::publish::Publish;
 use super::{Engine, Event};
+use crate::chat::{Message, Run};
 use crate::config::Step;
 use crate::domain::build::{
     Build, BuildOutcome, BuildPhase, BuildPlan, BuildPos, BuildStage, BuildStep,
@@ -99,7 +100,9 @@ impl Engine {
                 .values()
                 .filter(|a| a.build.stage == BuildStage::Queued && a.build.id <= id)
                 .count();
-            self.say(None, texts::queued(&a.build, position)).await;
+            let text = texts::queued(&a.build, position);
+            self.show_build_status(id).await;
+            self.say_build(id, text).await;
         }
         Ok(Ok(()))
     }
@@ -148,7 +151,8 @@ impl Engine {
             url: texts::build_url(&self.ctx(), id),
         });
         let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
-        self.say(None, text).await;
+        self.show_build_status(id).await;
+        self.say_build(id, text).await;
         self.build_step(id, step).await
     }
 
@@ -202,8 +206,9 @@ impl Engine {
             cwd: self.cfg.config_dir.clone(),
             log_path: self.log_path(&run, &name),
         };
-        self.say(None, texts::step_started(b, pos, &step.label()))
-            .await;
+        let text = texts::step_started(b, pos, &step.label());
+        self.show_build_status(id).await;
+        self.say_build(id, text).await;
         let (cancel, cancel_rx) = watch::channel(false);
         self.builds.get_mut(&id).expect("active build").step = Some(cancel);
         self.spawn_run(req, cancel_rx, move |outcome, took, log| {
@@ -247,7 +252,7 @@ impl Engine {
             Some(e) => texts::step_failed(b, pos, took, e, &log, &outcome.tail),
         };
         let text = crate::domain::messages::with_run_link(text, outcome.link.as_deref());
-        self.say(None, text).await;
+        self.say_build(id, text).await;
         self.build_step(id, step).await
     }
 
@@ -286,12 +291,32 @@ impl Engine {
             self.publisher.send(status);
         }
         let text = texts::ended(&self.ctx(), &active.build, self.now());
-        self.say(None, text).await;
+        let url = texts::build_url(&self.ctx(), id);
+        self.send_run_status(Run::Build(id), text.clone(), url)
+            .await;
+        self.forget_status(Run::Build(id));
+        self.say_build(id, text).await;
         if start_queue {
             Box::pin(self.start_queued_builds()).await
         } else {
             Ok(())
         }
+    }
+
+    /// Updates the build's one status message.
+    async fn show_build_status(&mut self, id: u64) {
+        let Some(active) = self.builds.get(&id) else {
+            return;
+        };
+        let text = texts::status_line(&self.ctx(), &active.build, self.now());
+        let url = texts::build_url(&self.ctx(), id);
+        self.send_run_status(Run::Build(id), text, url).await;
+    }
+
+    /// Says something in the build's thread (the channel, on the console).
+    async fn say_build(&self, id: u64, text: String) {
+        let run = Some(Run::Build(id));
+        self.ports.chat.send(Message::Notice { run, text }).await;
     }
 
     /// The commit status a finished build leaves on its SHA. A build that

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 pub use metrics::Metrics;
 pub use status::{FrozenView, Snapshot, TrainView};
 
-use crate::chat::{Chat, Incoming, Message};
+use crate::chat::{Chat, Incoming, Message, Run};
 use crate::config::Settings;
 use crate::domain::approval::Identities;
 use crate::domain::clock::{Clock, Ts};
@@ -101,8 +101,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// The input being handled is a button click: replies go privately.
     private_replies: bool,
-    /// The last status sent, so an unchanged one is not sent again.
-    last_status: Option<(TrainId, String)>,
+    /// The last status sent per run, so an unchanged one is not sent again.
+    last_status: std::collections::HashMap<Run, String>,
     /// The last forge refusal said in chat, and when: said again only
     /// when it changes or an hour has passed.
     last_refusal: Option<(String, Ts)>,
@@ -173,7 +173,7 @@ impl Engine {
             builds: Default::default(),
             metrics: Arc::default(),
             private_replies: false,
-            last_status: None,
+            last_status: Default::default(),
             last_refusal: None,
             publisher: publish::Publisher::default(),
             tag_retry_at: None,
@@ -222,7 +222,8 @@ impl Engine {
     }
 
     async fn say(&self, train: Option<TrainId>, text: String) {
-        self.ports.chat.send(Message::Notice { train, text }).await;
+        let run = train.map(Run::Train);
+        self.ports.chat.send(Message::Notice { run, text }).await;
     }
 
     async fn reply(&self, to: &ChatUser, text: String) {

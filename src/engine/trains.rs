@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::chat::Message;
+use crate::chat::{Message, Run};
 use crate::domain::approval;
 use crate::domain::departure::{self, Decision, Facts, Skip, Trigger};
 use crate::domain::ids::{ChatUser, Sha, TrainId};
@@ -278,19 +278,25 @@ impl Engine {
     }
 
     pub(super) async fn send_status(&mut self, train: TrainId, text: String) {
-        if self
-            .last_status
-            .as_ref()
-            .is_some_and(|(t, s)| *t == train && *s == text)
-        {
+        let url = self.ctx().run_url(train);
+        self.send_run_status(Run::Train(train), text, url).await;
+    }
+
+    /// Updates a run's status message, unless it would say the same again.
+    pub(super) async fn send_run_status(&mut self, run: Run, text: String, url: String) {
+        if self.last_status.get(&run) == Some(&text) {
             return;
         }
-        self.last_status = Some((train, text.clone()));
-        let url = self.ctx().run_url(train);
+        self.last_status.insert(run, text.clone());
         self.ports
             .chat
-            .send(Message::Status { train, text, url })
+            .send(Message::Status { run, text, url })
             .await;
+    }
+
+    /// A run that is over will not change its status again.
+    pub(super) fn forget_status(&mut self, run: Run) {
+        self.last_status.remove(&run);
     }
 
     /// The production deploy steps passed: record the new production SHA
@@ -337,6 +343,7 @@ impl Engine {
         tracing::info!(train = train.id.0, outcome = outcome.word(), "Train ended.");
         let text = messages::ended(&self.ctx(), &train, self.now());
         self.send_status(train.id, text.clone()).await;
+        self.forget_status(Run::Train(train.id));
         self.ports.chat.send(approval_progress(&train)).await;
         self.say(Some(train.id), text).await;
         Ok(())

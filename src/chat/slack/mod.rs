@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 pub use client::{StartError, Tokens};
 
 use self::listener::OPEN_APPROVAL;
-use super::{Chat, Incoming, Message};
+use super::{Chat, Incoming, Message, Run};
 use crate::config::SlackSettings;
 use crate::domain::ids::{ChatUser, TrainId};
 use crate::store::Store;
@@ -123,7 +123,16 @@ struct Outbox {
 }
 
 fn status_key(train: TrainId) -> String {
-    format!("slack:status:{}", train.0)
+    run_status_key(Run::Train(train))
+}
+
+/// Where a run's status message ts is kept. Trains keep the key they had
+/// before builds had status messages, so an upgrade finds their threads.
+fn run_status_key(run: Run) -> String {
+    match run {
+        Run::Train(t) => format!("slack:status:{}", t.0),
+        Run::Build(b) => format!("slack:status:build-{b}"),
+    }
 }
 
 fn approval_key(train: TrainId) -> String {
@@ -168,13 +177,13 @@ impl Outbox {
             Message::Reply { to, text, .. } => {
                 self.web.post(blocks::reply(&to, &text), None, false).await;
             }
-            Message::Notice { train, text } => {
-                let thread = train.and_then(|t| self.note(&status_key(t)));
+            Message::Notice { run, text } => {
+                let thread = run.and_then(|r| self.note(&run_status_key(r)));
                 self.web.post(blocks::plain(&text), thread, false).await;
             }
-            Message::Status { train, text, url } => {
+            Message::Status { run, text, url } => {
                 let content = blocks::status(&text, &url);
-                let key = status_key(train);
+                let key = run_status_key(run);
                 match self.note(&key) {
                     Some(ts) => {
                         self.web.update(ts, content).await;

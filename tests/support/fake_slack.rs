@@ -123,7 +123,11 @@ impl FakeSlack {
     pub async fn wait_for<T>(&self, what: &str, f: impl Fn(&State) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + super::TIMEOUT;
         loop {
+            // Registered before the state is read: a change in between
+            // still wakes this wait (notify_waiters only wakes registered ones).
             let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(v) = f(&self.state.lock().unwrap()) {
                 return v;
             }

@@ -50,6 +50,15 @@ pub struct Store {
     nodes: Tree,
     /// Branch name -> its last build id.
     branch_builds: Tree,
+    /// Train id -> its outcome word ("running" until it ends).
+    train_outcomes: Tree,
+    /// Outcome word -> how many trains have it, kept by `save_train`.
+    outcome_counts: Tree,
+}
+
+/// The outcome word of a train for counting: "running" until it ends.
+fn outcome_word(train: &Train) -> &'static str {
+    train.outcome().map_or("running", |o| o.word())
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -76,7 +85,7 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        Ok(Store {
+        let store = Store {
             meta: db.open_tree("meta")?,
             trains: db.open_tree("trains")?,
             allocations: db.open_tree("allocations")?,
@@ -89,8 +98,43 @@ impl Store {
             builds: db.open_tree("builds")?,
             nodes: db.open_tree("nodes")?,
             branch_builds: db.open_tree("branch_builds")?,
+            train_outcomes: db.open_tree("train_outcomes")?,
+            outcome_counts: db.open_tree("outcome_counts")?,
             db,
-        })
+        };
+        store.count_outcomes_once()?;
+        Ok(store)
+    }
+
+    /// A store written before outcomes were counted gets its counts once.
+    fn count_outcomes_once(&self) -> Result<()> {
+        if !self.train_outcomes.is_empty() || self.trains.is_empty() {
+            return Ok(());
+        }
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        for entry in self.trains.iter() {
+            let (key, value) = entry?;
+            let train: Train = codec::decode(&value)?;
+            let word = outcome_word(&train);
+            self.train_outcomes.insert(key, word.as_bytes())?;
+            *counts.entry(word).or_default() += 1;
+        }
+        for (word, n) in counts {
+            self.outcome_counts.insert(word, &be(n))?;
+        }
+        self.flush()
+    }
+
+    /// How many trains have each outcome ("running" for unfinished ones),
+    /// read from counters: no scan, however long the history.
+    pub fn trains_by_outcome(&self) -> Result<Vec<(String, u64)>> {
+        self.outcome_counts
+            .iter()
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), from_be(&v)))
+            })
+            .collect()
     }
 
     /// Opens a store this process had open a moment ago. sled's flusher
@@ -195,13 +239,31 @@ impl Store {
         Ok(TrainId(last + 1))
     }
 
-    /// Writes the train and flushes; also indexes it by head SHA.
+    /// Writes the train and flushes; also indexes it by head SHA and keeps
+    /// the count of trains by outcome.
     pub fn save_train(&self, train: &Train) -> Result<()> {
         let bytes = codec::encode(train);
-        let res: std::result::Result<(), TransactionError<()>> = (&self.trains, &self.train_by_sha)
-            .transaction(|(trains, by_sha)| {
-                trains.insert(&be(train.id.0), bytes.as_slice())?;
-                by_sha.insert(train.sha.as_str(), &be(train.id.0))?;
+        let key = be(train.id.0);
+        let word = outcome_word(train);
+        let trees = (
+            &self.trains,
+            &self.train_by_sha,
+            &self.train_outcomes,
+            &self.outcome_counts,
+        );
+        let res: std::result::Result<(), TransactionError<()>> =
+            trees.transaction(|(trains, by_sha, outcomes, counts)| {
+                trains.insert(&key, bytes.as_slice())?;
+                by_sha.insert(train.sha.as_str(), &key)?;
+                let old = outcomes.insert(&key, word.as_bytes())?;
+                if old.as_deref() != Some(word.as_bytes()) {
+                    if let Some(old) = old {
+                        let n = counts.get(&old)?.map_or(0, |v| from_be(&v));
+                        counts.insert(old, &be(n.saturating_sub(1)))?;
+                    }
+                    let n = counts.get(word)?.map_or(0, |v| from_be(&v));
+                    counts.insert(word, &be(n + 1))?;
+                }
                 Ok(())
             });
         res.map_err(tx_err)?;

@@ -118,3 +118,31 @@ fn audit_pages_newest_first() {
         .collect();
     assert_eq!(page, vec!["a3", "a2"]);
 }
+
+#[test]
+fn trains_are_counted_by_outcome_as_they_change_and_after_a_reopen() {
+    use crate::domain::test_trains::train;
+    use crate::domain::train::{Outcome, Stage};
+    let (d, s) = open();
+    let counts = |s: &Store| s.trains_by_outcome().unwrap();
+    let mut t = train(1, 0);
+    t.stage = Stage::AwaitingApproval { since: t.created };
+    s.save_train(&t).unwrap();
+    s.save_train(&t).unwrap();
+    assert_eq!(counts(&s), [("running".to_string(), 1)]);
+    t.stage = Stage::Done(Outcome::Expired);
+    s.save_train(&t).unwrap();
+    let mut other = train(2, 10);
+    other.stage = Stage::Done(Outcome::Expired);
+    s.save_train(&other).unwrap();
+    assert_eq!(
+        counts(&s),
+        [("expired".to_string(), 2), ("running".to_string(), 0)]
+    );
+    // A store from before the counters gets them once, at open.
+    s.train_outcomes.clear().unwrap();
+    s.outcome_counts.clear().unwrap();
+    drop(s);
+    let s = Store::reopen(d.path());
+    assert_eq!(counts(&s), [("expired".to_string(), 2)]);
+}

@@ -64,7 +64,7 @@ fn render(s: &WebState) -> Result<String, Error> {
         "gauge",
         "Stored trains by outcome (running: not ended).",
     );
-    let mut by_outcome: BTreeMap<&str, u64> = [
+    let by_outcome: BTreeMap<&str, u64> = [
         "deployed",
         "done",
         "vetoed",
@@ -77,12 +77,12 @@ fn render(s: &WebState) -> Result<String, Error> {
     .into_iter()
     .map(|k| (k, 0))
     .collect();
-    let trains = s.store.all_trains()?;
-    for t in &trains {
-        *by_outcome
-            .entry(t.outcome().map_or("running", |o| o.word()))
-            .or_default() += 1;
-    }
+    let counted = s.store.trains_by_outcome()?;
+    let mut by_outcome: BTreeMap<String, u64> = by_outcome
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    by_outcome.extend(counted);
     for (outcome, n) in &by_outcome {
         let _ = writeln!(out, "trainbot_trains{{outcome=\"{outcome}\"}} {n}");
     }
@@ -166,10 +166,12 @@ fn render(s: &WebState) -> Result<String, Error> {
         "gauge",
         "How long the current train has waited for approval (0: none waits).",
     );
-    let waiting = trains
-        .iter()
-        .rev()
-        .find_map(|t| match t.stage {
+    let current = match &snap.train {
+        Some(t) => s.store.train(crate::domain::ids::TrainId(t.id))?,
+        None => None,
+    };
+    let waiting = current
+        .and_then(|t| match t.stage {
             Stage::AwaitingApproval { since } => Some((now - since).num_seconds().max(0)),
             _ => None,
         })

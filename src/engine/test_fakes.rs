@@ -3,7 +3,7 @@
 //! and a runner whose steps take simulated time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -260,8 +260,6 @@ impl Forge for FakeForge {
 #[derive(Default)]
 pub struct FakeRunner {
     pub durations: HashMap<String, Duration>,
-    /// Set when a step saw its cancel signal.
-    pub cancelled: AtomicBool,
 }
 
 impl FakeRunner {
@@ -289,10 +287,7 @@ impl StepRunner for FakeRunner {
         let result = tokio::select! {
             _ = tokio::time::sleep(took) => Ok(()),
             // A dropped sender is no cancel: only `true` stops the step.
-            Ok(_) = cancel.wait_for(|c| *c) => {
-                self.cancelled.store(true, Ordering::Relaxed);
-                Err(crate::runner::StepError::Cancelled)
-            }
+            Ok(_) = cancel.wait_for(|c| *c) => Err(crate::runner::StepError::Cancelled),
         };
         StepOutcome {
             result,

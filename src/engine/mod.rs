@@ -12,6 +12,10 @@ mod recovery;
 mod status;
 mod steps;
 mod tags;
+#[cfg(test)]
+mod test_fakes;
+#[cfg(test)]
+mod tests;
 mod trains;
 
 use std::sync::Arc;

@@ -1,0 +1,311 @@
+//! In-memory ports for engine tests under tokio's paused time: a clock that
+//! follows tokio's, a chat that records, a forge with a short linear main,
+//! and a runner whose steps take simulated time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{Notify, watch};
+
+use crate::chat::{Chat, Message};
+use crate::domain::clock::{Clock, Ts};
+use crate::domain::ids::{BranchName, ChatUser, Sha, ShaPrefix};
+use crate::domain::train::Commit;
+use crate::forge::{Forge, ForgeError, TagRef};
+use crate::runner::{StepOutcome, StepRequest, StepRunner};
+
+/// The one timeout of these tests, in simulated time: far longer than any
+/// step or timer they drive, so only a stuck engine reaches it.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// A clock that follows tokio's (paused) time: a fixed base plus the tokio
+/// time elapsed since it was made. Unlike `domain::clock::FakeClock` it
+/// moves by itself whenever tokio auto-advances.
+pub struct FakeClock {
+    base: Ts,
+    started: tokio::time::Instant,
+    /// How often the engine asked: a busy loop shows up here.
+    reads: AtomicUsize,
+}
+
+impl FakeClock {
+    pub fn new(base: Ts) -> Self {
+        FakeClock {
+            base,
+            started: tokio::time::Instant::now(),
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    /// The time now, without counting it as a read by the engine.
+    pub fn peek(&self) -> Ts {
+        self.base + TimeDelta::from_std(self.started.elapsed()).expect("test time fits")
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Ts {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.peek()
+    }
+}
+
+/// The text of any message, for matching; `ApprovalProgress` has none.
+pub fn text_of(msg: &Message) -> &str {
+    match msg {
+        Message::Reply { text, .. }
+        | Message::Notice { text, .. }
+        | Message::Status { text, .. }
+        | Message::Approval { text, .. } => text,
+        Message::ApprovalProgress { .. } => "",
+    }
+}
+
+/// A chat that keeps everything said, with the clock time it was said at.
+pub struct FakeChat {
+    clock: Arc<FakeClock>,
+    log: Mutex<Vec<(Ts, Message)>>,
+    said: Notify,
+}
+
+impl FakeChat {
+    pub fn new(clock: Arc<FakeClock>) -> Self {
+        FakeChat {
+            clock,
+            log: Mutex::new(Vec::new()),
+            said: Notify::new(),
+        }
+    }
+
+    pub fn messages(&self) -> Vec<(Ts, Message)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every message so far, one a line, for failure reports.
+    pub fn transcript(&self) -> String {
+        self.messages()
+            .iter()
+            .map(|(at, m)| format!("{} {m:?}\n", at.format("%H:%M:%S%.3f")))
+            .collect()
+    }
+
+    /// Waits for the first message, at index `from` or later, that `pred`
+    /// accepts; returns its index, when it was said and the message.
+    pub async fn wait_for_from(
+        &self,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&Message) -> bool,
+    ) -> (usize, Ts, Message) {
+        let found = tokio::time::timeout(TEST_TIMEOUT, async {
+            loop {
+                // Registered before looking, so a message sent in between wakes us.
+                let said = self.said.notified();
+                tokio::pin!(said);
+                said.as_mut().enable();
+                if let Some(hit) = self
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, (_, m))| pred(m))
+                    .map(|(i, (at, m))| (i, *at, m.clone()))
+                {
+                    return hit;
+                }
+                said.await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no message {what} within {TEST_TIMEOUT:?}; said so far:\n{}",
+                self.transcript()
+            )
+        })
+    }
+
+    /// Waits for a message whose text contains `needle`.
+    pub async fn wait_for(&self, needle: &str) -> (usize, Ts, Message) {
+        self.wait_for_from(0, &format!("containing {needle:?}"), |m| {
+            text_of(m).contains(needle)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Chat for FakeChat {
+    async fn send(&self, msg: Message) {
+        let at = self.clock.peek();
+        self.log.lock().unwrap().push((at, msg));
+        self.said.notify_waiters();
+    }
+}
+
+/// A fake main branch: `c0 ← c1 ← … ← head`, alternating authors.
+pub struct FakeForge {
+    history: Vec<Commit>,
+    pub tags: Mutex<Vec<TagRef>>,
+    /// `commits` fails with `ForgeError::Other` this many more times.
+    pub fail_commits: AtomicUsize,
+    /// Every `commits` call, with the clock time it came at.
+    pub commit_calls: Mutex<Vec<Ts>>,
+    clock: Arc<FakeClock>,
+}
+
+impl FakeForge {
+    pub fn new(clock: Arc<FakeClock>, len: usize) -> Self {
+        let history = (0..len)
+            .map(|i| {
+                let (name, email) = if i % 2 == 0 {
+                    ("Alice", "alice@example.com")
+                } else {
+                    ("Bob", "bob@example.com")
+                };
+                Commit {
+                    sha: sha(i),
+                    author_name: name.into(),
+                    author_email: email.into(),
+                    author_login: None,
+                    subject: format!("change {i}"),
+                    message: format!("change {i}\n"),
+                }
+            })
+            .collect();
+        FakeForge {
+            history,
+            tags: Mutex::new(Vec::new()),
+            fail_commits: AtomicUsize::new(0),
+            commit_calls: Mutex::new(Vec::new()),
+            clock,
+        }
+    }
+
+    pub fn head(&self) -> Sha {
+        self.history.last().expect("a history").sha.clone()
+    }
+
+    fn index(&self, sha: &Sha) -> Result<usize, ForgeError> {
+        self.history
+            .iter()
+            .position(|c| c.sha == *sha)
+            .ok_or_else(|| ForgeError::NotFound(sha.to_string()))
+    }
+}
+
+/// The fake history's `i`th commit id: 40 hex digits, distinct first seven.
+pub fn sha(i: usize) -> Sha {
+    Sha::new(&format!("{:07x}", 0xabc0000 + i).repeat(6)[..40]).expect("valid sha")
+}
+
+#[async_trait]
+impl Forge for FakeForge {
+    async fn main_head(&self) -> Result<Option<Sha>, ForgeError> {
+        Ok(Some(self.head()))
+    }
+
+    async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
+        let i = self.index(sha)?;
+        Ok(i.checked_sub(1).map(|p| self.history[p].sha.clone()))
+    }
+
+    async fn commits(&self, base: Option<&Sha>, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
+        self.commit_calls.lock().unwrap().push(self.clock.peek());
+        let fail = self
+            .fail_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(ForgeError::Other("the forge is down".into()));
+        }
+        let end = self.index(head)?;
+        let start = match base {
+            Some(b) => self.index(b)? + 1,
+            None => 0,
+        };
+        Ok(self.history[start.min(end + 1)..=end].to_vec())
+    }
+
+    async fn resolve_on_main(&self, prefix: &ShaPrefix) -> Result<Sha, ForgeError> {
+        self.history
+            .iter()
+            .find(|c| c.sha.as_str().starts_with(prefix.as_str()))
+            .map(|c| c.sha.clone())
+            .ok_or_else(|| ForgeError::NotOnMain(prefix.to_string()))
+    }
+
+    async fn branch_head(&self, _branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
+        Ok(None)
+    }
+
+    async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
+        Ok(self.tags.lock().unwrap().clone())
+    }
+}
+
+/// Steps that succeed after a simulated duration, looked up by the step's
+/// name in its key (`production-deploy-1`), then by its environment
+/// (`TRAINBOT_ENV`); one second unless configured.
+#[derive(Default)]
+pub struct FakeRunner {
+    pub durations: HashMap<String, Duration>,
+}
+
+impl FakeRunner {
+    fn duration(&self, req: &StepRequest) -> Duration {
+        // Keys look like `train-3/staging-deploy-1/0`.
+        let name = req.key.split('/').nth(1).unwrap_or_default();
+        let env = req
+            .env
+            .iter()
+            .find(|(k, _)| k == "TRAINBOT_ENV")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        [name, env]
+            .iter()
+            .find_map(|k| self.durations.get(*k))
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+#[async_trait]
+impl StepRunner for FakeRunner {
+    async fn run(&self, req: StepRequest, mut cancel: watch::Receiver<bool>) -> StepOutcome {
+        let took = self.duration(&req);
+        let result = tokio::select! {
+            _ = tokio::time::sleep(took) => Ok(()),
+            // A dropped sender is no cancel: only `true` stops the step.
+            Ok(_) = cancel.wait_for(|c| *c) => Err(crate::runner::StepError::Cancelled),
+        };
+        StepOutcome {
+            result,
+            attempts: 1,
+            tail: Vec::new(),
+            link: None,
+        }
+    }
+}
+
+/// A fixed, recognisable start for the fake clock.
+pub fn base_time() -> Ts {
+    DateTime::parse_from_rfc3339("2030-03-04T10:00:00Z")
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+/// Who a console line comes from: `@alice !good` is alice, else `local`.
+pub fn console_user() -> ChatUser {
+    ChatUser::new("local")
+}

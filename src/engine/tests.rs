@@ -15,7 +15,7 @@ use super::test_fakes::{
     FakeChat, FakeClock, FakeForge, FakeRunner, base_time, console_user, sha, text_of,
 };
 use super::{Engine, Event, Ports};
-use crate::chat::Message;
+use crate::chat::{Message, Run};
 use crate::config::Settings;
 use crate::domain::clock::Ts;
 use crate::domain::ids::TrainId;
@@ -206,7 +206,11 @@ fn minutes(m: i64) -> TimeDelta {
 fn statuses(said: &[(Ts, Message)], train: TrainId) -> Vec<(Ts, String)> {
     said.iter()
         .filter_map(|(at, m)| match m {
-            Message::Status { train: t, text, .. } if *t == train => Some((*at, text.clone())),
+            Message::Status {
+                run: Run::Train(t),
+                text,
+                ..
+            } if *t == train => Some((*at, text.clone())),
             _ => None,
         })
         .collect()

@@ -266,6 +266,11 @@ impl Engine {
                 self.tx.clone(),
             );
         }
+        match self.ports.forge.check().await {
+            Ok(()) => {}
+            Err(crate::forge::ForgeError::Refused(text)) => self.forge_refused(text).await,
+            Err(error) => tracing::warn!(%error, "Cannot reach the forge; will keep trying."),
+        }
         if self.tags_configured() {
             self.baseline_tags().await?;
         }

@@ -68,6 +68,12 @@ pub trait Forge: Send + Sync {
     /// Every tag, peeled to its commit.
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError>;
 
+    /// Whether the repository can be seen with the credentials given;
+    /// asked once at start so a wrong token or name is said at once.
+    async fn check(&self) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
     /// Publishes a commit status under `context` (e.g. `trainbot/branch`).
     /// Forges without statuses keep them in the store only: the default.
     async fn commit_status(

@@ -161,3 +161,22 @@ fn a_tag_deploy_keeps_its_place_when_github_fails_to_list_its_commits() {
     assert!(gh.bot.said("🚂").is_empty());
     gh.bot.stop();
 }
+
+#[test]
+fn a_repository_the_token_cannot_see_is_said_at_start() {
+    let env = [
+        (crate::support::GITHUB_TOKEN_ENV, TOKEN),
+        (crate::support::WEBHOOK_SECRET_ENV, crate::SECRET),
+    ];
+    // The fake serves acme/other; the bot is configured for acme/web.
+    let fake = crate::fake_github::FakeGithub::start("acme", "other", TOKEN);
+    let sandbox = crate::support::Sandbox::new();
+    let config = BotConfig {
+        github: Some(fake.api_url()),
+        ..BotConfig::default()
+    };
+    let mut bot = crate::support::Bot::spawn_with_env(&sandbox.write_config(&config), &env);
+    bot.expect("⚠️ GitHub refused: acme/web not found or not visible to the token");
+    bot.ask("!status", "production: nothing deployed yet");
+    bot.stop();
+}

@@ -103,6 +103,15 @@ impl Api {
         self.backoff = backoff;
     }
 
+    /// `/repos/{owner}/{repo}`, the repository itself.
+    pub(super) fn repo_route(&self) -> String {
+        format!(
+            "/repos/{}/{}",
+            encode(&self.owner, false),
+            encode(&self.repo, false)
+        )
+    }
+
     /// `/repos/{owner}/{repo}/{rest}`; `rest` must already be encoded.
     pub(super) fn route(&self, rest: &str) -> String {
         format!(

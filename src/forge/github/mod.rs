@@ -148,6 +148,11 @@ impl GithubForge {
 
 #[async_trait]
 impl Forge for GithubForge {
+    async fn check(&self) -> Result<(), ForgeError> {
+        let route = self.api.repo_route();
+        self.api.get::<serde_json::Value>(&route).await.map(drop)
+    }
+
     async fn main_head(&self) -> Result<Option<Sha>, ForgeError> {
         self.head_of(&self.main_branch).await
     }

@@ -68,7 +68,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(settings, token)) {
+            let result = rt.block_on(run(settings, token));
+            // The console reads stdin in a blocking thread that never returns
+            // while stdin stays open (a terminal): stop without waiting for it.
+            rt.shutdown_timeout(std::time::Duration::from_millis(250));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("trainbot: {e:#}");

@@ -96,3 +96,12 @@ fn a_second_bot_on_the_same_data_dir_exits_1() {
     );
     first.stop();
 }
+
+#[test]
+fn sigterm_stops_the_bot_while_stdin_is_still_open() {
+    let sandbox = Sandbox::new();
+    let mut bot = Bot::spawn(&sandbox.write_config(&BotConfig::default()));
+    bot.expect_allocated(&sandbox.repo.head());
+    // As in a terminal: nobody closes stdin before Ctrl-C or SIGTERM.
+    bot.stop_with_stdin_open();
+}

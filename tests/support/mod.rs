@@ -535,6 +535,16 @@ impl Bot {
     /// chat lines.
     pub fn stop(mut self) {
         self.stdin.take();
+        self.terminate();
+    }
+
+    /// `stop`, with stdin still open, as in a terminal where someone
+    /// presses Ctrl-C or a service manager sends SIGTERM.
+    pub fn stop_with_stdin_open(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
         let pid = i32::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");

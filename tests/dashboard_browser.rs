@@ -6,12 +6,17 @@
 //! Needs Debian's `chromium` (`apt-get install -y chromium`); without it the
 //! test fails and says so. It never skips.
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use http::http_get;
 
 /// The one timeout for anything this test waits on.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -203,20 +208,6 @@ fn start_bot(dir: &Path, port: u16) -> Bot {
         config,
         data_dir,
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(TIMEOUT)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((status, text))
 }
 
 fn wait_for_health(bot: &Bot, port: u16) {

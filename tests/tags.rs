@@ -4,7 +4,7 @@ mod support;
 
 use support::{Bot, BotConfig, Sandbox, short};
 
-fn start() -> (Sandbox, Bot) {
+fn start() -> (Sandbox, Bot, u16) {
     let sandbox = Sandbox::new();
     let head = sandbox.repo.head();
     // Tags that exist before the bot first looks are not deployed.
@@ -12,16 +12,17 @@ fn start() -> (Sandbox, Bot) {
     sandbox.repo.tag("v0.9.1-rc.1", &head, None);
     let config = BotConfig {
         tags: true,
+        http_port: support::free_port(),
         ..BotConfig::default()
     };
     let mut bot = Bot::spawn(&sandbox.write_config(&config));
     bot.expect_allocated(&head);
-    (sandbox, bot)
+    (sandbox, bot, config.http_port)
 }
 
 #[test]
 fn staging_tags_run_the_lower_envs_and_production_tags_only_production() {
-    let (sandbox, mut bot) = start();
+    let (sandbox, mut bot, _) = start();
     let rc = sandbox.repo.commit("bob", "Make the widget blue");
     bot.expect_allocated(&rc);
     sandbox.repo.tag("v1.0.0-rc.1", &rc, None);
@@ -63,7 +64,7 @@ fn staging_tags_run_the_lower_envs_and_production_tags_only_production() {
 
 #[test]
 fn a_tag_waits_for_the_running_train() {
-    let (sandbox, mut bot) = start();
+    let (sandbox, mut bot, port) = start();
     let head = sandbox.repo.commit("bob", "Make the widget blue");
     bot.expect_allocated(&head);
     bot.ask("!depart", "🚂 train #1 departs");
@@ -77,6 +78,9 @@ fn a_tag_waits_for_the_running_train() {
         "!status",
         &format!("tags waiting: v2.0.0 ({}) → production", short(&head)),
     );
+    let api = support::http::http_get_json(port, "/api/status");
+    assert_eq!(api["tags_waiting"][0]["name"], "v2.0.0", "{api}");
+    assert_eq!(api["tags_waiting"][0]["to"], "production", "{api}");
     bot.ask("@bob !bad not yet", "⛔ train #1 vetoed by bob");
     bot.expect("🚂 train #2 deploys tag v2.0.0 to production");
     bot.expect(&format!(
@@ -89,7 +93,7 @@ fn a_tag_waits_for_the_running_train() {
 
 #[test]
 fn a_tag_matching_no_regex_does_nothing() {
-    let (sandbox, mut bot) = start();
+    let (sandbox, mut bot, _) = start();
     let head = sandbox.repo.head();
     sandbox.repo.tag("nightly", &head, None);
     sandbox.repo.tag("v3.0.0", &head, None);

@@ -24,7 +24,7 @@ use chrono::TimeDelta;
 use tokio::sync::{mpsc, watch};
 
 pub use metrics::Metrics;
-pub use status::{FrozenView, Snapshot, TrainView};
+pub use status::{FrozenView, Snapshot, TagView, TrainView};
 
 use crate::chat::{Chat, Incoming, Message, Run};
 use crate::config::Settings;

@@ -17,6 +17,8 @@ pub struct Snapshot {
     /// RFC 3339 in the configured zone.
     pub next_departure: Option<String>,
     pub frozen: Option<FrozenView>,
+    /// Tag deploys waiting for their turn, oldest first.
+    pub tags_waiting: Vec<TagView>,
     /// False until the engine has published once; /healthz uses it.
     #[serde(skip)]
     pub ready: bool,
@@ -37,6 +39,16 @@ pub struct TrainView {
     pub stage_since: String,
     /// The run page.
     pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagView {
+    pub name: String,
+    /// Full SHA.
+    pub sha: String,
+    pub pushed_by: String,
+    /// "production" or "lower" (the lower environments only).
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +106,21 @@ impl Engine {
                 reason: f.reason,
                 by: f.by.to_string(),
             }),
+            tags_waiting: self
+                .store
+                .queued_tags()?
+                .into_iter()
+                .map(|(_, t)| TagView {
+                    name: t.name,
+                    sha: t.sha.to_string(),
+                    pushed_by: t.pushed_by,
+                    to: match t.route {
+                        crate::domain::train::Route::LowerOnly => "lower",
+                        _ => "production",
+                    }
+                    .to_string(),
+                })
+                .collect(),
             ready: true,
         })
     }

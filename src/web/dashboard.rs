@@ -263,7 +263,31 @@ fn departure_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Erro
     if n == 0 {
         out.push_str("<li class=\"sub\">nothing new on main</li>");
     }
-    out.push_str("</ul></section>");
+    out.push_str("</ul>");
+    if !snap.tags_waiting.is_empty() {
+        let n = snap.tags_waiting.len();
+        let _ = write!(
+            out,
+            "<h3>{n} tag deploy{} waiting</h3><ul class=\"waiting\">",
+            if n == 1 { "" } else { "s" }
+        );
+        for t in &snap.tags_waiting {
+            let to = if t.to == "lower" {
+                "lower envs"
+            } else {
+                "production"
+            };
+            let _ = write!(
+                out,
+                "<li>{} → {to} <code class=\"sha\">{}</code> <span class=\"sub\">by {}</span></li>",
+                Esc(&t.name),
+                Esc(t.sha.get(..7).unwrap_or(&t.sha)),
+                Esc(&t.pushed_by)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
     Ok(out)
 }
 

@@ -158,6 +158,12 @@ impl Fixture {
             waiting: vec![sha(5).to_string()],
             next_departure: Some(at(360).to_rfc3339()),
             frozen: None,
+            tags_waiting: vec![crate::engine::TagView {
+                name: "v2.0.0".into(),
+                sha: sha(5).to_string(),
+                pushed_by: "Mallory <b>".into(),
+                to: "production".into(),
+            }],
             ready: true,
         };
         self.snapshots.send_replace(Arc::new(snap));

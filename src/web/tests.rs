@@ -128,6 +128,11 @@ async fn a_script_in_a_commit_message_is_escaped_everywhere() {
         "{run}"
     );
     assert!(run.contains("Mallory &lt;b&gt;"));
+    // A tag deploy waiting, its pusher escaped on the dashboard.
+    let (_, _, page) = f.get("/").await;
+    assert!(page.contains("1 tag deploy waiting"), "{page}");
+    assert!(page.contains("v2.0.0 → production"), "{page}");
+    assert!(page.contains("by Mallory &lt;b&gt;"), "{page}");
 }
 
 #[tokio::test]

@@ -230,6 +230,8 @@ pub struct BotConfig {
     pub extra: String,
 }
 
+pub mod http;
+
 pub const GITHUB_TOKEN_ENV: &str = "TRAINBOT_TEST_GITHUB_TOKEN";
 pub const WEBHOOK_SECRET_ENV: &str = "TRAINBOT_TEST_WEBHOOK_SECRET";
 

@@ -111,17 +111,28 @@ impl Store {
         if !self.train_outcomes.is_empty() || self.trains.is_empty() {
             return Ok(());
         }
+        let mut words = Vec::new();
         let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
         for entry in self.trains.iter() {
             let (key, value) = entry?;
             let train: Train = codec::decode(&value)?;
             let word = outcome_word(&train);
-            self.train_outcomes.insert(key, word.as_bytes())?;
+            words.push((key, word));
             *counts.entry(word).or_default() += 1;
         }
-        for (word, n) in counts {
-            self.outcome_counts.insert(word, &be(n))?;
-        }
+        // One transaction: a crash half-way must not leave counts that are
+        // never redone (the check above looks at train_outcomes).
+        let res: std::result::Result<(), TransactionError<()>> =
+            (&self.train_outcomes, &self.outcome_counts).transaction(|(outcomes, totals)| {
+                for (key, word) in &words {
+                    outcomes.insert(key, word.as_bytes())?;
+                }
+                for (word, n) in &counts {
+                    totals.insert(*word, &be(*n))?;
+                }
+                Ok(())
+            });
+        res.map_err(tx_err)?;
         self.flush()
     }
 

@@ -9,6 +9,7 @@ mod client;
 mod dedupe;
 mod identity;
 mod inbound;
+mod lanes;
 mod listener;
 
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use crate::store::Store;
 const OUTBOX: usize = 1024;
 
 pub struct Slack {
-    outbox: Mutex<Option<mpsc::Sender<Message>>>,
+    outbox: Mutex<Option<Arc<lanes::LaneSenders>>>,
     sender: Mutex<Option<JoinHandle<()>>>,
     identity: identity::Identity,
     listener: SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
@@ -70,14 +71,14 @@ impl Slack {
             out: inbox,
         };
         tokio::spawn(pump.run(rx));
-        let (tx, out_rx) = mpsc::channel(OUTBOX);
+        let (tx, out_rx) = lanes::lanes(OUTBOX);
         let outbox = Outbox {
             web: web.clone(),
             store: store.clone(),
         };
         let sender = tokio::spawn(outbox.run(out_rx));
         Ok(Slack {
-            outbox: Mutex::new(Some(tx)),
+            outbox: Mutex::new(Some(Arc::new(tx))),
             sender: Mutex::new(Some(sender)),
             identity: identity::Identity::new(web, store),
             listener,
@@ -144,8 +145,8 @@ fn approval_text_key(train: TrainId) -> String {
 }
 
 impl Outbox {
-    async fn run(self, mut rx: mpsc::Receiver<Message>) {
-        while let Some(msg) = rx.recv().await {
+    async fn run(self, mut lanes: lanes::Lanes) {
+        while let Some(msg) = lanes.next().await {
             self.deliver(msg).await;
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use trainbot::chat::Chat;
 use trainbot::chat::console::Console;
@@ -107,7 +107,11 @@ fn github_token(s: &Settings) -> Result<Option<String>, String> {
 
 /// The webhook receiver, for the github forge only. Without a secret every
 /// delivery is refused and polling alone finds new commits and tags.
-fn webhook(s: &Settings, inbox: &mpsc::Sender<Event>) -> Option<Webhook> {
+fn webhook(
+    s: &Settings,
+    inbox: &mpsc::Sender<Event>,
+    run_events: watch::Sender<u64>,
+) -> Option<Webhook> {
     if s.forge.kind != ForgeKind::Github {
         return None;
     }
@@ -123,6 +127,7 @@ fn webhook(s: &Settings, inbox: &mpsc::Sender<Event>) -> Option<Webhook> {
         secret: secret.map(|v| Arc::from(v.into_bytes())),
         main_branch: s.forge.main_branch.clone(),
         inbox: inbox.clone(),
+        run_events: Some(run_events),
     })
 }
 
@@ -158,6 +163,8 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
         }
     };
     let shell = Arc::new(ShellRunner::with_default_grace(registry));
+    // `workflow_run` webhooks wake the workflow steps following a run.
+    let (run_events, run_events_rx) = watch::channel(0u64);
     let http = Arc::new(HttpRunner::new());
     let (forge, workflow): (Arc<dyn Forge>, Option<Arc<dyn StepRunner>>) = match github_token {
         Some(token) => {
@@ -166,7 +173,8 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
                 &settings.forge.main_branch,
                 token,
             )?);
-            let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone());
+            let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone())
+                .with_run_events(run_events_rx);
             (github, Some(Arc::new(workflow)))
         }
         None => (
@@ -198,7 +206,7 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
         settings: settings.clone(),
         metrics: engine.metrics(),
         clock: Arc::new(SystemClock),
-        webhook: webhook(&settings, &inbox),
+        webhook: webhook(&settings, &inbox, run_events),
     });
     let (stop_web, stop_web_rx) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(async move {

@@ -44,6 +44,9 @@ pub struct WorkflowRunner {
     /// started a run, so two steps dispatching the same workflow on the same
     /// head each take the oldest run nobody took yet.
     claimed: Mutex<HashSet<u64>>,
+    /// Bumped by each `workflow_run` webhook: a run changed on GitHub, so
+    /// every follower looks now instead of at its next backoff.
+    run_events: watch::Receiver<u64>,
 }
 
 impl WorkflowRunner {
@@ -54,6 +57,23 @@ impl WorkflowRunner {
             poll: POLL_BACKOFF,
             retry: RETRY_BACKOFF,
             claimed: Mutex::new(HashSet::new()),
+            // Without webhooks nothing is ever sent: backoff alone.
+            run_events: watch::channel(0).1,
+        }
+    }
+
+    /// Wakes followers when GitHub reports a workflow run changed.
+    pub fn with_run_events(self, run_events: watch::Receiver<u64>) -> WorkflowRunner {
+        WorkflowRunner { run_events, ..self }
+    }
+
+    /// Waits the `waited`-th poll delay, or less if a run changed on GitHub.
+    async fn pause(&self, waited: u32) {
+        let mut events = self.run_events.clone();
+        events.mark_unchanged();
+        tokio::select! {
+            () = tokio::time::sleep(self.poll.delay(waited)) => {}
+            Ok(()) = events.changed() => {}
         }
     }
 
@@ -159,7 +179,7 @@ impl WorkflowStep<'_> {
         let actions = &*self.runner.actions;
         let mut waited = 0;
         loop {
-            tokio::time::sleep(self.runner.poll.delay(waited)).await;
+            self.runner.pause(waited).await;
             waited = waited.saturating_add(1);
             match actions.runs(self.workflow, head).await {
                 Ok(runs) => {
@@ -189,7 +209,7 @@ impl WorkflowStep<'_> {
             if run.status == "completed" {
                 return Ok(run);
             }
-            tokio::time::sleep(self.runner.poll.delay(waited)).await;
+            self.runner.pause(waited).await;
             waited = waited.saturating_add(1);
             match actions.run(run.id).await {
                 Ok(now) => run = now,

@@ -408,3 +408,31 @@ async fn an_unknown_ref_fails_the_attempt() {
         Err(StepError::Other("nope not found".into()))
     );
 }
+
+#[tokio::test]
+async fn workflow_run_webhooks_wake_a_follower_long_before_its_next_poll() {
+    let mut fx = Fixture::new();
+    let (events, rx) = watch::channel(0u64);
+    let hour = Duration::from_secs(3600);
+    fx.runner = WorkflowRunner::new(fx.actions.clone(), "main".into())
+        .with_backoff(Backoff::new(hour, hour), Backoff::new(hour, hour))
+        .with_run_events(rx);
+    let req = fx.deploy(TEST_TIMEOUT, 0);
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let step = fx.runner.run(req, cancel);
+    tokio::pin!(step);
+    // Each event is a run changing on GitHub; polling alone would wait an hour.
+    let outcome = tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            tokio::select! {
+                outcome = &mut step => break outcome,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {
+                    events.send_modify(|n| *n += 1);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the follower never woke");
+    assert_eq!(outcome.result, Ok(()));
+}

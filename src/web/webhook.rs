@@ -42,6 +42,9 @@ pub struct Webhook {
     pub secret: Option<Arc<[u8]>>,
     pub main_branch: String,
     pub inbox: mpsc::Sender<Event>,
+    /// Bumped by each `workflow_run` delivery, so workflow steps look at
+    /// their run at once instead of at their next poll.
+    pub run_events: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for Webhook {
@@ -141,6 +144,13 @@ pub async fn github(
     let answer = match action {
         Action::Pong => reply(StatusCode::OK, "pong"),
         Action::Ignore => reply(StatusCode::ACCEPTED, "ignored"),
+        Action::RunChanged => match &hook.run_events {
+            Some(events) => {
+                events.send_modify(|n| *n = n.wrapping_add(1));
+                reply(StatusCode::ACCEPTED, "accepted")
+            }
+            None => reply(StatusCode::ACCEPTED, "ignored"),
+        },
         Action::Send(ev) => {
             // GitHub waits 10 s for an answer and does not redeliver by
             // itself: wait a little for room rather than refuse at once.
@@ -190,6 +200,8 @@ fn read_body(
 enum Action {
     Pong,
     Send(Event),
+    /// A workflow run changed on GitHub.
+    RunChanged,
     Ignore,
 }
 
@@ -226,6 +238,7 @@ struct Sender {
 fn decide(event: &str, json: serde_json::Value, main_branch: &str) -> Result<Action, String> {
     match event {
         "ping" => return Ok(Action::Pong),
+        "workflow_run" => return Ok(Action::RunChanged),
         "push" => {}
         _ => return Ok(Action::Ignore),
     }

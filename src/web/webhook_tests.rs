@@ -27,17 +27,20 @@ struct Hook {
     f: Fixture,
     app: Router,
     rx: mpsc::Receiver<Event>,
+    runs: tokio::sync::watch::Receiver<u64>,
 }
 
 fn hook_with(secret: Option<&str>, capacity: usize) -> Hook {
     let f = Fixture::new();
     let (inbox, rx) = mpsc::channel(capacity);
+    let (run_events, runs) = tokio::sync::watch::channel(0);
     let app = f.app_with(Some(Webhook {
         secret: secret.map(|s| Arc::from(s.as_bytes())),
         main_branch: "main".into(),
         inbox,
+        run_events: Some(run_events),
     }));
-    Hook { f, app, rx }
+    Hook { f, app, rx, runs }
 }
 
 fn hook() -> Hook {
@@ -397,4 +400,14 @@ async fn the_git_forge_has_no_webhook() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_workflow_run_event_wakes_the_workflow_steps_and_nothing_else() {
+    let mut h = hook();
+    let body = json_body(json!({"action": "completed", "workflow_run": {"id": 7}}));
+    let (status, text) = h.post(delivery("workflow_run", "w-1", body)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, "accepted"));
+    assert_eq!(*h.runs.borrow_and_update(), 1);
+    assert!(h.rx.try_recv().is_err(), "the engine hears nothing");
 }

@@ -87,6 +87,10 @@ fn bad_bodies_get_their_status_and_change_nothing() {
     assert_eq!(status, 413);
     let (status, text) = gh.deliver("issues", "i-1", br#"{"action":"opened"}"#);
     assert_eq!((status, text.as_str()), (202, "ignored"));
+    // A run changed on GitHub: workflow steps look now; the chat hears nothing.
+    let run = br#"{"action":"completed","workflow_run":{"id":7}}"#;
+    let (status, text) = gh.deliver("workflow_run", "w-1", run);
+    assert_eq!((status, text.as_str()), (202, "accepted"));
     // None of it reached the chat: the next line answers this command.
     gh.bot.send("!status");
     let line = gh.bot.next_line();

@@ -15,9 +15,9 @@ use trainbot::cli::{Cli, Cmd};
 use trainbot::config::{ChatAdapter, ForgeKind, Settings};
 use trainbot::domain::clock::{Clock, SystemClock};
 use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
-use trainbot::forge::Forge;
 use trainbot::forge::git::GitForge;
 use trainbot::forge::github::GithubForge;
+use trainbot::forge::{Forge, Results};
 use trainbot::runner::StepRunner;
 use trainbot::runner::http::HttpRunner;
 use trainbot::runner::kinds::StepKinds;
@@ -166,7 +166,12 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
     // `workflow_run` webhooks wake the workflow steps following a run.
     let (run_events, run_events_rx) = watch::channel(0u64);
     let http = Arc::new(HttpRunner::new());
-    let (forge, workflow): (Arc<dyn Forge>, Option<Arc<dyn StepRunner>>) = match github_token {
+    type Github = (
+        Arc<dyn Forge>,
+        Option<Arc<dyn Results>>,
+        Option<Arc<dyn StepRunner>>,
+    );
+    let (forge, results, workflow): Github = match github_token {
         Some(token) => {
             let github = Arc::new(GithubForge::new(
                 &settings.forge.github,
@@ -175,7 +180,7 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
             )?);
             let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone())
                 .with_run_events(run_events_rx);
-            (github, Some(Arc::new(workflow)))
+            (github.clone(), Some(github), Some(Arc::new(workflow)))
         }
         None => (
             Arc::new(GitForge::new(
@@ -183,11 +188,13 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
                 settings.forge.main_branch.clone(),
             )),
             None,
+            None,
         ),
     };
     let ports = Ports {
         chat,
         forge,
+        results,
         runner: Arc::new(StepKinds::new(shell, http, workflow)),
         clock: Arc::new(SystemClock),
     };

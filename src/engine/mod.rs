@@ -34,7 +34,7 @@ use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages::Ctx;
 use crate::domain::schedule::next_departure;
 use crate::domain::train::{EnvPlan, Plan, StepPos, Train};
-use crate::forge::Forge;
+use crate::forge::{Forge, Results};
 use crate::runner::{ProcessRegistry, StepOutcome, StepRunner};
 use crate::store::{ProductionClaim, RunningProcess, Store};
 
@@ -75,6 +75,9 @@ pub enum Event {
 pub struct Ports {
     pub chat: Arc<dyn Chat>,
     pub forge: Arc<dyn Forge>,
+    /// Where statuses and deployments are published (GitHub); None: the
+    /// store alone keeps them.
+    pub results: Option<Arc<dyn Results>>,
     pub runner: Arc<dyn StepRunner>,
     pub clock: Arc<dyn Clock>,
 }
@@ -259,12 +262,9 @@ impl Engine {
     /// Runs until shutdown. Errors are storage failures the bot cannot work without.
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.next_departure = self.compute_next_departure(self.now());
-        if self.cfg.forge.kind == crate::config::ForgeKind::Github {
-            self.publisher = publish::Publisher::spawn(
-                self.ports.forge.clone(),
-                self.store.clone(),
-                self.tx.clone(),
-            );
+        if let Some(results) = &self.ports.results {
+            self.publisher =
+                publish::Publisher::spawn(results.clone(), self.store.clone(), self.tx.clone());
         }
         match self.ports.forge.check().await {
             Ok(()) => {}

@@ -1,7 +1,7 @@
 //! Results published on the forge (GitHub commit statuses and Deployments),
 //! in order, by one background task: a slow or failing API never holds up
 //! the engine, and a deployment's statuses never overtake its creation.
-//! On the git forge nothing is sent; results live in the store.
+//! On the git forge there is no publisher; results live in the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Event;
 use crate::domain::ids::Sha;
-use crate::forge::{CommitState, DeploymentState, Forge, ForgeError};
+use crate::forge::{CommitState, DeploymentState, ForgeError, Results};
 use crate::store::Store;
 
 /// The commit status context of branch builds.
@@ -55,7 +55,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the task; refusals (bad token) go to the engine to be said.
-    pub fn spawn(forge: Arc<dyn Forge>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
+    pub fn spawn(forge: Arc<dyn Results>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut task = Task {
@@ -79,7 +79,7 @@ impl Publisher {
 }
 
 struct Task {
-    forge: Arc<dyn Forge>,
+    forge: Arc<dyn Results>,
     store: Store,
     inbox: mpsc::Sender<Event>,
     /// Open deployments by (run, env); also in the store, for restarts.
@@ -140,13 +140,10 @@ impl Task {
         url: String,
     ) -> Result<(), ForgeError> {
         let description = format!("trainbot {run}");
-        let Some(id) = self
+        let id = self
             .forge
             .create_deployment(&sha, &env, &description)
-            .await?
-        else {
-            return Ok(()); // a forge without deployments
-        };
+            .await?;
         if let Err(error) = self
             .store
             .set_chat_note(&note_key(&run, &env), &id.to_string())

@@ -144,6 +144,7 @@ impl Bot {
             .durations
             .insert("production-deploy-1".into(), opts.production_deploy);
         let ports = Ports {
+            results: None,
             chat: chat.clone(),
             forge: forge.clone(),
             runner: Arc::new(runner),

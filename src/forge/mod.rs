@@ -73,40 +73,38 @@ pub trait Forge: Send + Sync {
     async fn check(&self) -> Result<(), ForgeError> {
         Ok(())
     }
+}
 
+/// Where results are published for people to see on the forge: commit
+/// statuses and deployments (GitHub). The git forge has none: its results
+/// live in the store only.
+#[async_trait]
+pub trait Results: Send + Sync {
     /// Publishes a commit status under `context` (e.g. `trainbot/branch`).
-    /// Forges without statuses keep them in the store only: the default.
     async fn commit_status(
         &self,
-        _sha: &Sha,
-        _context: &str,
-        _state: CommitState,
-        _description: &str,
-        _target_url: &str,
-    ) -> Result<(), ForgeError> {
-        Ok(())
-    }
+        sha: &Sha,
+        context: &str,
+        state: CommitState,
+        description: &str,
+        target_url: &str,
+    ) -> Result<(), ForgeError>;
 
-    /// Opens a deployment of `sha` to `environment`; its id, or None on a
-    /// forge without deployments (the default).
+    /// Opens a deployment of `sha` to `environment`; its id.
     async fn create_deployment(
         &self,
-        _sha: &Sha,
-        _environment: &str,
-        _description: &str,
-    ) -> Result<Option<u64>, ForgeError> {
-        Ok(None)
-    }
+        sha: &Sha,
+        environment: &str,
+        description: &str,
+    ) -> Result<u64, ForgeError>;
 
     /// Adds a status to a deployment `create_deployment` opened.
     async fn deployment_status(
         &self,
-        _deployment: u64,
-        _state: DeploymentState,
-        _log_url: &str,
-    ) -> Result<(), ForgeError> {
-        Ok(())
-    }
+        deployment: u64,
+        state: DeploymentState,
+        log_url: &str,
+    ) -> Result<(), ForgeError>;
 }
 
 /// One run of a GitHub Actions workflow, the fields a workflow step needs.

@@ -17,7 +17,9 @@ use serde_json::json;
 
 use self::api::{Api, Method, encode};
 use self::wire::{Branch, Compare, Created, GhCommit, Run, Runs, Tag, sha};
-use super::{Actions, CommitState, DeploymentState, Forge, ForgeError, TagRef, WorkflowRun};
+use super::{
+    Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
+};
 use crate::config::GithubSettings;
 use crate::domain::ids::{BranchName, Sha, ShaPrefix};
 use crate::domain::train::Commit;
@@ -219,7 +221,10 @@ impl Forge for GithubForge {
         }
         Ok(tags)
     }
+}
 
+#[async_trait]
+impl Results for GithubForge {
     async fn commit_status(
         &self,
         sha: &Sha,
@@ -252,7 +257,7 @@ impl Forge for GithubForge {
         sha: &Sha,
         environment: &str,
         description: &str,
-    ) -> Result<Option<u64>, ForgeError> {
+    ) -> Result<u64, ForgeError> {
         let body = json!({
             "ref": sha.as_str(),
             "environment": environment,
@@ -265,7 +270,7 @@ impl Forge for GithubForge {
         let route = self.api.route("deployments");
         let reply = self.api.post(Method::CreatingPost, &route, &body).await?;
         let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
-        Ok(Some(created.id))
+        Ok(created.id)
     }
 
     async fn deployment_status(

@@ -450,7 +450,7 @@ async fn deployments_are_created_with_their_statuses() {
         .create_deployment(&sha, "production", "Train #4")
         .await
         .unwrap();
-    assert_eq!(id, Some(42));
+    assert_eq!(id, 42);
     let log = "http://bot/logs/4";
     forge
         .deployment_status(42, DeploymentState::InProgress, log)
@@ -479,10 +479,7 @@ async fn a_deployment_is_created_again_only_when_github_answered_an_error() {
         .await;
     mock(&server, "POST", "/deployments", 201, json!({"id": 5})).await;
     let sha = Sha::new(&sha_of(3)).unwrap();
-    assert_eq!(
-        forge.create_deployment(&sha, "staging", "d").await,
-        Ok(Some(5))
-    );
+    assert_eq!(forge.create_deployment(&sha, "staging", "d").await, Ok(5));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 
     // A server that reads the request and hangs up: it may have acted on

@@ -61,6 +61,21 @@ impl Engine {
         }
     }
 
+    /// A push to main: the head the forge reports now is allocated, so a
+    /// late delivery of an older push never makes an older SHA the newest.
+    /// If the forge cannot be asked, the pushed SHA is taken as it is.
+    pub(super) async fn handle_main_pushed(&mut self, pushed: Sha) -> anyhow::Result<()> {
+        let head = match self.ports.forge.main_head().await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, sha = %pushed, "Cannot read main; taking the pushed SHA.");
+                pushed
+            }
+        };
+        self.handle_main_head(head).await
+    }
+
     pub(super) async fn handle_main_head(&mut self, sha: Sha) -> anyhow::Result<()> {
         if self.store.main_seen()?.as_ref() == Some(&sha)
             || self.store.allocation_seq(&sha)?.is_some()

@@ -49,8 +49,11 @@ pub enum Event {
         took: TimeDelta,
         log: String,
     },
-    /// The poller or the push webhook saw this head on the main branch.
+    /// The poller saw this head on the main branch.
     MainHead(Sha),
+    /// The push webhook says main moved to this SHA. Deliveries can arrive
+    /// out of order, so the forge is asked for the head now.
+    MainPushed(Sha),
     /// The push webhook saw this tag created or moved.
     TagPushed(crate::forge::TagRef),
     /// The tag poller's list, sent when it changed.
@@ -325,6 +328,7 @@ impl Engine {
                 log,
             } => self.handle_step_done(train, pos, outcome, took, log).await,
             Event::MainHead(sha) => self.handle_main_head(sha).await,
+            Event::MainPushed(sha) => self.handle_main_pushed(sha).await,
             Event::TagPushed(tag) => self.handle_tag(tag).await,
             Event::TagsPolled(tags) => self.handle_tags_polled(tags).await,
             Event::ForgeRefused(text) => {

@@ -250,7 +250,7 @@ fn decide(event: &str, json: serde_json::Value, main_branch: &str) -> Result<Act
         return Ok(Action::Ignore);
     }
     if push.git_ref.strip_prefix("refs/heads/") == Some(main_branch) {
-        return Ok(Action::Send(Event::MainHead(sha(&push.after)?)));
+        return Ok(Action::Send(Event::MainPushed(sha(&push.after)?)));
     }
     let Some(name) = push.git_ref.strip_prefix("refs/tags/") else {
         return Ok(Action::Ignore);

@@ -173,7 +173,7 @@ async fn push_to_main_sends_its_head_to_the_engine() {
     let (status, text) = h.post(delivery("push", "d-1", body)).await;
     assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, "accepted"));
     match h.expect_event() {
-        Event::MainHead(sha) => assert_eq!(sha.as_str(), MAIN_SHA),
+        Event::MainPushed(sha) => assert_eq!(sha.as_str(), MAIN_SHA),
         other => panic!("unexpected {other:?}"),
     }
     h.expect_nothing();

@@ -132,3 +132,23 @@ fn webhook_and_polling_allocate_a_sha_once() {
     assert_eq!(gh.bot.said(&format!("📥 {}", short(&sha))).len(), 1);
     gh.bot.stop();
 }
+
+#[test]
+fn a_late_delivery_of_an_older_push_does_not_make_its_sha_the_newest() {
+    let mut gh = Github::start(webhooks_only());
+    let older = gh
+        .fake
+        .commit("main", "Bob", "bob@example.com", Some("bob"), "First");
+    let newer = gh
+        .fake
+        .commit("main", "Bob", "bob@example.com", Some("bob"), "Second");
+    // GitHub delivers the second push first.
+    assert_eq!(gh.push("refs/heads/main", &newer, "p-2").0, 202);
+    gh.bot.expect_allocated(&newer);
+    assert_eq!(gh.push("refs/heads/main", &older, "p-1").0, 202);
+    let status = gh.bot.ask("!status", "waiting:");
+    assert!(status.ends_with(short(&newer)), "{status}");
+    assert!(!status.contains(short(&older)), "{status}");
+    assert!(gh.bot.said(&format!("📥 {}", short(&older))).is_empty());
+    gh.bot.stop();
+}

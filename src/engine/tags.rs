@@ -157,8 +157,8 @@ impl Engine {
             name: tag.name.clone(),
             pushed_by: tag.pushed_by.clone(),
         };
-        self.depart(tag.sha.clone(), kind, tag.route).await?;
-        if self.train.is_none() {
+        let departed = self.depart(tag.sha.clone(), kind, tag.route).await?;
+        if !departed {
             // The forge could not list the commits (and chat was told):
             // the tag keeps its place and is tried again a little later.
             self.store.requeue_tag(seq, &tag)?;

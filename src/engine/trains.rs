@@ -44,7 +44,10 @@ impl Engine {
 
     pub(super) async fn scheduled_departure(&mut self) -> anyhow::Result<()> {
         match self.departure_decision(Trigger::Schedule)? {
-            Decision::Depart(sha) => self.depart(sha, Kind::Scheduled, Route::Full).await,
+            Decision::Depart(sha) => self
+                .depart(sha, Kind::Scheduled, Route::Full)
+                .await
+                .map(drop),
             Decision::Skip(skip) => {
                 tracing::info!(?skip, "Scheduled departure skipped.");
                 let notice = match &skip {
@@ -110,12 +113,14 @@ impl Engine {
     }
 
     /// A train leaves with `sha`: commits from the base, authors resolved.
+    /// False if it could not leave (the forge could not list its commits;
+    /// chat was told).
     pub(super) async fn depart(
         &mut self,
         sha: Sha,
         kind: Kind,
         route: Route,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let base = match self.store.production()? {
             Some(p) => Some(p.sha),
             None => self.store.first_base()?,
@@ -129,7 +134,7 @@ impl Engine {
                     format!("cannot list commits for {}: {error}", sha.short()),
                 )
                 .await;
-                return Ok(());
+                return Ok(false);
             }
         };
         let reverted = approval::reverted_shas(&commits);
@@ -173,7 +178,8 @@ impl Engine {
         // The status message first: the departure goes into its thread.
         self.show_status().await;
         self.say(Some(id), text).await;
-        self.apply(effects).await
+        self.apply(effects).await?;
+        Ok(true)
     }
 
     /// Feeds an input to the current train: persist, then act.

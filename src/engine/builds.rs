@@ -101,6 +101,12 @@ impl Engine {
                 .filter(|a| a.build.stage == BuildStage::Queued && a.build.id <= id)
                 .count();
             let text = texts::queued(&a.build, position);
+            self.publisher.send(Publish::BuildStatus {
+                sha: a.build.sha.clone(),
+                state: CommitState::Pending,
+                description: format!("build {id} queued for a branch node"),
+                url: texts::build_url(&self.ctx(), id),
+            });
             self.show_build_status(id).await;
             self.say_build(id, text).await;
         }

@@ -115,6 +115,47 @@ fn a_passing_branch_build_sets_pending_then_success() {
 }
 
 #[test]
+fn a_queued_branch_build_is_pending_on_github_until_a_node_frees() {
+    let mut gh = Github::start(BotConfig {
+        branch_builds: true,
+        blocking_branch_deploy: true,
+        ..BotConfig::default()
+    });
+    let main = gh.fake.head("main");
+    let mut shas = Vec::new();
+    for br in ["a", "b", "c"] {
+        gh.fake.branch(br, &main);
+        shas.push(gh.fake.commit(
+            br,
+            "Bob",
+            "bob@example.com",
+            Some("bob"),
+            &format!("work on {br}"),
+        ));
+    }
+    gh.bot.ask("!bb a", "🔧 build 1 a");
+    gh.bot.ask("!bb b", "🔧 build 2 b");
+    gh.bot.ask("!bb c", "⏳ build 3 c");
+    let queued = gh.fake.wait_for_status(&shas[2], CONTEXT, "pending");
+    assert_eq!(queued.description, "build 3 queued for a branch node");
+    gh.sandbox.touch("release-a");
+    gh.bot.expect("🔧 build 3 c");
+    for br in ["b", "c"] {
+        gh.sandbox.touch(&format!("release-{br}"));
+    }
+    gh.bot.expect_each(&["✅ build 2 b", "✅ build 3 c"]);
+    gh.fake.wait_for_status(&shas[2], CONTEXT, "success");
+    let statuses = branch_statuses(&gh, &shas[2]);
+    assert_eq!(
+        states(&statuses),
+        ["pending", "pending", "success"],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[1].description, "build 3 on n1");
+    gh.bot.stop();
+}
+
+#[test]
 fn a_failing_branch_build_sets_failure() {
     let mut gh = Github::start(BotConfig {
         branch_builds: true,

@@ -164,7 +164,7 @@ impl Step {
             StepKind::Run(cmd) => cmd.clone(),
             // Chat and the dashboard show the label: no `user:pass@`.
             StepKind::Http { url, method } => {
-                format!("{method} {}", crate::runner::http::redact_url(url))
+                format!("{method} {}", redact_url(url))
             }
             StepKind::Workflow { workflow, .. } => format!("workflow {workflow}"),
         }
@@ -184,5 +184,19 @@ impl Settings {
     /// Validates config text as if it were read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         super::raw::parse(text, path)
+    }
+}
+
+/// `https://user:pass@host/x` → `https://***@host/x`. Works on text that is
+/// not a valid URL too, so nothing a user configured leaks through an error.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_string(),
     }
 }

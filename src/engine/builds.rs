@@ -101,12 +101,7 @@ impl Engine {
                 .filter(|a| a.build.stage == BuildStage::Queued && a.build.id <= id)
                 .count();
             let text = texts::queued(&a.build, position);
-            self.publisher.send(Publish::BuildStatus {
-                sha: a.build.sha.clone(),
-                state: CommitState::Pending,
-                description: format!("build {id} queued for a branch node"),
-                url: texts::build_url(&self.ctx(), id),
-            });
+            self.publish_build_status(&a.build);
             self.show_build_status(id).await;
             self.say_build(id, text).await;
         }
@@ -150,12 +145,7 @@ impl Engine {
         let step = active.build.start(&node.name, plan, now);
         self.store.save_build(&active.build)?;
         let url = texts::node_url(&self.cfg.branch_builds.node_url, &node.name);
-        self.publisher.send(Publish::BuildStatus {
-            sha: self.builds[&id].build.sha.clone(),
-            state: CommitState::Pending,
-            description: format!("build {id} on {}", node.name),
-            url: texts::build_url(&self.ctx(), id),
-        });
+        self.publish_build_status(&self.builds[&id].build);
         let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
         self.show_build_status(id).await;
         self.say_build(id, text).await;
@@ -293,9 +283,7 @@ impl Engine {
                 self.store.save_node(&node)?;
             }
         }
-        if let Some(status) = self.build_status(&active.build) {
-            self.publisher.send(status);
-        }
+        self.publish_build_status(&active.build);
         let text = texts::ended(&self.ctx(), &active.build, self.now());
         let url = texts::build_url(&self.ctx(), id);
         self.send_run_status(Run::Build(id), text.clone(), url)
@@ -325,31 +313,15 @@ impl Engine {
         self.ports.chat.send(Message::Notice { run, text }).await;
     }
 
-    /// The commit status a finished build leaves on its SHA. A build that
-    /// never left the queue set none.
-    fn build_status(&self, b: &Build) -> Option<Publish> {
-        b.node.as_ref()?;
-        let BuildStage::Done(outcome) = &b.stage else {
-            return None;
-        };
-        let (state, description) = match outcome {
-            BuildOutcome::Passed => (CommitState::Success, "good to merge".to_string()),
-            BuildOutcome::Failed { at, error } => (
-                CommitState::Failure,
-                format!("{} {} failed: {error}", at.phase.name(), at.step + 1),
-            ),
-            BuildOutcome::Superseded { by } => {
-                (CommitState::Error, format!("superseded by build {by}"))
-            }
-            BuildOutcome::Cancelled { by } => (CommitState::Error, format!("cancelled by {by}")),
-            BuildOutcome::Interrupted => (CommitState::Error, "interrupted".to_string()),
-        };
-        Some(Publish::BuildStatus {
+    /// Publishes the commit status the build's stage means (GitHub).
+    fn publish_build_status(&self, b: &Build) {
+        let (state, description) = commit_status(b);
+        self.publisher.send(Publish::BuildStatus {
             sha: b.sha.clone(),
             state,
             description,
             url: texts::build_url(&self.ctx(), b.id),
-        })
+        });
     }
 
     pub(super) async fn cancel_build(
@@ -471,5 +443,35 @@ impl Engine {
             }
         }
         self.start_queued_builds().await
+    }
+}
+
+/// `trainbot/branch` for a build: pending while queued or running, then
+/// what its outcome means for merging.
+fn commit_status(b: &Build) -> (CommitState, String) {
+    let outcome = match &b.stage {
+        BuildStage::Queued => {
+            return (
+                CommitState::Pending,
+                format!("build {} queued for a branch node", b.id),
+            );
+        }
+        BuildStage::Running(_) => {
+            let node = b.node.as_deref().unwrap_or("?");
+            return (CommitState::Pending, format!("build {} on {node}", b.id));
+        }
+        BuildStage::Done(outcome) => outcome,
+    };
+    match outcome {
+        BuildOutcome::Passed => (CommitState::Success, "good to merge".to_string()),
+        BuildOutcome::Failed { at, error } => (
+            CommitState::Failure,
+            format!("{} {} failed: {error}", at.phase.name(), at.step + 1),
+        ),
+        BuildOutcome::Superseded { by } => {
+            (CommitState::Error, format!("superseded by build {by}"))
+        }
+        BuildOutcome::Cancelled { by } => (CommitState::Error, format!("cancelled by {by}")),
+        BuildOutcome::Interrupted => (CommitState::Error, "interrupted".to_string()),
     }
 }

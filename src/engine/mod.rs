@@ -269,11 +269,17 @@ impl Engine {
             self.publisher =
                 publish::Publisher::spawn(results.clone(), self.store.clone(), self.tx.clone());
         }
-        match self.ports.forge.check().await {
-            Ok(()) => {}
-            Err(crate::forge::ForgeError::Refused(text)) => self.forge_refused(text).await,
-            Err(error) => tracing::warn!(%error, "Cannot reach the forge; will keep trying."),
-        }
+        // In the background: the first answer must not wait on GitHub.
+        let (forge, tx) = (self.ports.forge.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            match forge.check().await {
+                Ok(()) => {}
+                Err(crate::forge::ForgeError::Refused(text)) => {
+                    let _ = tx.send(Event::ForgeRefused(text)).await;
+                }
+                Err(error) => tracing::warn!(%error, "Cannot reach the forge; will keep trying."),
+            }
+        });
         if self.tags_configured() {
             self.baseline_tags().await?;
         }

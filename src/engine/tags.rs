@@ -141,15 +141,17 @@ impl Engine {
     /// Sends the oldest waiting tag deploy when no train runs and deploys
     /// are not frozen. Called after every input.
     pub(super) async fn depart_queued_tag(&mut self) -> anyhow::Result<()> {
-        if self.train.is_some()
-            || self.tag_retry_at.is_some_and(|at| self.now() < at)
-            || self.store.freeze()?.is_some()
-        {
+        if self.train.is_some() || self.tag_retry_at.is_some_and(|at| self.now() < at) {
             return Ok(());
         }
-        let Some((seq, tag)) = self.store.queued_tags()?.into_iter().next() else {
+        // Called after every input: the (usually empty) queue is looked at
+        // first, and only its head is read.
+        let Some((seq, tag)) = self.store.next_queued_tag()? else {
             return Ok(());
         };
+        if self.store.freeze()?.is_some() {
+            return Ok(());
+        }
         // Off the queue first: a crash in between loses the departure (said
         // nowhere yet) rather than running the tag twice.
         self.store.dequeue_tag(seq)?;

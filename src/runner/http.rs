@@ -11,7 +11,7 @@ use tracing::{Instrument, info_span};
 
 use super::kinds::{Attempt, AttemptLog, Backoff, Failure, RETRY_BACKOFF, fact, not_run};
 use super::{StepError, StepOutcome, StepRequest, StepRunner};
-use crate::config::StepKind;
+use crate::config::{StepKind, redact_url};
 
 /// How much of a response body goes into the step log.
 const BODY_BYTES: usize = 2048;
@@ -155,20 +155,6 @@ fn facts_body(req: &StepRequest) -> Value {
     }
     body.insert("step".into(), Value::String(req.key.clone()));
     Value::Object(body)
-}
-
-/// `https://user:pass@host/x` → `https://***@host/x`. Works on text that is
-/// not a valid URL too, so nothing a user configured leaks through an error.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_string(),
-    }
 }
 
 /// The `user:pass@` part of a URL, to take out of error texts.

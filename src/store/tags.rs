@@ -28,6 +28,12 @@ fn queue_key(seq: u64) -> Vec<u8> {
     key
 }
 
+/// A queue entry: its sequence number and the tag deploy.
+fn queued_entry(entry: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(u64, QueuedTag)> {
+    let (k, v) = entry?;
+    Ok((from_be(&k[QUEUE.len()..]), codec::decode(&v)?))
+}
+
 impl Store {
     /// The commit `name` pointed at when it was last acted on.
     pub fn tag_seen(&self, name: &str) -> Result<Option<Sha>> {
@@ -82,10 +88,7 @@ impl Store {
         self.db
             .open_tree(TREE)?
             .scan_prefix(QUEUE)
-            .map(|entry| {
-                let (k, v) = entry?;
-                Ok((from_be(&k[QUEUE.len()..]), codec::decode(&v)?))
-            })
+            .map(queued_entry)
             .collect()
     }
 
@@ -95,6 +98,16 @@ impl Store {
             .open_tree(TREE)?
             .insert(queue_key(seq), codec::encode(tag))?;
         self.flush()
+    }
+
+    /// The tag deploy waiting longest, if any.
+    pub fn next_queued_tag(&self) -> Result<Option<(u64, QueuedTag)>> {
+        self.db
+            .open_tree(TREE)?
+            .scan_prefix(QUEUE)
+            .next()
+            .map(queued_entry)
+            .transpose()
     }
 
     /// Takes a tag deploy off the queue (it has become a train).
@@ -142,6 +155,7 @@ mod tests {
         assert_eq!(store.tag_seen("v1").unwrap(), Some(sha('a')));
         assert_eq!(store.tag_seen("x").unwrap(), Some(sha('b')));
         let q = store.queued_tags().unwrap();
+        assert_eq!(store.next_queued_tag().unwrap().as_ref(), q.first());
         assert_eq!(
             q.iter().map(|(_, t)| t.name.as_str()).collect::<Vec<_>>(),
             ["v1", "v2"]

@@ -238,14 +238,7 @@ fn pushed_tags_deploy_by_webhook_lower_envs_then_production() {
         short(&sha)
     ));
     let lower = ["staging", "preview", "preprod"];
-    let deployments = gh.fake.wait_for("three finished deployments", |s| {
-        let done = s
-            .deployment_statuses
-            .iter()
-            .filter(|d| d.state == "success")
-            .count();
-        (done == 3).then(|| s.deployments.clone())
-    });
+    let deployments = gh.fake.wait_for_successful_deployments(3);
     let envs: Vec<&str> = deployments.iter().map(|d| d.environment.as_str()).collect();
     assert_eq!(envs, lower);
     assert!(deployments.iter().all(|d| d.sha == sha), "{deployments:?}");
@@ -263,14 +256,7 @@ fn pushed_tags_deploy_by_webhook_lower_envs_then_production() {
         "✅ train #2 deployed {} to production",
         short(&sha)
     ));
-    let deployments = gh.fake.wait_for("a fourth finished deployment", |s| {
-        let done = s
-            .deployment_statuses
-            .iter()
-            .filter(|d| d.state == "success")
-            .count();
-        (done == 4).then(|| s.deployments.clone())
-    });
+    let deployments = gh.fake.wait_for_successful_deployments(4);
     let second: Vec<(&str, &str)> = deployments[3..]
         .iter()
         .map(|d| (d.environment.as_str(), d.sha.as_str()))

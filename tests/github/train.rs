@@ -31,14 +31,7 @@ fn a_train_deploys_every_environment_as_a_github_deployment() {
     ));
 
     let envs = ["staging", "preview", "preprod", "production"];
-    let deployments = gh.fake.wait_for("four deployments, each finished", |s| {
-        let done = s
-            .deployment_statuses
-            .iter()
-            .filter(|d| d.state == "success")
-            .count();
-        (done == 4).then(|| s.deployments.clone())
-    });
+    let deployments = gh.fake.wait_for_successful_deployments(4);
     let seen: Vec<&str> = deployments.iter().map(|d| d.environment.as_str()).collect();
     assert_eq!(seen, envs);
     for d in &deployments {

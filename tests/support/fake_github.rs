@@ -529,6 +529,19 @@ impl FakeGithub {
         })
     }
 
+    /// Every deployment, once `n` deployment statuses say success.
+    pub fn wait_for_successful_deployments(&self, n: usize) -> Vec<Deployment> {
+        let what = format!("{n} deployments finished with success");
+        self.wait_for(&what, |s| {
+            let done = s
+                .deployment_statuses
+                .iter()
+                .filter(|d| d.state == "success")
+                .count();
+            (done == n).then(|| s.deployments.clone())
+        })
+    }
+
     /// The first call to `POST /hooks/{name}` that was answered 200.
     pub fn wait_for_hook(&self, name: &str) -> Hook {
         let what = format!("a call to /hooks/{name}");

@@ -1,7 +1,6 @@
 //! Configuration: `raw` mirrors the TOML file 1:1; `settings` is the
 //! validated, typed form the rest of the bot uses.
 
-mod duration;
 mod environments;
 mod problem;
 mod raw;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::duration::parse_duration;
 use super::problem::Problem;
 use super::raw::RawStep;
 use super::settings::{Step, StepKind};
+use crate::domain::duration::parse_duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_METHOD: &str = "POST";

@@ -6,7 +6,10 @@ pub mod build_messages;
 pub mod clock;
 pub mod command;
 pub mod departure;
+pub mod duration;
+pub mod gate;
 pub mod ids;
+pub mod lock;
 pub mod messages;
 pub mod metrics;
 pub mod nodes;
@@ -14,6 +17,7 @@ pub mod progress;
 pub mod refusal;
 pub mod schedule;
 pub mod train;
+pub mod window;
 
 #[cfg(test)]
 pub mod test_trains;

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Parses one or more `<number><unit>` parts (units `ms`, `s`, `m`, `h`,
 /// `d`). Zero is refused: every duration in the config is a timeout or an
 /// interval, and zero would mean "never wait" or a busy loop.
-pub(super) fn parse_duration(text: &str) -> Option<Duration> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return None;

@@ -163,6 +163,9 @@ pub(super) struct RawProduction {
     pub deploy: Vec<Spanned<RawStep>>,
     /// Default: none.
     pub smoke: Vec<Spanned<RawStep>>,
+    /// Deploy windows, `"Mon-Fri 09:00-17:00"`, in `train.timezone`.
+    /// Default: none (always open).
+    pub windows: Vec<Spanned<String>>,
 }
 
 /// `[branch_builds]`
@@ -197,6 +200,9 @@ pub(super) struct RawTags {
 pub(super) struct RawRoles {
     /// Chat user ids/names allowed to `!force`, freeze and cancel. Default: none.
     pub ops: Vec<String>,
+    /// Who may update live (`!force`, `!rollback`, `!deploy … to
+    /// production`, `!unlock production`). Default: unset (ops may).
+    pub production: Option<Vec<String>>,
 }
 
 /// One step: exactly one of `run`, `http`, `workflow`.
@@ -607,5 +613,25 @@ deploy = [
             "production.deploy[0].ref",
             5,
         );
+    }
+
+    #[test]
+    fn windows_and_the_production_role_are_read() {
+        let s = expect_ok(&format!(
+            "{ENVS}[production]\nwindows = [\"Mon-Fri 09:00-17:00\", \"Sat 10:00-12:00\"]\n[roles]\nops = [\"o\"]\nproduction = [\"alice\"]\n"
+        ));
+        assert_eq!(s.production.windows.0.len(), 2);
+        assert_eq!(s.production_role, Some(vec!["alice".to_string()]));
+        let s = expect_ok(ENVS);
+        assert!(s.production.windows.0.is_empty() && s.production_role.is_none());
+    }
+
+    #[test]
+    fn a_bad_window_names_its_key_and_line() {
+        let text = format!(
+            "{ENVS}[production]\nwindows = [\n  \"Mon-Fri 09:00-17:00\",\n  \"Mon-Fri 17:00-09:00\",\n]\n"
+        );
+        let err = expect_error(&text, "production.windows[1]", 7);
+        assert!(err.contains("must end after it starts"), "{err}");
     }
 }

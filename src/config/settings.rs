@@ -36,6 +36,8 @@ pub struct Settings {
     pub branch_builds: BranchBuildSettings,
     pub tags: TagSettings,
     pub ops: Vec<String>,
+    /// `[roles] production`: when set, who may update live.
+    pub production_role: Option<Vec<String>>,
     /// Commit email or forge login -> chat user id/name.
     pub people: BTreeMap<String, String>,
 }
@@ -117,6 +119,7 @@ pub struct EnvSettings {
 pub struct ProductionSettings {
     pub deploy: Vec<Step>,
     pub smoke: Vec<Step>,
+    pub windows: crate::domain::window::Windows,
 }
 
 #[derive(Debug, Clone, Default)]

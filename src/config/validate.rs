@@ -34,10 +34,12 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
         production: ProductionSettings {
             deploy: steps("production.deploy", &raw.production.deploy)?,
             smoke: steps("production.smoke", &raw.production.smoke)?,
+            windows: windows(&raw.production.windows)?,
         },
         branch_builds: branch_builds(&raw.branch_builds)?,
         tags: tags(&raw.tags)?,
         ops: raw.roles.ops.clone(),
+        production_role: raw.roles.production.clone(),
         people: raw.people.clone(),
         config_dir,
     };
@@ -382,6 +384,18 @@ fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
         deploy: steps("branch_builds.deploy", &raw.deploy)?,
         smoke: steps("branch_builds.smoke", &raw.smoke)?,
     })
+}
+
+fn windows(raw: &[Spanned<String>]) -> Result<crate::domain::window::Windows> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, w)| {
+            w.get_ref()
+                .parse()
+                .map_err(|e: String| Problem::at(w.span(), format!("production.windows[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(crate::domain::window::Windows)
 }
 
 fn tags(raw: &RawTags) -> Result<TagSettings> {

@@ -21,6 +21,21 @@ pub enum Command {
     Unfreeze,
     Cancel(Option<TrainOrBranch>),
     History(Option<usize>),
+    /// `!deploy <ref> to <env>`.
+    Deploy {
+        git_ref: String,
+        env: String,
+    },
+    /// `!lock <env> [for <duration>] <reason>`.
+    Lock {
+        env: String,
+        for_: Option<std::time::Duration>,
+        reason: String,
+    },
+    Unlock(String),
+    Locks,
+    Why(Option<TrainOrSha>),
+    Next,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +53,7 @@ pub enum TrainOrBranch {
 /// Every command name, in the order `!help` lists them.
 pub const NAMES: &[&str] = &[
     "help", "status", "bb", "nodes", "release", "depart", "good", "bad", "force", "rollback",
-    "freeze", "unfreeze", "cancel", "history",
+    "freeze", "unfreeze", "cancel", "history", "deploy", "lock", "unlock", "locks", "why", "next",
 ];
 
 pub const MAX_HISTORY: usize = 50;
@@ -168,11 +183,83 @@ fn parse_named(name: &str, args: &str, prefix: &str) -> Result<Command, CommandE
                 ))),
             },
         },
+        "deploy" => match words.as_slice() {
+            [r, to, env] if to.eq_ignore_ascii_case("to") => {
+                let git_ref = git_ref(r).map_err(err)?;
+                Ok(Command::Deploy {
+                    git_ref,
+                    env: env_name(env).map_err(err)?,
+                })
+            }
+            _ => Err(err(format!(
+                "{prefix}deploy needs a ref and an environment"
+            ))),
+        },
+        "lock" => {
+            let Some((env, rest)) = words.split_first() else {
+                return Err(err(format!(
+                    "{prefix}lock needs an environment and a reason"
+                )));
+            };
+            let env = env_name(env).map_err(err)?;
+            let (for_, rest) = match rest {
+                [f, d, rest @ ..] if f.eq_ignore_ascii_case("for") => {
+                    let d = super::duration::parse_duration(d)
+                        .filter(|d| d.as_secs() <= MAX_LOCK_DAYS * 86_400)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "'{}' is not a duration like 30m, 2h or 1d (at most {MAX_LOCK_DAYS}d)",
+                                short(d)
+                            ))
+                        })?;
+                    (Some(d), rest)
+                }
+                _ => (None, rest),
+            };
+            if rest.is_empty() {
+                return Err(err(format!("{prefix}lock needs a reason")));
+            }
+            let reason: String = rest.join(" ").chars().take(300).collect();
+            Ok(Command::Lock { env, for_, reason })
+        }
+        "unlock" => match at_most_one(&words)? {
+            None => Err(err(format!("{prefix}unlock needs an environment"))),
+            Some(e) => env_name(&e).map(Command::Unlock).map_err(err),
+        },
+        "locks" => none(&words).map(|_| Command::Locks),
+        "next" => none(&words).map(|_| Command::Next),
+        "why" => match at_most_one(&words)? {
+            None => Ok(Command::Why(None)),
+            Some(a) => train_or_sha(&a).map(|t| Command::Why(Some(t))).map_err(err),
+        },
         _ => Err(CommandError {
             message: format!("unknown command {prefix}{}; try {prefix}help", short(name)),
             usage: None,
         }),
     }
+}
+
+/// How long a `!lock … for` may last.
+pub const MAX_LOCK_DAYS: u64 = 30;
+
+/// An environment name as typed: `staging`, `production`.
+fn env_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("'{}' is not an environment name", short(s)))
+    }
+}
+
+/// A branch, tag or SHA to `!deploy`: a valid git ref name either way.
+fn git_ref(s: &str) -> Result<String, String> {
+    s.parse::<BranchName>()
+        .map(|b| b.as_str().to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn looks_like_train(s: &str) -> bool {
@@ -242,6 +329,24 @@ pub fn usage(name: &str, prefix: &str) -> Option<String> {
             "stop a running train (ops) or a branch build (ops, or its requester)",
         ),
         "history" => ("[n]", "the last n production deploys"),
+        "deploy" => (
+            "<ref> to <env>",
+            "deploy a branch, tag or SHA to one environment with its steps (ops)",
+        ),
+        "lock" => (
+            "<env> [for <duration>] <reason>",
+            "hold an environment: nothing deploys to it until !unlock (production: ops)",
+        ),
+        "unlock" => ("<env>", "release a lock (its owner, or ops)"),
+        "locks" => ("", "environment locks: owner, reason, since, until"),
+        "why" => (
+            "[sha|train]",
+            "where a SHA or train is and why; alone: why the next departure will or will not go",
+        ),
+        "next" => (
+            "",
+            "what the next train would carry, whom it would ask, and whether the gate lets it go",
+        ),
         _ => return None,
     };
     let sep = if args.is_empty() { "" } else { " " };
@@ -268,6 +373,12 @@ impl Command {
             Command::Unfreeze => "unfreeze",
             Command::Cancel(_) => "cancel",
             Command::History(_) => "history",
+            Command::Deploy { .. } => "deploy",
+            Command::Lock { .. } => "lock",
+            Command::Unlock(_) => "unlock",
+            Command::Locks => "locks",
+            Command::Why(_) => "why",
+            Command::Next => "next",
         }
     }
 
@@ -281,6 +392,7 @@ impl Command {
                 | Command::Freeze(_)
                 | Command::Unfreeze
                 | Command::Cancel(Some(TrainOrBranch::Train(_)) | None)
+                | Command::Deploy { .. }
         )
     }
 
@@ -288,7 +400,12 @@ impl Command {
     pub fn is_query(&self) -> bool {
         matches!(
             self,
-            Command::Help(_) | Command::Status(_) | Command::History(_)
+            Command::Help(_)
+                | Command::Status(_)
+                | Command::History(_)
+                | Command::Locks
+                | Command::Why(_)
+                | Command::Next
         )
     }
 }
@@ -313,6 +430,9 @@ mod tests {
             let arg = match *name {
                 "bb" => " feature/x",
                 "release" => " branch-1",
+                "deploy" => " main to staging",
+                "lock" => " staging for 2h db migration",
+                "unlock" => " staging",
                 _ => "",
             };
             let cmd = p(&format!("!{name}{arg}")).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -399,8 +519,8 @@ mod tests {
     #[test]
     fn unknown_commands_point_at_help() {
         assert_eq!(
-            p("!deploy").unwrap_err().to_string(),
-            "unknown command !deploy; try !help"
+            p("!shipit").unwrap_err().to_string(),
+            "unknown command !shipit; try !help"
         );
     }
 
@@ -420,5 +540,59 @@ mod tests {
         assert!(!p("!good").unwrap().ops_only());
         assert!(!p("!bad").unwrap().ops_only());
         assert!(!p("!cancel feature/x").unwrap().ops_only());
+    }
+
+    #[test]
+    fn gate_commands_parse() {
+        assert_eq!(
+            p("!deploy feature/x to Staging").unwrap(),
+            Command::Deploy {
+                git_ref: "feature/x".into(),
+                env: "staging".into()
+            }
+        );
+        assert_eq!(
+            p("!lock production for 90m release of 4.2").unwrap(),
+            Command::Lock {
+                env: "production".into(),
+                for_: Some(std::time::Duration::from_secs(5400)),
+                reason: "release of 4.2".into()
+            }
+        );
+        assert_eq!(
+            p("!lock staging db migration").unwrap(),
+            Command::Lock {
+                env: "staging".into(),
+                for_: None,
+                reason: "db migration".into()
+            }
+        );
+        assert_eq!(p("!why").unwrap(), Command::Why(None));
+        assert_eq!(
+            p("!why #4").unwrap(),
+            Command::Why(Some(TrainOrSha::Train(TrainId(4))))
+        );
+        assert!(
+            p("!deploy main")
+                .unwrap_err()
+                .to_string()
+                .contains("Usage: !deploy <ref> to <env>")
+        );
+        assert!(p("!deploy ..bad to staging").is_err());
+        assert!(
+            p("!lock staging")
+                .unwrap_err()
+                .to_string()
+                .contains("needs a reason")
+        );
+        assert!(
+            p("!lock staging for 40d x")
+                .unwrap_err()
+                .to_string()
+                .contains("not a duration")
+        );
+        assert!(p("!lock st@ging x").is_err());
+        assert!(p("!locks now").is_err());
+        assert!(p("!deploy main to staging").unwrap().ops_only());
     }
 }

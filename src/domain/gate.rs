@@ -186,7 +186,7 @@ pub struct Facts<'a> {
     pub rejected_head: Option<Rejected<'a>>,
     /// The road's SHA and whether it is in the main branch's history
     /// (None: not asked).
-    pub on_main: Option<(&'a Sha, bool)>,
+    pub on_main: Option<(&'a str, bool)>,
     /// A tag that can no longer be trusted (deleted, given up), and why.
     pub tag_problem: Option<&'a str>,
 }
@@ -283,7 +283,7 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
     if road.needs_main()
         && let Some((sha, false)) = f.on_main
     {
-        let detail = format!("{} is not on {}", sha.short(), f.main_branch);
+        let detail = format!("{sha} is not on {}", f.main_branch);
         return Verdict::No(hold(Rule::OnMain, detail, None));
     }
     if let (Road::Clock, Some(r)) = (road, f.rejected_head) {

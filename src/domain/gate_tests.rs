@@ -86,7 +86,7 @@ fn answer(road: &Road, rule: &str) -> Verdict {
     f.actor = Some(&ops);
     // Every road that carries a SHA carries one on main, unless the rule
     // under test says otherwise.
-    f.on_main = Some((&s, true));
+    f.on_main = Some((s.short(), true));
     match rule {
         "interrupted" => f.interrupted = Some(TrainId(7)),
         "rejected head" => {
@@ -106,7 +106,7 @@ fn answer(road: &Road, rule: &str) -> Verdict {
         "lock production" => f.locks = &production,
         "window" => f.windows = &windows,
         "who" => f.production_role = Some(&role),
-        "on main" => f.on_main = Some((&s, false)),
+        "on main" => f.on_main = Some((s.short(), false)),
         "tag source" => f.tag_problem = Some("tag v1.0 was deleted"),
         _ => unreachable!("{rule}"),
     }

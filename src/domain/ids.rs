@@ -40,6 +40,10 @@ impl Sha {
     pub fn short(&self) -> &str {
         &self.0[..7]
     }
+    /// The whole SHA, as a prefix the forge resolves.
+    pub fn as_prefix(&self) -> ShaPrefix {
+        ShaPrefix(self.0.clone())
+    }
 }
 
 impl fmt::Display for Sha {

@@ -39,6 +39,7 @@ impl Ctx<'_> {
 pub fn stage_label(plan: &Plan, stage: &Stage) -> String {
     match stage {
         Stage::Running(pos) => pos_label(plan, *pos),
+        Stage::Waiting { target, .. } => format!("waiting before {}", target_name(plan, *target)),
         Stage::AwaitingApproval { .. } => "awaiting approval".into(),
         Stage::Done(o) => o.word().into(),
     }
@@ -48,6 +49,7 @@ pub fn stage_label(plan: &Plan, stage: &Stage) -> String {
 pub fn stage_key(plan: &Plan, stage: &Stage) -> String {
     match stage {
         Stage::Running(pos) => target_name(plan, pos.target).to_string(),
+        Stage::Waiting { target, .. } => target_name(plan, *target).to_string(),
         Stage::AwaitingApproval { .. } => "approval".into(),
         Stage::Done(o) => o.word().into(),
     }
@@ -64,6 +66,12 @@ pub fn status_line(ctx: &Ctx, t: &Train, now: Ts) -> String {
             t.running_step()
                 .map(|(_, started)| super::progress::suffix(started, now))
                 .unwrap_or_default()
+        ),
+        Stage::Waiting { target, .. } => format!(
+            "⏸ train {} ({}): waiting before {}",
+            t.id,
+            t.sha.short(),
+            target_name(ctx.plan, *target)
         ),
         Stage::AwaitingApproval { .. } => format!(
             "🙋 train {} ({}): awaiting approval, {}/{} approved",
@@ -88,6 +96,9 @@ pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
             }
             _ => format!("deploys tag {name} to production (pushed by {pushed_by})"),
         },
+        Kind::Deploy { by, git_ref, env } => {
+            format!("deploys {git_ref} to {env} (by {by})")
+        }
     };
     let n = t.commits.len();
     let mut out = format!(

@@ -76,6 +76,9 @@ pub enum Refusal {
     NotFrozen,
     #[error("{0}")]
     Forge(String),
+    /// The gate said wait or no (SPEC §11).
+    #[error("{0}")]
+    Held(super::gate::Hold),
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub fn train(id: u64, created: i64) -> Train {
         finished: None,
         steps: Vec::new(),
         rolled_back: false,
+        overrode: None,
     }
 }
 

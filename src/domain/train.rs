@@ -78,23 +78,49 @@ pub enum Route {
     Full,
     /// Lower envs only (a staging tag).
     LowerOnly,
-    /// Production steps only (`!force <sha>`, `!rollback`, a production tag).
+    /// Production steps only (`!force <sha>`, `!rollback`, a production tag,
+    /// `!deploy … to production`).
     ProductionOnly,
+    /// One lower environment's deploy and acceptance (`!deploy … to staging`).
+    Env(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Scheduled,
-    Departed { by: ChatUser },
-    ForcedSha { by: ChatUser },
-    Rollback { by: ChatUser },
-    Tag { name: String, pushed_by: String },
+    Departed {
+        by: ChatUser,
+    },
+    ForcedSha {
+        by: ChatUser,
+    },
+    Rollback {
+        by: ChatUser,
+    },
+    Tag {
+        name: String,
+        pushed_by: String,
+    },
+    /// `!deploy <git_ref> to <env>`.
+    Deploy {
+        by: ChatUser,
+        git_ref: String,
+        env: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     Running(StepPos),
-    AwaitingApproval { since: Ts },
+    /// At the door of an environment: the gate is asked before it enters
+    /// (a lock or a production window may hold it here).
+    Waiting {
+        target: Target,
+        since: Ts,
+    },
+    AwaitingApproval {
+        since: Ts,
+    },
     Done(Outcome),
 }
 
@@ -127,7 +153,10 @@ impl Outcome {
     pub fn rejects_sha(&self) -> bool {
         matches!(
             self,
-            Outcome::Vetoed { .. } | Outcome::Failed { .. } | Outcome::Expired
+            Outcome::Vetoed { .. }
+                | Outcome::Failed { .. }
+                | Outcome::Expired
+                | Outcome::Cancelled { .. }
         )
     }
     pub fn word(&self) -> &'static str {
@@ -184,6 +213,10 @@ pub struct Train {
     pub steps: Vec<StepRecord>,
     /// A later rollback took this train's SHA out of production.
     pub rolled_back: bool,
+    /// A gate rule this deploy overrode (`!force` outside the deploy
+    /// windows: "window").
+    #[serde(default)]
+    pub overrode: Option<String>,
 }
 
 /// What happened to the train, as something the engine must do.
@@ -207,6 +240,9 @@ pub enum Effect {
     Ended(Outcome),
     /// Picked up again after a restart.
     Resumed,
+    /// The train stands at the door of `target`: ask the gate, then send
+    /// `Input::Enter` when it says go.
+    AtDoor(Target),
 }
 
 /// Who is acting, and whether they are ops.
@@ -230,6 +266,8 @@ pub enum Input {
     },
     Force(Actor),
     Cancel(Actor),
+    /// The gate let the train through the door it waits at.
+    Enter,
     /// The clock reached `next_wakeup`.
     Wakeup,
     /// The bot restarted with this train in its stored stage.
@@ -253,6 +291,7 @@ impl Train {
         let reverted = super::approval::reverted_shas(&new.commits);
         let forced_by = match &new.kind {
             Kind::ForcedSha { by } | Kind::Rollback { by } => Some(by.clone()),
+            Kind::Deploy { by, .. } if new.route == Route::ProductionOnly => Some(by.clone()),
             _ => None,
         };
         let mut train = Train {
@@ -274,12 +313,19 @@ impl Train {
             finished: None,
             steps: Vec::new(),
             rolled_back: false,
+            overrode: None,
         };
         let effects = match train.route {
             Route::ProductionOnly => train.start_production(plan, now),
             Route::Full | Route::LowerOnly => match first_pos(plan, Target::Lower(0)) {
-                Some(pos) if pos.target != Target::Production => train.run(pos, now),
+                Some(pos) if pos.target != Target::Production => {
+                    train.stop_at_door(pos.target, now)
+                }
                 _ => train.after_lower(plan, now),
+            },
+            Route::Env(i) => match first_pos(plan, Target::Lower(i)) {
+                Some(pos) if pos.target == Target::Lower(i) => train.stop_at_door(pos.target, now),
+                _ => train.end(Outcome::LowerDone, now),
             },
         };
         (train, effects)
@@ -363,6 +409,7 @@ impl Train {
             Input::Bad { actor, reason } => self.bad(actor, reason, now),
             Input::Force(actor) => self.force(actor, plan, now),
             Input::Cancel(actor) => self.cancel(actor, now),
+            Input::Enter => Ok(self.enter(plan, now)),
             Input::Wakeup => Ok(self.wakeup(plan, now)),
             Input::Restarted => Ok(self.restarted(now)),
         }
@@ -395,8 +442,17 @@ impl Train {
             effects.push(Effect::ProductionLive);
         }
         match next_pos(plan, pos) {
+            // `!deploy` to one environment ends when that environment is done.
+            next if matches!(self.route, Route::Env(_))
+                && next.is_none_or(|n| n.target != pos.target) =>
+            {
+                effects.extend(self.end(Outcome::LowerDone, now))
+            }
             Some(next) if next.target == Target::Production && pos.target != Target::Production => {
                 effects.extend(self.after_lower(plan, now))
+            }
+            Some(next) if next.target != pos.target => {
+                effects.extend(self.stop_at_door(next.target, now))
             }
             Some(next) => effects.extend(self.run(next, now)),
             None if pos.target == Target::Production => {
@@ -492,7 +548,7 @@ impl Train {
         });
         let mut effects = vec![Effect::Approved { by: actor.user }];
         if self.approved(plan.approval) {
-            effects.extend(self.start_production(plan, now));
+            effects.extend(self.stop_at_door(Target::Production, now));
         }
         Ok(effects)
     }
@@ -508,7 +564,7 @@ impl Train {
                 return Err(Refusal::TooLateToVeto { train: self.id });
             }
             Stage::Running(_) => true,
-            Stage::AwaitingApproval { .. } => false,
+            Stage::AwaitingApproval { .. } | Stage::Waiting { .. } => false,
             Stage::Done(_) => return Err(Refusal::NothingToVeto),
         };
         if !actor.ops && !self.is_author(&actor.user) {
@@ -539,6 +595,16 @@ impl Train {
         }
         match &self.stage {
             Stage::AwaitingApproval { .. } if self.route == Route::Full => {}
+            Stage::Waiting {
+                target: Target::Production,
+                ..
+            } => {}
+            Stage::Waiting { target, .. } => {
+                return Err(Refusal::ForceDuringLower {
+                    train: self.id,
+                    stage: format!("waiting before {}", target_name(plan, *target)),
+                });
+            }
             Stage::Done(Outcome::Expired | Outcome::Interrupted { .. })
                 if self.route != Route::LowerOnly => {}
             Stage::Running(pos) if pos.target != Target::Production => {
@@ -561,7 +627,9 @@ impl Train {
         }
         let effects = match &self.stage {
             Stage::Running(_) => vec![Effect::StopStep],
-            Stage::AwaitingApproval { .. } | Stage::Done(Outcome::Interrupted { .. }) => Vec::new(),
+            Stage::AwaitingApproval { .. }
+            | Stage::Waiting { .. }
+            | Stage::Done(Outcome::Interrupted { .. }) => Vec::new(),
             Stage::Done(_) => return Err(Refusal::NothingToCancel),
         };
         Ok(effects
@@ -589,7 +657,37 @@ impl Train {
                 effects
             }
             Stage::AwaitingApproval { .. } => vec![Effect::Resumed],
+            Stage::Waiting { target, .. } => vec![Effect::Resumed, Effect::AtDoor(target)],
             Stage::Done(_) => Vec::new(),
+        }
+    }
+
+    /// Stops at the door of `target`; the engine asks the gate.
+    fn stop_at_door(&mut self, target: Target, now: Ts) -> Vec<Effect> {
+        self.set_stage(Stage::Waiting { target, since: now }, now);
+        vec![Effect::AtDoor(target)]
+    }
+
+    /// The gate said go: through the door.
+    fn enter(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        match self.stage {
+            Stage::Waiting {
+                target: Target::Production,
+                ..
+            } => self.start_production(plan, now),
+            Stage::Waiting { target, .. } => match first_pos(plan, target) {
+                Some(pos) => self.run(pos, now),
+                None => self.after_lower(plan, now),
+            },
+            _ => Vec::new(), // a late go for a train that moved on
+        }
+    }
+
+    /// The environment whose door the train waits at.
+    pub fn waiting_at(&self) -> Option<Target> {
+        match self.stage {
+            Stage::Waiting { target, .. } => Some(target),
+            _ => None,
         }
     }
 

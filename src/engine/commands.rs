@@ -9,6 +9,9 @@ use crate::domain::train::{Actor, Input, Kind, Outcome, Route, Stage, Train};
 use crate::store::{AuditEntry, Freeze};
 
 use super::Engine;
+use super::gate::Ask;
+use crate::domain::gate::{Road, Verdict};
+use crate::forge::ForgeError;
 
 impl Engine {
     pub(super) async fn handle_chat(&mut self, msg: Incoming) -> anyhow::Result<()> {
@@ -135,6 +138,24 @@ impl Engine {
                 Ok(Ok(()))
             }
             Command::Cancel(target) => self.cancel(actor, target.as_ref()).await,
+            Command::Deploy { git_ref, env } => self.deploy(actor, git_ref, env).await,
+            Command::Lock { env, for_, reason } => self.lock(actor, env, *for_, reason).await,
+            Command::Unlock(env) => self.unlock(actor, env).await,
+            Command::Locks => {
+                let text = self.locks_text();
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::Why(what) => {
+                let text = self.why(what.as_ref()).await?;
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
+            Command::Next => {
+                let text = self.next_text().await?;
+                self.reply(user, text).await;
+                Ok(Ok(()))
+            }
         }
     }
 
@@ -148,23 +169,44 @@ impl Engine {
                 if let Some(t) = &self.train {
                     return Ok(Err(Refusal::TrainRunning(t.id)));
                 }
-                let sha = match self.ports.forge.resolve_on_main(prefix).await {
-                    Ok(sha) => sha,
+                let (sha, shown, on_main) = match self.ports.forge.resolve_on_main(prefix).await {
+                    Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
+                    Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
                     Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
                 };
-                self.depart(
-                    sha,
-                    Kind::ForcedSha {
-                        by: actor.user.clone(),
-                    },
-                    Route::ProductionOnly,
-                )
-                .await?;
+                let st = self.gate_state()?;
+                let ask = Ask {
+                    actor: Some(&actor.user),
+                    on_main: Some((&shown, on_main)),
+                    ..Ask::default()
+                };
+                let overrides = match self.ask_gate(&Road::Force { train: None }, &st, ask) {
+                    Verdict::Go { overrides } => overrides,
+                    Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
+                };
+                let Some(sha) = sha else {
+                    return Ok(Err(Refusal::NothingToForce));
+                };
+                let kind = Kind::ForcedSha {
+                    by: actor.user.clone(),
+                };
+                self.depart_overriding(sha, kind, Route::ProductionOnly, overrides)
+                    .await?;
                 Ok(Ok(()))
             }
             Some(TrainOrSha::Train(id)) => self.force_train(actor, Some(*id)).await,
             None => self.force_train(actor, None).await,
         }
+    }
+
+    /// Asks the gate for `!force` of train `id`.
+    fn force_verdict(&self, actor: &Actor, id: TrainId) -> anyhow::Result<Verdict> {
+        let st = self.gate_state()?;
+        let ask = Ask {
+            actor: Some(&actor.user),
+            ..Ask::default()
+        };
+        Ok(self.ask_gate(&Road::Force { train: Some(id) }, &st, ask))
     }
 
     /// `!force [train]`: the train awaiting approval, else the last train if
@@ -178,7 +220,18 @@ impl Engine {
             if want.is_some_and(|w| w != t.id) {
                 return Ok(Err(Refusal::TrainRunning(t.id)));
             }
-            return self.train_input_checked(Input::Force(actor.clone())).await;
+            let id = t.id;
+            let overrides = match self.force_verdict(actor, id)? {
+                Verdict::Go { overrides } => overrides,
+                Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
+            };
+            let result = self
+                .train_input_checked(Input::Force(actor.clone()))
+                .await?;
+            if result.is_ok() {
+                self.record_override(id, overrides)?;
+            }
+            return Ok(result);
         }
         let Some(last) = self.store.last_train()? else {
             return Ok(Err(Refusal::NothingToForce));
@@ -189,7 +242,41 @@ impl Engine {
                 None => Refusal::NoSuchTrain(want.unwrap()),
             }));
         }
-        self.reopen_input(last, Input::Force(actor.clone())).await
+        let id = last.id;
+        let overrides = match self.force_verdict(actor, id)? {
+            Verdict::Go { overrides } => overrides,
+            Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
+        };
+        let result = self.reopen_input(last, Input::Force(actor.clone())).await?;
+        if result.is_ok() {
+            self.record_override(id, overrides)?;
+        }
+        Ok(result)
+    }
+
+    /// A forced deploy that passed a rule holding others (a closed window)
+    /// is recorded as such on its train.
+    fn record_override(
+        &mut self,
+        id: TrainId,
+        overrides: Option<crate::domain::gate::Rule>,
+    ) -> anyhow::Result<()> {
+        let Some(rule) = overrides else {
+            return Ok(());
+        };
+        let mut train = match &self.train {
+            Some(t) if t.id == id => t.clone(),
+            _ => match self.store.train(id)? {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
+        train.overrode = Some(rule.name().to_string());
+        self.store.save_train(&train)?;
+        if let Some(t) = self.train.as_mut().filter(|t| t.id == id) {
+            t.overrode = train.overrode;
+        }
+        Ok(())
     }
 
     async fn rollback(
@@ -200,24 +287,45 @@ impl Engine {
         if let Some(t) = &self.train {
             return Ok(Err(Refusal::TrainRunning(t.id)));
         }
-        let target = match sha {
+        let (target, shown, on_main) = match sha {
             Some(prefix) => match self.ports.forge.resolve_on_main(prefix).await {
-                Ok(sha) => sha,
+                Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
+                Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
                 Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
             },
             None => match self.store.production()?.and_then(|p| p.previous) {
-                Some(prev) => prev,
+                Some(prev) => (Some(prev.clone()), prev.short().to_string(), true),
                 None => return Ok(Err(Refusal::NothingToRollBack)),
             },
         };
-        self.depart(
-            target,
-            Kind::Rollback {
-                by: actor.user.clone(),
-            },
-            Route::ProductionOnly,
-        )
-        .await?;
+        let st = self.gate_state()?;
+        let ask = Ask {
+            actor: Some(&actor.user),
+            on_main: Some((&shown, on_main)),
+            ..Ask::default()
+        };
+        let road = Road::Rollback {
+            sha_given: sha.is_some(),
+        };
+        let overrides = match self.ask_gate(&road, &st, ask) {
+            Verdict::Go { overrides } => overrides,
+            Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
+        };
+        let Some(target) = target else {
+            return Ok(Err(Refusal::NothingToRollBack));
+        };
+        // A rollback settles an interrupted train: it ends as rolled back.
+        if let Some(id) = st.interrupted()
+            && let Some(mut t) = self.store.train(id)?
+        {
+            t.rolled_back = true;
+            self.store.save_train(&t)?;
+        }
+        let kind = Kind::Rollback {
+            by: actor.user.clone(),
+        };
+        self.depart_overriding(target, kind, Route::ProductionOnly, overrides)
+            .await?;
         Ok(Ok(()))
     }
 
@@ -315,6 +423,9 @@ impl Engine {
             }
             None => out.push_str("no train running"),
         }
+        if let Some(h) = &self.door_hold {
+            out.push_str(&format!("\nwaits: {h}"));
+        }
         let waiting = self.waiting_shas(20)?;
         let shas: Vec<&str> = waiting.iter().map(|s| s.short()).collect();
         out.push_str(&format!("\nwaiting: {}", list_or(&shas, "nothing new")));
@@ -340,6 +451,15 @@ impl Engine {
                 messages::in_time(at, now)
             )),
             None => out.push_str("\nnext departure: none scheduled"),
+        }
+        let locks: Vec<String> = self
+            .locks
+            .iter()
+            .filter(|l| l.holds(now))
+            .map(|l| format!("{} by {} ({})", l.env, l.by, l.reason))
+            .collect();
+        if !locks.is_empty() {
+            out.push_str(&format!("\nlocked: {}", locks.join(", ")));
         }
         match self.store.freeze()? {
             Some(f) => {
@@ -405,6 +525,9 @@ fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -
     }
     if t.rolled_back {
         notes.push("rolled back".into());
+    }
+    if t.overrode.as_deref() == Some("window") {
+        notes.push("outside the deploy windows".into());
     }
     if let Some(Outcome::Failed { error, .. }) = t.outcome() {
         notes.push(format!(

@@ -5,6 +5,8 @@
 
 mod builds;
 mod commands;
+mod gate;
+mod gate_commands;
 mod main_branch;
 pub mod metrics;
 mod publish;
@@ -24,7 +26,7 @@ use chrono::TimeDelta;
 use tokio::sync::{mpsc, watch};
 
 pub use metrics::Metrics;
-pub use status::{FrozenView, Snapshot, TagView, TrainView};
+pub use status::{FrozenView, GateView, LockView, Snapshot, TagView, TrainView};
 
 use crate::chat::{Chat, Incoming, Message, Run};
 use crate::config::Settings;
@@ -122,6 +124,12 @@ pub struct Engine {
     tag_retry_at: Option<Ts>,
     /// The last "still running" notice, so a minute is announced once.
     last_progress: Option<(TrainId, StepPos, i64)>,
+    /// Environment locks (SPEC §11), as stored.
+    locks: Vec<crate::domain::lock::Lock>,
+    /// Why the train waits at the door of an environment, if it does.
+    door_hold: Option<crate::domain::gate::Hold>,
+    /// The last hold said (what waited, and why), for `!why`.
+    last_hold: Option<(String, crate::domain::gate::Hold)>,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -188,6 +196,9 @@ impl Engine {
             publisher: publish::Publisher::default(),
             tag_retry_at: None,
             last_progress: None,
+            locks: Vec::new(),
+            door_hold: None,
+            last_hold: None,
         }
     }
 
@@ -265,6 +276,7 @@ impl Engine {
     /// Runs until shutdown. Errors are storage failures the bot cannot work without.
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.next_departure = self.compute_next_departure(self.now());
+        self.locks = self.store.locks()?;
         if let Some(results) = &self.ports.results {
             self.publisher =
                 publish::Publisher::spawn(results.clone(), self.store.clone(), self.tx.clone());
@@ -297,6 +309,7 @@ impl Engine {
             );
         }
         self.depart_queued_tag().await?;
+        self.check_door().await?;
         self.publish();
         loop {
             let wake = self.next_wake();
@@ -312,6 +325,7 @@ impl Engine {
                 _ = tokio::time::sleep(sleep) => self.on_timer().await?,
             }
             self.depart_queued_tag().await?;
+            self.check_door().await?;
             self.publish();
         }
         self.shutdown().await
@@ -365,10 +379,16 @@ impl Engine {
             .as_ref()
             .and_then(|t| t.running_step())
             .map(|(_, started)| crate::domain::progress::next_tick(started, self.now()));
-        [train_wake, self.next_departure, tag_retry, progress]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            train_wake,
+            self.next_departure,
+            tag_retry,
+            progress,
+            self.gate_wakeup(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn compute_next_departure(&self, now: Ts) -> Option<Ts> {
@@ -377,6 +397,7 @@ impl Engine {
 
     async fn on_timer(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        self.expire_locks().await?;
         if self
             .train
             .as_ref()

@@ -19,6 +19,10 @@ pub struct Snapshot {
     pub frozen: Option<FrozenView>,
     /// Tag deploys waiting for their turn, oldest first.
     pub tags_waiting: Vec<TagView>,
+    /// Environment locks in force.
+    pub locks: Vec<LockView>,
+    /// What the gate says of the next scheduled departure.
+    pub gate: GateView,
     /// False until the engine has published once; /healthz uses it.
     #[serde(skip)]
     pub ready: bool,
@@ -39,6 +43,27 @@ pub struct TrainView {
     pub stage_since: String,
     /// The run page.
     pub url: String,
+    /// Why the train waits at an environment's door (rule and detail).
+    pub held: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockView {
+    pub env: String,
+    pub by: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339; null: until `!unlock`.
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GateView {
+    /// "go", "wait" or "no"; "none" when nothing would depart.
+    pub departure: String,
+    pub rule: Option<String>,
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,7 +115,47 @@ impl Engine {
             waiting_for: t.waiting_for().iter().map(|u| u.to_string()).collect(),
             stage_since: messages::rfc3339(t.stage_since, self.cfg.train.timezone),
             url: self.ctx().run_url(t.id),
+            held: self.door_hold.as_ref().map(|h| h.to_string()),
         });
+        let tz = self.cfg.train.timezone;
+        let now = self.now();
+        let locks = self
+            .locks
+            .iter()
+            .filter(|l| l.holds(now))
+            .map(|l| LockView {
+                env: l.env.clone(),
+                by: l.by.to_string(),
+                reason: l.reason.clone(),
+                since: messages::rfc3339(l.since, tz),
+                until: l.until.map(|u| messages::rfc3339(u, tz)),
+            })
+            .collect();
+        let gate = match self.departure_decision()? {
+            crate::domain::departure::Decision::Depart(sha) => {
+                let v = self.clock_verdict(&sha)?;
+                GateView {
+                    departure: v.word().into(),
+                    rule: v.hold().map(|h| h.rule.name().to_string()),
+                    detail: v.hold().map(|h| h.detail.clone()),
+                }
+            }
+            crate::domain::departure::Decision::Skip(skip) => GateView {
+                departure: "none".into(),
+                rule: None,
+                detail: Some(match skip {
+                    crate::domain::departure::Skip::Running(id) => {
+                        format!("train {id} is running")
+                    }
+                    crate::domain::departure::Skip::NothingAllocated => {
+                        "no SHA allocated yet".into()
+                    }
+                    crate::domain::departure::Skip::NothingNew => {
+                        "nothing new since production".into()
+                    }
+                }),
+            },
+        };
         Ok(Snapshot {
             train,
             production_sha: self.store.production()?.map(|p| p.sha.to_string()),
@@ -121,6 +186,8 @@ impl Engine {
                     .to_string(),
                 })
                 .collect(),
+            locks,
+            gate,
             ready: true,
         })
     }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::chat::{Message, Run};
 use crate::domain::approval;
-use crate::domain::departure::{self, Decision, Facts, Skip, Trigger};
+use crate::domain::departure::{self, Decision, Facts, Skip};
+use crate::domain::gate::{Rejected, Road, Verdict};
 use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
@@ -12,11 +13,12 @@ use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage,
 use crate::store::{Production, StoreError};
 
 use super::Engine;
+use super::gate::Ask;
 use super::publish::Publish;
 
 impl Engine {
-    /// The facts a departure depends on, read from the store.
-    fn departure_decision(&self, trigger: Trigger) -> anyhow::Result<Decision> {
+    /// What a departure would carry now, read from the store.
+    pub(super) fn departure_decision(&self) -> anyhow::Result<Decision> {
         let head = self.store.head()?;
         let production = self.store.production()?;
         let head_is_new = match (&head, &production) {
@@ -27,52 +29,59 @@ impl Engine {
                 None => h.sha != p.sha,
             },
         };
-        let head_sha = head.as_ref().map(|h| &h.sha);
-        let last = match head_sha {
-            Some(sha) => self.store.last_train_for(sha)?,
-            None => None,
-        };
         let facts = Facts {
-            frozen: self.store.freeze()?.is_some(),
             running: self.train.as_ref().map(|t| t.id),
-            head: head_sha,
+            head: head.as_ref().map(|h| &h.sha),
             head_is_new,
-            head_last_train: last.as_ref().and_then(|t| t.outcome().map(|o| (t.id, o))),
         };
-        Ok(departure::decide(trigger, &facts))
+        Ok(departure::decide(&facts))
+    }
+
+    /// The last train that carried `sha` as its head, when it turned it
+    /// down: vetoed, failed, expired, cancelled or rolled back.
+    pub(super) fn rejection_of(
+        &self,
+        sha: &Sha,
+    ) -> anyhow::Result<Option<(TrainId, &'static str)>> {
+        Ok(self.store.last_train_for(sha)?.and_then(|t| {
+            if t.rolled_back {
+                return Some((t.id, "rolled back"));
+            }
+            let o = t.outcome()?;
+            o.rejects_sha().then(|| (t.id, o.word()))
+        }))
+    }
+
+    /// The clock's departure, through the gate (SPEC §11).
+    pub(super) fn clock_verdict(&self, sha: &Sha) -> anyhow::Result<Verdict> {
+        let rejected = self.rejection_of(sha)?;
+        let st = self.gate_state()?;
+        let ask = Ask {
+            rejected: rejected.map(|(train, how)| Rejected { sha, train, how }),
+            ..Ask::default()
+        };
+        Ok(self.ask_gate(&Road::Clock, &st, ask))
     }
 
     pub(super) async fn scheduled_departure(&mut self) -> anyhow::Result<()> {
-        match self.departure_decision(Trigger::Schedule)? {
-            Decision::Depart(sha) => self
-                .depart(sha, Kind::Scheduled, Route::Full)
-                .await
-                .map(drop),
+        match self.departure_decision()? {
+            Decision::Depart(sha) => match self.clock_verdict(&sha)? {
+                Verdict::Go { .. } => self
+                    .depart(sha, Kind::Scheduled, Route::Full)
+                    .await
+                    .map(drop),
+                Verdict::Wait(hold) | Verdict::No(hold) => {
+                    tracing::info!(%hold, "Scheduled departure held.");
+                    let what = format!("the scheduled train with {} does not leave", sha.short());
+                    self.say_hold_once(None, &what, &hold).await
+                }
+            },
             Decision::Skip(skip) => {
                 tracing::info!(?skip, "Scheduled departure skipped.");
-                let notice = match &skip {
-                    Skip::Running(id) => {
-                        Some((format!("running:{}", id.0), messages::skipped_running(*id)))
-                    }
-                    Skip::Rejected {
-                        sha,
-                        train,
-                        outcome,
-                    } => Some((
-                        format!("rejected:{sha}"),
-                        messages::skipped_rejected(
-                            sha,
-                            *train,
-                            outcome,
-                            &self.cfg.bot.command_prefix,
-                        ),
-                    )),
-                    Skip::Frozen | Skip::NothingAllocated | Skip::NothingNew => None,
-                };
-                if let Some((key, text)) = notice
-                    && self.store.first_notice(&key)?
+                if let Skip::Running(id) = skip
+                    && self.store.first_notice(&format!("running:{}", id.0))?
                 {
-                    self.say(None, text).await;
+                    self.say(None, messages::skipped_running(id)).await;
                 }
                 Ok(())
             }
@@ -84,23 +93,24 @@ impl Engine {
         &mut self,
         by: &ChatUser,
     ) -> anyhow::Result<Result<(), Refusal>> {
-        match self.departure_decision(Trigger::Manual)? {
+        match self.departure_decision()? {
             Decision::Depart(sha) => {
+                let st = self.gate_state()?;
+                let ask = Ask {
+                    actor: Some(by),
+                    ..Ask::default()
+                };
+                if let Some(hold) = self.ask_gate(&Road::Depart, &st, ask).hold() {
+                    return Ok(Err(Refusal::Held(hold.clone())));
+                }
                 self.depart(sha, Kind::Departed { by: by.clone() }, Route::Full)
                     .await?;
                 Ok(Ok(()))
             }
             Decision::Skip(skip) => Ok(Err(match skip {
-                Skip::Frozen => {
-                    let f = self.store.freeze()?.expect("frozen");
-                    Refusal::Frozen {
-                        by: f.by,
-                        reason: f.reason,
-                    }
-                }
                 Skip::Running(id) => Refusal::TrainRunning(id),
                 Skip::NothingAllocated => Refusal::NothingAllocated,
-                Skip::NothingNew | Skip::Rejected { .. } => {
+                Skip::NothingNew => {
                     let prod = self
                         .store
                         .production()?
@@ -121,11 +131,28 @@ impl Engine {
         kind: Kind,
         route: Route,
     ) -> anyhow::Result<bool> {
+        self.depart_overriding(sha, kind, route, None).await
+    }
+
+    /// `depart`, recording a rule the departure overrode (`!force` outside
+    /// the deploy windows).
+    pub(super) async fn depart_overriding(
+        &mut self,
+        sha: Sha,
+        kind: Kind,
+        route: Route,
+        overrides: Option<crate::domain::gate::Rule>,
+    ) -> anyhow::Result<bool> {
         let base = match self.store.production()? {
             Some(p) => Some(p.sha),
             None => self.store.first_base()?,
         };
-        let commits = match self.ports.forge.commits(base.as_ref(), &sha).await {
+        // A `!deploy` asks nobody: its commits are not listed.
+        let listed = match kind {
+            Kind::Deploy { .. } => Ok(Vec::new()),
+            _ => self.ports.forge.commits(base.as_ref(), &sha).await,
+        };
+        let commits = match listed {
             Ok(c) => c,
             Err(error) => {
                 tracing::warn!(%error, "Cannot list the train's commits.");
@@ -169,7 +196,8 @@ impl Engine {
             route,
         };
         let now = self.now();
-        let (train, effects) = Train::depart(new, &self.plan, now);
+        let (mut train, effects) = Train::depart(new, &self.plan, now);
+        train.overrode = overrides.map(|r| r.name().to_string());
         self.store.save_train(&train)?;
         tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
         let text = messages::departure_message(&self.ctx(), &train);
@@ -268,6 +296,8 @@ impl Engine {
                     self.say(Some(id), text).await;
                 }
                 Effect::Ended(outcome) => self.ended(outcome).await?,
+                // The gate is asked after the input (`check_door`).
+                Effect::AtDoor(_) => {}
             }
         }
         self.show_status().await;
@@ -279,7 +309,10 @@ impl Engine {
         let Some(train) = self.train.as_ref() else {
             return;
         };
-        let text = messages::status_line(&self.ctx(), train, self.now());
+        let mut text = messages::status_line(&self.ctx(), train, self.now());
+        if let (Some(h), Some(_)) = (&self.door_hold, train.waiting_at()) {
+            text.push_str(&format!(" — {}", h.detail));
+        }
         self.send_status(train.id, text).await;
     }
 

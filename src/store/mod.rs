@@ -3,6 +3,7 @@
 
 mod builds;
 mod codec;
+mod locks;
 mod queries;
 mod records;
 mod seen;

@@ -36,6 +36,19 @@ impl Store {
             .transpose()
     }
 
+    /// The allocation whose SHA starts with `prefix` (the first, when
+    /// several do), by a range scan of the SHA index.
+    pub fn allocation_by_prefix(&self, prefix: &str) -> Result<Option<Allocation>> {
+        let Some(entry) = self.alloc_by_sha.scan_prefix(prefix).next() else {
+            return Ok(None);
+        };
+        let (_, seq) = entry?;
+        self.allocations
+            .get(be(from_be(&seq)))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
     /// How many production deploys the history holds.
     pub fn deploys_len(&self) -> usize {
         self.deploys.len()

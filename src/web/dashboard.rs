@@ -129,6 +129,7 @@ pub fn kind_label(kind: &Kind) -> String {
         Kind::ForcedSha { by } => format!("forced by {by}"),
         Kind::Rollback { by } => format!("rollback by {by}"),
         Kind::Tag { name, pushed_by } => format!("tag {name} by {pushed_by}"),
+        Kind::Deploy { by, git_ref, env } => format!("{git_ref} to {env} by {by}"),
     }
 }
 

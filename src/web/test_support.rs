@@ -153,6 +153,7 @@ impl Fixture {
                 waiting_for: vec!["bob".into()],
                 stage_since: t.stage_since.to_rfc3339(),
                 url: "http://127.0.0.1:8080/runs/train-4".into(),
+                held: None,
             }),
             production_sha: Some(sha(2).to_string()),
             waiting: vec![sha(5).to_string()],
@@ -164,6 +165,14 @@ impl Fixture {
                 pushed_by: "Mallory <b>".into(),
                 to: "production".into(),
             }],
+            locks: vec![crate::engine::LockView {
+                env: "staging".into(),
+                by: "bob".into(),
+                reason: "db <migration>".into(),
+                since: at(300).to_rfc3339(),
+                until: None,
+            }],
+            gate: Default::default(),
             ready: true,
         };
         self.snapshots.send_replace(Arc::new(snap));

@@ -1,0 +1,380 @@
+//! Commands of the gate (SPEC §11): `!deploy`, `!lock`, `!unlock`,
+//! `!locks`, `!why`, `!next`.
+
+use crate::domain::command::TrainOrSha;
+use crate::domain::gate::{PRODUCTION, Road, Verdict};
+use crate::domain::ids::{BranchName, Sha, ShaPrefix, TrainId};
+use crate::domain::lock::Lock;
+use crate::domain::messages;
+use crate::domain::refusal::Refusal;
+use crate::domain::train::{Actor, Kind, Route, Stage};
+use crate::forge::ForgeError;
+
+use super::Engine;
+use super::gate::Ask;
+
+impl Engine {
+    fn env_known(&self, env: &str) -> Result<Option<usize>, Refusal> {
+        if env == PRODUCTION {
+            return Ok(None);
+        }
+        match self.plan.envs.iter().position(|e| e.name == env) {
+            Some(i) => Ok(Some(i)),
+            None => {
+                let mut all: Vec<&str> = self.plan.envs.iter().map(|e| e.name.as_str()).collect();
+                all.push(PRODUCTION);
+                Err(Refusal::Forge(format!(
+                    "no environment {env}; there are {}",
+                    all.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// A branch, tag or SHA, as the forge knows it now.
+    async fn resolve_ref(&self, git_ref: &str) -> Result<Sha, Refusal> {
+        let forge = &self.ports.forge;
+        let refused = |e: ForgeError| Refusal::Forge(e.to_string());
+        if let Ok(branch) = git_ref.parse::<BranchName>()
+            && let Some(sha) = forge.branch_head(&branch).await.map_err(refused)?
+        {
+            return Ok(sha);
+        }
+        if let Some(tag) = forge
+            .tags()
+            .await
+            .map_err(refused)?
+            .into_iter()
+            .find(|t| t.name == git_ref)
+        {
+            return Ok(tag.sha);
+        }
+        if let Ok(prefix) = git_ref.parse::<ShaPrefix>() {
+            return forge.resolve_on_main(&prefix).await.map_err(refused);
+        }
+        Err(Refusal::Forge(format!(
+            "no branch, tag or SHA {}",
+            messages::one_line(git_ref, 40)
+        )))
+    }
+
+    /// `!deploy <ref> to <env>`: one environment's steps, numbered like a
+    /// train, one at a time with trains.
+    pub(super) async fn deploy(
+        &mut self,
+        actor: &Actor,
+        git_ref: &str,
+        env: &str,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let index = match self.env_known(env) {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        if let Some(t) = &self.train {
+            return Ok(Err(Refusal::TrainRunning(t.id)));
+        }
+        let sha = match self.resolve_ref(git_ref).await {
+            Ok(sha) => sha,
+            Err(r) => return Ok(Err(r)),
+        };
+        let on_main = match index {
+            Some(_) => true,
+            None => match self.ports.forge.resolve_on_main(&sha.as_prefix()).await {
+                Ok(_) => true,
+                Err(ForgeError::NotOnMain(_)) => false,
+                Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
+            },
+        };
+        let st = self.gate_state()?;
+        let ask = Ask {
+            actor: Some(&actor.user),
+            on_main: Some((sha.short(), on_main)),
+            ..Ask::default()
+        };
+        // A lower environment that is locked: the run departs and waits at
+        // its door, where the gate says so.
+        if let Verdict::No(h) = self.ask_gate(&Road::Deploy { env }, &st, ask) {
+            return Ok(Err(Refusal::Held(h)));
+        }
+        let kind = Kind::Deploy {
+            by: actor.user.clone(),
+            git_ref: git_ref.to_string(),
+            env: env.to_string(),
+        };
+        let route = match index {
+            Some(i) => Route::Env(i),
+            None => Route::ProductionOnly,
+        };
+        self.depart(sha, kind, route).await?;
+        Ok(Ok(()))
+    }
+
+    pub(super) async fn lock(
+        &mut self,
+        actor: &Actor,
+        env: &str,
+        for_: Option<std::time::Duration>,
+        reason: &str,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if let Err(r) = self.env_known(env) {
+            return Ok(Err(r));
+        }
+        if env == PRODUCTION && !actor.ops {
+            return Ok(Err(Refusal::NotOps {
+                command: "lock production",
+            }));
+        }
+        let now = self.now();
+        if let Some(l) = self.locks.iter().find(|l| l.env == env && l.holds(now)) {
+            return Ok(Err(Refusal::Forge(format!(
+                "{env} is already locked by {} ({})",
+                l.by, l.reason
+            ))));
+        }
+        let until = for_.and_then(|d| chrono::TimeDelta::from_std(d).ok().map(|d| now + d));
+        let lock = Lock {
+            env: env.to_string(),
+            by: actor.user.clone(),
+            reason: reason.to_string(),
+            since: now,
+            until,
+        };
+        self.store.set_lock(&lock)?;
+        self.locks.retain(|l| l.env != env);
+        self.locks.push(lock);
+        let until = until
+            .map(|u| format!(" until {}", self.ctx().time(u)))
+            .unwrap_or_default();
+        self.say(
+            None,
+            format!("🔒 {env} locked by {}{until}: {reason}", actor.user),
+        )
+        .await;
+        Ok(Ok(()))
+    }
+
+    pub(super) async fn unlock(
+        &mut self,
+        actor: &Actor,
+        env: &str,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let now = self.now();
+        let Some(lock) = self
+            .locks
+            .iter()
+            .find(|l| l.env == env && l.holds(now))
+            .cloned()
+        else {
+            return Ok(Err(Refusal::Forge(format!("{env} is not locked"))));
+        };
+        if lock.by != actor.user && !actor.ops {
+            return Ok(Err(Refusal::Forge(format!(
+                "only {} (who locked {env}) or ops can !unlock it",
+                lock.by
+            ))));
+        }
+        if env == PRODUCTION
+            && let Some(role) = &self.cfg.production_role
+            && !role.iter().any(|u| u == actor.user.as_str())
+        {
+            let st = self.gate_state()?;
+            let ask = Ask {
+                actor: Some(&actor.user),
+                ..Ask::default()
+            };
+            // The gate's *who* rule words the refusal.
+            if let Some(h) = self
+                .ask_gate(&Road::Rollback { sha_given: false }, &st, ask)
+                .hold()
+            {
+                return Ok(Err(Refusal::Held(h.clone())));
+            }
+        }
+        self.store.remove_lock(env)?;
+        self.locks.retain(|l| l.env != env);
+        self.say(None, format!("🔓 {env} unlocked by {}", actor.user))
+            .await;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn locks_text(&self) -> String {
+        let now = self.now();
+        let ctx = self.ctx();
+        let live: Vec<&Lock> = self.locks.iter().filter(|l| l.holds(now)).collect();
+        if live.is_empty() {
+            return "no environment is locked".into();
+        }
+        let mut out = String::from("locks:");
+        for l in live {
+            let until = l
+                .until
+                .map(|u| format!(", until {}", ctx.time(u)))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\n🔒 {} by {}: {} (since {}{until})",
+                l.env,
+                l.by,
+                l.reason,
+                messages::ago(l.since, now)
+            ));
+        }
+        out
+    }
+
+    /// `!why`: why the next departure will or will not go.
+    pub(super) fn why_departure(&self) -> anyhow::Result<String> {
+        use crate::domain::departure::{Decision, Skip};
+        let when = match self.next_departure {
+            Some(at) => format!(
+                "the next departure ({}, {})",
+                self.ctx().time(at),
+                messages::in_time(at, self.now())
+            ),
+            None => "no departure is scheduled; a departure".into(),
+        };
+        Ok(match self.departure_decision()? {
+            Decision::Skip(Skip::Running(id)) => {
+                format!("{when} will not go: train {id} is running")
+            }
+            Decision::Skip(Skip::NothingAllocated) => {
+                format!("{when} will not go: no SHA allocated yet")
+            }
+            Decision::Skip(Skip::NothingNew) => {
+                format!("{when} will not go: nothing new since production")
+            }
+            Decision::Depart(sha) => match self.clock_verdict(&sha)? {
+                Verdict::Go { .. } => format!("{when} will go with {}", sha.short()),
+                Verdict::Wait(h) | Verdict::No(h) => {
+                    format!("{when} will not go with {}: {h}", sha.short())
+                }
+            },
+        })
+    }
+
+    /// `!why <train>`: where a train is and why.
+    fn why_train(&self, id: TrainId) -> anyhow::Result<String> {
+        let train = match &self.train {
+            Some(t) if t.id == id => t.clone(),
+            _ => match self.store.train(id)? {
+                Some(t) => t,
+                None => return Ok(format!("no train {id}")),
+            },
+        };
+        let stage = messages::stage_label(&self.plan, &train.stage);
+        let mut out = format!("train {id} ({}) is {stage}", train.sha.short());
+        if let (Some(h), true) = (&self.door_hold, train.waiting_at().is_some()) {
+            out.push_str(&format!(": {h}"));
+        }
+        if let Stage::AwaitingApproval { .. } = train.stage {
+            let waiting: Vec<&str> = train.waiting_for().iter().map(|u| u.as_str()).collect();
+            out.push_str(&format!(": waiting for {}", waiting.join(", ")));
+        }
+        if train.rolled_back {
+            out.push_str(" (rolled back since)");
+        }
+        Ok(out)
+    }
+
+    /// `!why <sha>`: where a SHA is: production, a train, waiting, rejected.
+    async fn why_sha(&self, prefix: &ShaPrefix) -> anyhow::Result<String> {
+        let p = prefix.as_str();
+        if let Some(prod) = self.store.production()?
+            && prod.sha.as_str().starts_with(p)
+        {
+            return Ok(format!(
+                "{} is in production since {} (train {})",
+                prod.sha.short(),
+                messages::ago(prod.since, self.now()),
+                prod.train
+            ));
+        }
+        if let Some(t) = &self.train
+            && (t.sha.as_str().starts_with(p)
+                || t.commits.iter().any(|c| c.sha.as_str().starts_with(p)))
+        {
+            return self.why_train(t.id);
+        }
+        let Some(alloc) = self.store.allocation_by_prefix(p)? else {
+            return Ok(format!("{p} is not a SHA allocated from main"));
+        };
+        let sha = alloc.sha;
+        if let Some((id, how)) = self.rejection_of(&sha)? {
+            return Ok(format!(
+                "{} was rejected by train {id} ({how})",
+                sha.short()
+            ));
+        }
+        let waiting = self.waiting_shas(usize::MAX)?;
+        if waiting.contains(&sha) {
+            return Ok(format!(
+                "{} waits for a train; {}",
+                sha.short(),
+                self.why_departure()?
+            ));
+        }
+        Ok(format!("{} is older than production", sha.short()))
+    }
+
+    pub(super) async fn why(&self, what: Option<&TrainOrSha>) -> anyhow::Result<String> {
+        let mut text = match what {
+            None => self.why_departure()?,
+            Some(TrainOrSha::Train(id)) => self.why_train(*id)?,
+            Some(TrainOrSha::Sha(p)) => self.why_sha(p).await?,
+        };
+        if what.is_none()
+            && let Some((what, hold)) = &self.last_hold
+        {
+            text.push_str(&format!("\nlast held: {what}: {hold}"));
+        }
+        Ok(text)
+    }
+
+    /// `!next`: what the next train would carry and whether it may go.
+    pub(super) async fn next_text(&self) -> anyhow::Result<String> {
+        use crate::domain::departure::Decision;
+        let Decision::Depart(sha) = self.departure_decision()? else {
+            return self.why_departure();
+        };
+        let base = match self.store.production()? {
+            Some(p) => Some(p.sha),
+            None => self.store.first_base()?,
+        };
+        let commits = match self.ports.forge.commits(base.as_ref(), &sha).await {
+            Ok(c) => c,
+            Err(e) => return Ok(format!("cannot list commits for {}: {e}", sha.short())),
+        };
+        let ids = self.identities();
+        let mut asks: Vec<String> = Vec::new();
+        for c in &commits {
+            let who = ids
+                .resolve(&c.author_email, c.author_login.as_deref())
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| c.author_name.clone());
+            if !asks.contains(&who) {
+                asks.push(who);
+            }
+        }
+        let mut out = format!(
+            "the next train would carry {} ({} commit{}) and ask {}",
+            sha.short(),
+            commits.len(),
+            if commits.len() == 1 { "" } else { "s" },
+            if asks.is_empty() {
+                "nobody".to_string()
+            } else {
+                asks.join(", ")
+            }
+        );
+        for c in commits.iter().rev().take(10) {
+            out.push_str(&format!(
+                "\n{} {} — {}",
+                c.sha.short(),
+                messages::one_line(&c.subject, 72),
+                c.author_name
+            ));
+        }
+        out.push('\n');
+        out.push_str(&self.why_departure()?);
+        Ok(out)
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::chat::{Message, Run};
-use crate::domain::approval;
+use crate::domain::approval::{self, RevertClaim};
 use crate::domain::departure::{self, Decision, Facts, Skip, Trigger};
 use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
@@ -137,7 +137,8 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let reverted = approval::reverted_shas(&commits);
+        let claims = approval::revert_claims(&commits);
+        let reverted = approval::reverted(&self.verified_reverts(claims).await);
         // SPEC §3 rule 2: emails `[people]` does not know, asked of the chat.
         let mut looked_up = BTreeMap::new();
         for c in &commits {
@@ -164,6 +165,7 @@ impl Engine {
             sha,
             base,
             commits,
+            reverted,
             authors,
             kind,
             route,
@@ -180,6 +182,35 @@ impl Engine {
         self.say(Some(id), text).await;
         self.apply(effects).await?;
         Ok(true)
+    }
+
+    /// The revert claims the forge confirms (SPEC §11): a message alone does
+    /// not spare an author. A check the forge cannot make leaves the claim
+    /// unverified, so the author is asked; it never holds the train back.
+    async fn verified_reverts(&self, claims: Vec<RevertClaim>) -> Vec<RevertClaim> {
+        let mut verified = Vec::with_capacity(claims.len());
+        for claim in claims {
+            match self
+                .ports
+                .forge
+                .reverts(&claim.reverting, &claim.reverted)
+                .await
+            {
+                Ok(true) => verified.push(claim),
+                Ok(false) => tracing::info!(
+                    reverting = %claim.reverting,
+                    reverted = %claim.reverted,
+                    "Revert claim not verified: the change is not the inverse; the author is asked."
+                ),
+                Err(error) => tracing::warn!(
+                    reverting = %claim.reverting,
+                    reverted = %claim.reverted,
+                    %error,
+                    "Cannot verify a revert; its author is asked."
+                ),
+            }
+        }
+        verified
     }
 
     /// Feeds an input to the current train: persist, then act.

@@ -9,6 +9,7 @@ use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
+use crate::forge::Forge;
 use crate::store::{Production, StoreError};
 
 use super::Engine;
@@ -138,7 +139,7 @@ impl Engine {
             }
         };
         let claims = approval::revert_claims(&commits);
-        let reverted = approval::reverted(&self.verified_reverts(claims).await);
+        let reverted = approval::reverted(&verified_reverts(&*self.ports.forge, claims).await);
         // SPEC §3 rule 2: emails `[people]` does not know, asked of the chat.
         let mut looked_up = BTreeMap::new();
         for c in &commits {
@@ -182,35 +183,6 @@ impl Engine {
         self.say(Some(id), text).await;
         self.apply(effects).await?;
         Ok(true)
-    }
-
-    /// The revert claims the forge confirms (SPEC §11): a message alone does
-    /// not spare an author. A check the forge cannot make leaves the claim
-    /// unverified, so the author is asked; it never holds the train back.
-    async fn verified_reverts(&self, claims: Vec<RevertClaim>) -> Vec<RevertClaim> {
-        let mut verified = Vec::with_capacity(claims.len());
-        for claim in claims {
-            match self
-                .ports
-                .forge
-                .reverts(&claim.reverting, &claim.reverted)
-                .await
-            {
-                Ok(true) => verified.push(claim),
-                Ok(false) => tracing::info!(
-                    reverting = %claim.reverting,
-                    reverted = %claim.reverted,
-                    "Revert claim not verified: the change is not the inverse; the author is asked."
-                ),
-                Err(error) => tracing::warn!(
-                    reverting = %claim.reverting,
-                    reverted = %claim.reverted,
-                    %error,
-                    "Cannot verify a revert; its author is asked."
-                ),
-            }
-        }
-        verified
     }
 
     /// Feeds an input to the current train: persist, then act.
@@ -385,6 +357,34 @@ impl Engine {
         self.say(Some(train.id), text).await;
         Ok(())
     }
+}
+
+/// The revert claims the forge confirms (SPEC §11): a message alone does not
+/// spare an author. A check the forge cannot make leaves the claim
+/// unverified, so the author is asked; it never holds the train back.
+pub(super) async fn verified_reverts(
+    forge: &dyn Forge,
+    claims: Vec<RevertClaim>,
+) -> Vec<RevertClaim> {
+    let mut verified = Vec::with_capacity(claims.len());
+    for claim in claims {
+        let (reverting, reverted) = (&claim.reverting, &claim.reverted);
+        match forge.reverts(reverting, reverted).await {
+            Ok(true) => verified.push(claim),
+            Ok(false) => tracing::info!(
+                %reverting,
+                %reverted,
+                "Not a revert of that commit (the change is not its inverse); its author is asked."
+            ),
+            Err(error) => tracing::warn!(
+                %reverting,
+                %reverted,
+                %error,
+                "Cannot verify a revert; its author is asked."
+            ),
+        }
+    }
+    verified
 }
 
 /// Who approved so far, and whether the buttons still make sense.

@@ -36,6 +36,7 @@ fn filled_store(dir: &std::path::Path, trains: u64) -> Store {
             sha: sha(n),
             base: None,
             commits: Vec::new(),
+            reverted: Vec::new(),
             authors: Vec::new(),
             kind: Kind::Scheduled,
             route: Route::Full,

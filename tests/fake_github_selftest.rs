@@ -119,6 +119,48 @@ fn refs_resolve_by_prefix_branch_and_tag() {
 }
 
 #[test]
+fn a_commit_lists_its_files_with_their_patches_page_by_page() {
+    let fake = start();
+    let files = vec![
+        fake_github::ChangedFile::modified("a.rs", &["old"], &["new", "newer"]),
+        fake_github::ChangedFile {
+            filename: "logo.png".into(),
+            status: "modified".into(),
+            patch: None,
+        },
+    ];
+    let sha = fake.commit_with_files("main", "Bob", "bob@example.com", None, "Edit", files);
+
+    let commit = get(&fake, &format!("/repos/acme/web/commits/{sha}")).json();
+    assert_eq!(commit["sha"], sha.as_str());
+    assert_eq!(
+        commit["stats"],
+        json!({"additions": 2, "deletions": 1, "total": 3})
+    );
+    let a = &commit["files"][0];
+    assert_eq!(
+        (
+            &a["filename"],
+            &a["status"],
+            &a["additions"],
+            &a["deletions"]
+        ),
+        (&json!("a.rs"), &json!("modified"), &json!(2), &json!(1))
+    );
+    assert_eq!(a["patch"], "@@ -1,2 +1,3 @@\n context\n-old\n+new\n+newer");
+    // GitHub leaves the patch out for a binary file.
+    assert_eq!(commit["files"][1]["filename"], "logo.png");
+    assert!(commit["files"][1].get("patch").is_none());
+
+    let page = |n: u32| {
+        let route = format!("/repos/acme/web/commits/{sha}?per_page=1&page={n}");
+        get(&fake, &route).json()["files"].clone()
+    };
+    assert_eq!(page(2)[0]["filename"], "logo.png");
+    assert_eq!(page(3), json!([]));
+}
+
+#[test]
 fn unknown_branch_and_repo_are_404() {
     let fake = start();
     let reply = get(&fake, "/repos/acme/web/branches/nope");

@@ -220,35 +220,53 @@ fn rollback_redeploys_the_previous_production_sha() {
     bot.stop();
 }
 
+/// SPEC §11 "verified revert": only a commit that undoes exactly another's
+/// change spares that author; a message that merely claims it does not.
 #[test]
-fn a_reverted_commit_is_shown_and_its_author_not_asked() {
+fn a_true_revert_spares_its_author_and_a_mere_claim_does_not() {
     let sandbox = Sandbox::new();
     let mut bot = Bot::spawn(&sandbox.write_config(&BotConfig::default()));
     bot.expect_allocated(&sandbox.repo.head());
-    let flaky = sandbox.repo.commit("carol", "Add a flaky cache");
-    sandbox.repo.commit("bob", "Make the widget blue");
-    let head = sandbox.repo.revert("alice", &flaky);
+    let repo = &sandbox.repo;
+    let flaky = repo.commit_file("carol", "Add a flaky cache", "cache.txt", "flaky\n");
+    let slow = repo.commit_file("dave", "Add a slow query", "query.txt", "slow\n");
+    repo.commit("bob", "Make the widget blue");
+    // Says it reverts carol's cache, but touches something else.
+    repo.claim_revert("bob", &flaky, "notes.txt");
+    let head = repo.revert("alice", &slow);
     bot.expect_allocated(&head);
 
     bot.ask("!depart", "🚂 train #1 departs (sent by local)");
-    bot.expect(&format!(
-        "{} Add a flaky cache (reverted) — Carol (@carol)",
-        short(&flaky)
-    ));
+    let shown = [
+        format!("{} Add a flaky cache — Carol (@carol)", short(&flaky)),
+        format!(
+            "{} Add a slow query (reverted) — Dave (@dave)",
+            short(&slow)
+        ),
+    ];
+    bot.expect_each(&[&shown[0], &shown[1]]);
     bot.expect("🙋 train #1");
-    bot.expect("Carol <carol@example.com>: not asked: their commits were reverted");
+    bot.expect_each(&[
+        "Carol <carol@example.com>: type `@carol !good`",
+        "Dave <dave@example.com>: not asked: their commits were reverted",
+    ]);
     bot.ask(
-        "@carol !good",
-        "@carol: only the authors of train #1 can approve it: alice, bob",
+        "@dave !good",
+        "@dave: only the authors of train #1 can approve it: alice, carol, bob",
     );
     bot.ask(
         "@alice !good",
-        "👍 alice approved train #1 (1/2; waiting for bob)",
+        "👍 alice approved train #1 (1/3; waiting for carol, bob)",
     );
-    bot.ask("@bob !good", "👍 bob approved train #1 (2/2)");
+    bot.ask(
+        "@bob !good",
+        "👍 bob approved train #1 (2/3; waiting for carol)",
+    );
+    bot.ask("@carol !good", "👍 carol approved train #1 (3/3)");
     bot.expect(&format!(
         "✅ train #1 deployed {} to production",
         short(&head)
     ));
+    assert!(bot.said("(reverted) — Carol").is_empty());
     bot.stop();
 }

@@ -88,21 +88,54 @@ pub fn authors(
     out
 }
 
-/// Commits of this list reverted by a later commit of the same list
-/// (`This reverts commit <sha>`).
-pub fn reverted_shas(commits: &[Commit]) -> Vec<Sha> {
-    let mut reverted = Vec::new();
+/// A later commit whose message says it reverts an earlier one of the same
+/// list (`This reverts commit <sha>`). Only a claim: the forge must confirm
+/// that `reverting` undoes exactly `reverted`'s change (SPEC §11) before it
+/// counts, since anyone can write that sentence into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevertClaim {
+    pub reverting: Sha,
+    pub reverted: Sha,
+}
+
+/// The revert claims of this list's messages, in the order of the reverting
+/// commits; a claim naming a commit outside the list reverts nothing here.
+pub fn revert_claims(commits: &[Commit]) -> Vec<RevertClaim> {
+    let mut claims = Vec::new();
     for (i, c) in commits.iter().enumerate() {
         for target in reverts_in(&c.message) {
             if let Some(earlier) = commits[..i]
                 .iter()
                 .find(|e| e.sha.as_str().starts_with(&target))
             {
-                reverted.push(earlier.sha.clone());
+                let claim = RevertClaim {
+                    reverting: c.sha.clone(),
+                    reverted: earlier.sha.clone(),
+                };
+                if !claims.contains(&claim) {
+                    claims.push(claim);
+                }
             }
         }
     }
-    reverted
+    claims
+}
+
+/// The commits that stay reverted, given the claims the forge verified (in
+/// the order `revert_claims` gave them). A revert that is itself reverted
+/// later ("Reapply …") undoes nothing, so its target is live again and its
+/// author is asked.
+pub fn reverted(verified: &[RevertClaim]) -> Vec<Sha> {
+    let mut out: Vec<Sha> = Vec::new();
+    // Newest reverting commit first: whether a commit is reverted depends only
+    // on claims made by commits after it, which are then already settled.
+    for claim in verified.iter().rev() {
+        if !out.contains(&claim.reverting) && !out.contains(&claim.reverted) {
+            out.push(claim.reverted.clone());
+        }
+    }
+    out.reverse();
+    out
 }
 
 fn reverts_in(message: &str) -> impl Iterator<Item = String> + '_ {
@@ -168,8 +201,17 @@ mod tests {
         let a = commit(1, "alice@example.com", "add feature");
         let revert = format!("Revert \"add feature\"\n\nThis reverts commit {}.", a.sha);
         let b = commit(2, "bob@example.com", &revert);
-        let commits = vec![a.clone(), b];
-        let reverted = reverted_shas(&commits);
+        let commits = vec![a.clone(), b.clone()];
+        let claims = revert_claims(&commits);
+        assert_eq!(
+            claims,
+            vec![RevertClaim {
+                reverting: b.sha.clone(),
+                reverted: a.sha.clone(),
+            }]
+        );
+        // The forge confirmed the claim.
+        let reverted = reverted(&claims);
         assert_eq!(reverted, vec![a.sha.clone()]);
         let people = BTreeMap::new();
         let ids = Identities {
@@ -194,7 +236,7 @@ mod tests {
             &format!("This reverts commit {}.", a1.sha),
         );
         let commits = vec![a1, a2, r];
-        let reverted = reverted_shas(&commits);
+        let reverted = reverted(&revert_claims(&commits));
         let authors = authors(&commits, &reverted, |_| Some(ChatUser::new("x")));
         assert_eq!(authors.len(), 2);
         assert!(authors[0].can_approve());
@@ -207,6 +249,35 @@ mod tests {
             "bob@example.com",
             &format!("This reverts commit {}.", "f".repeat(40)),
         );
-        assert!(reverted_shas(&[r]).is_empty());
+        assert!(revert_claims(&[r]).is_empty());
+    }
+
+    #[test]
+    fn an_unverified_claim_leaves_the_author_asked() {
+        let a = commit(1, "alice@example.com", "add feature");
+        let fake = format!("Tidy up\n\nThis reverts commit {}.", a.sha);
+        let b = commit(2, "bob@example.com", &fake);
+        let commits = vec![a, b];
+        assert_eq!(revert_claims(&commits).len(), 1);
+        // The forge found that the change is not the inverse: nothing verified.
+        let reverted = reverted(&[]);
+        let authors = authors(&commits, &reverted, |_| Some(ChatUser::new("x")));
+        assert!(authors.iter().all(Author::can_approve), "{authors:?}");
+    }
+
+    #[test]
+    fn a_reverted_revert_makes_its_target_live_again() {
+        let claim = |reverting: u8, reverted: u8| RevertClaim {
+            reverting: commit(reverting, "x@example.com", "").sha,
+            reverted: commit(reverted, "x@example.com", "").sha,
+        };
+        let sha = |n: u8| commit(n, "x@example.com", "").sha;
+        // 2 reverts 1, 3 reapplies 1 by reverting 2.
+        assert_eq!(reverted(&[claim(2, 1), claim(3, 2)]), vec![sha(2)]);
+        // ... and 4 reverts 3 again: 1 is reverted in the end.
+        assert_eq!(
+            reverted(&[claim(2, 1), claim(3, 2), claim(4, 3)]),
+            vec![sha(1), sha(3)]
+        );
     }
 }

@@ -195,7 +195,7 @@ pub struct Train {
     /// What production ran when the train left (None: nothing yet).
     pub base: Option<Sha>,
     pub commits: Vec<Commit>,
-    /// Commits reverted by a later commit of this train.
+    /// Commits a later commit of this train verifiably reverts (SPEC §11).
     pub reverted: Vec<Sha>,
     pub authors: Vec<Author>,
     pub kind: Kind,
@@ -279,6 +279,9 @@ pub struct NewTrain {
     pub sha: Sha,
     pub base: Option<Sha>,
     pub commits: Vec<Commit>,
+    /// Commits of `commits` that a later one verifiably reverts
+    /// (`approval::reverted` of the claims the forge confirmed).
+    pub reverted: Vec<Sha>,
     pub authors: Vec<Author>,
     pub kind: Kind,
     pub route: Route,
@@ -288,7 +291,6 @@ impl Train {
     /// A train leaves: its first step starts (or approval, when there are no
     /// lower steps).
     pub fn depart(new: NewTrain, plan: &Plan, now: Ts) -> (Train, Vec<Effect>) {
-        let reverted = super::approval::reverted_shas(&new.commits);
         let forced_by = match &new.kind {
             Kind::ForcedSha { by } | Kind::Rollback { by } => Some(by.clone()),
             Kind::Deploy { by, .. } if new.route == Route::ProductionOnly => Some(by.clone()),
@@ -299,7 +301,7 @@ impl Train {
             sha: new.sha,
             base: new.base,
             commits: new.commits,
-            reverted,
+            reverted: new.reverted,
             authors: new.authors,
             kind: new.kind,
             route: new.route,

@@ -79,6 +79,7 @@ fn new_train(route: Route, authors: Vec<Author>) -> NewTrain {
         sha: Sha::new(&"b".repeat(40)).unwrap(),
         base: Some(Sha::new(&"a".repeat(40)).unwrap()),
         commits: Vec::new(),
+        reverted: Vec::new(),
         authors,
         kind: Kind::Scheduled,
         route,

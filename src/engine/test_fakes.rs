@@ -3,7 +3,7 @@
 //! and a runner whose steps take simulated time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -161,6 +161,11 @@ pub struct FakeForge {
     pub fail_commits: AtomicUsize,
     /// Every `commits` call, with the clock time it came at.
     pub commit_calls: Mutex<Vec<Ts>>,
+    /// (reverting, reverted) pairs whose changes are inverse; `reverts`
+    /// answers false for any other pair.
+    pub true_reverts: Mutex<Vec<(Sha, Sha)>>,
+    /// `reverts` fails with `ForgeError::Other` while set.
+    pub fail_reverts: AtomicBool,
     clock: Arc<FakeClock>,
 }
 
@@ -188,6 +193,8 @@ impl FakeForge {
             tags: Mutex::new(Vec::new()),
             fail_commits: AtomicUsize::new(0),
             commit_calls: Mutex::new(Vec::new()),
+            true_reverts: Mutex::new(Vec::new()),
+            fail_reverts: AtomicBool::new(false),
             clock,
         }
     }
@@ -251,6 +258,14 @@ impl Forge for FakeForge {
 
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
         Ok(self.tags.lock().unwrap().clone())
+    }
+
+    async fn reverts(&self, reverting: &Sha, reverted: &Sha) -> Result<bool, ForgeError> {
+        if self.fail_reverts.load(Ordering::SeqCst) {
+            return Err(ForgeError::Other("the forge is down".into()));
+        }
+        let pair = (reverting.clone(), reverted.clone());
+        Ok(self.true_reverts.lock().unwrap().contains(&pair))
     }
 }
 

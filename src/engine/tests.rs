@@ -377,3 +377,26 @@ async fn an_unapproved_train_expires_after_the_approval_timeout() {
     let status = statuses(&said, TrainId(1));
     assert!(status.last().unwrap().1.contains("expired"), "{status:#?}");
 }
+
+#[tokio::test]
+async fn only_revert_claims_the_forge_confirms_count_and_a_failed_check_counts_as_none() {
+    use crate::domain::approval::RevertClaim;
+
+    let forge = FakeForge::new(Arc::new(FakeClock::new(base_time())), HISTORY);
+    let claim = |reverting: usize, reverted: usize| RevertClaim {
+        reverting: sha(reverting),
+        reverted: sha(reverted),
+    };
+    forge.true_reverts.lock().unwrap().push((sha(3), sha(1)));
+    let claims = vec![claim(2, 0), claim(3, 1)];
+
+    let verified = super::trains::verified_reverts(&forge, claims.clone()).await;
+    assert_eq!(verified, vec![claim(3, 1)]);
+    // A forge that cannot tell (down, binary files) spares nobody, and the
+    // departure goes on without it.
+    forge.fail_reverts.store(true, Ordering::SeqCst);
+    assert_eq!(
+        super::trains::verified_reverts(&forge, claims).await,
+        vec![]
+    );
+}

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::chat::{Message, Run};
-use crate::domain::approval;
+use crate::domain::approval::{self, RevertClaim};
 use crate::domain::departure::{self, Decision, Facts, Skip};
 use crate::domain::gate::{Rejected, Road, Verdict};
 use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
+use crate::forge::Forge;
 use crate::store::{Production, StoreError};
 
 use super::Engine;
@@ -164,7 +165,8 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let reverted = approval::reverted_shas(&commits);
+        let claims = approval::revert_claims(&commits);
+        let reverted = approval::reverted(&verified_reverts(&*self.ports.forge, claims).await);
         // SPEC §3 rule 2: emails `[people]` does not know, asked of the chat.
         let mut looked_up = BTreeMap::new();
         for c in &commits {
@@ -191,6 +193,7 @@ impl Engine {
             sha,
             base,
             commits,
+            reverted,
             authors,
             kind,
             route,
@@ -387,6 +390,34 @@ impl Engine {
         self.say(Some(train.id), text).await;
         Ok(())
     }
+}
+
+/// The revert claims the forge confirms (SPEC §11): a message alone does not
+/// spare an author. A check the forge cannot make leaves the claim
+/// unverified, so the author is asked; it never holds the train back.
+pub(super) async fn verified_reverts(
+    forge: &dyn Forge,
+    claims: Vec<RevertClaim>,
+) -> Vec<RevertClaim> {
+    let mut verified = Vec::with_capacity(claims.len());
+    for claim in claims {
+        let (reverting, reverted) = (&claim.reverting, &claim.reverted);
+        match forge.reverts(reverting, reverted).await {
+            Ok(true) => verified.push(claim),
+            Ok(false) => tracing::info!(
+                %reverting,
+                %reverted,
+                "Not a revert of that commit (the change is not its inverse); its author is asked."
+            ),
+            Err(error) => tracing::warn!(
+                %reverting,
+                %reverted,
+                %error,
+                "Cannot verify a revert; its author is asked."
+            ),
+        }
+    }
+    verified
 }
 
 /// Who approved so far, and whether the buttons still make sense.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{Forge, ForgeError, TagRef};
@@ -42,9 +43,10 @@ impl GitForge {
         format!("refs/heads/{}", self.main_branch)
     }
 
-    async fn git(&self, args: &[&str]) -> Result<Output, ForgeError> {
+    fn command(&self, args: &[&str]) -> Command {
         tracing::debug!(repo = %self.repo.display(), ?args, "Running git.");
-        Command::new("git")
+        let mut command = Command::new("git");
+        command
             .arg("-C")
             .arg(&self.repo)
             .args(args)
@@ -55,11 +57,83 @@ impl GitForge {
             .env("GIT_OPTIONAL_LOCKS", "0")
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn git(&self, args: &[&str]) -> Result<Output, ForgeError> {
+        self.command(args)
             .stdin(Stdio::null())
-            .kill_on_drop(true)
             .output()
             .await
             .map_err(|e| ForgeError::Other(format!("cannot run git: {e}")))
+    }
+
+    /// `git` with `input` on its stdin (written while git runs, so neither
+    /// side can block on a full pipe).
+    async fn git_with_input(&self, args: &[&str], input: &[u8]) -> Result<Output, ForgeError> {
+        let cannot = |e: std::io::Error| ForgeError::Other(format!("cannot run git: {e}"));
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(cannot)?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let write = async move {
+            // A git that exits early closes the pipe; its exit status says why.
+            let _ = stdin.write_all(input).await;
+        };
+        let ((), output) = tokio::join!(write, child.wait_with_output());
+        output.map_err(cannot)
+    }
+
+    /// The patch id (`git patch-id --stable`) of `sha`'s change against its
+    /// first parent, or of the inverse of that change; None when the commit
+    /// changes nothing. Without context lines (`-U0`), so that a revert made
+    /// after other edits near the same lines still has the same id; without
+    /// path prefixes, so that `-R` does not swap `a/` and `b/` into the id.
+    async fn patch_id(&self, sha: &Sha, inverse: bool) -> Result<Option<String>, ForgeError> {
+        let parent = self.parent(sha).await?;
+        let mut args = vec![
+            "diff-tree",
+            "-p",
+            "-U0",
+            "--no-commit-id",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-renames",
+            "--no-prefix",
+            "--full-index",
+            // Binary changes with their content: without it every change to
+            // a binary file reads "Binary files differ" and looks the same.
+            "--binary",
+        ];
+        if inverse {
+            args.push("-R");
+        }
+        match &parent {
+            Some(parent) => args.extend(["--end-of-options", parent.as_str(), sha.as_str()]),
+            None => args.extend(["--root", "--end-of-options", sha.as_str()]),
+        }
+        let diff = self.git(&args).await?;
+        if !diff.status.success() {
+            return Err(git_error("diff-tree", &diff));
+        }
+        if diff.stdout.trim_ascii().is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .git_with_input(&["patch-id", "--stable"], &diff.stdout)
+            .await?;
+        if !out.status.success() {
+            return Err(git_error("patch-id", &out));
+        }
+        // "<patch id> <commit id>"; the commit id is zeros for a bare diff.
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.split_whitespace().next().map(str::to_string))
     }
 
     /// `git rev-parse --verify --quiet <rev>`: the commit, or None if `rev`
@@ -189,6 +263,15 @@ impl Forge for GitForge {
         }
         Ok(tags)
     }
+
+    /// Compares patch ids: `reverting`'s change against the inverse of
+    /// `reverted`'s, each against its first parent (so a merge is compared
+    /// by what it brought into the branch, as `git revert -m 1` undoes it).
+    async fn reverts(&self, reverting: &Sha, reverted: &Sha) -> Result<bool, ForgeError> {
+        let undo = self.patch_id(reverted, true).await?;
+        let change = self.patch_id(reverting, false).await?;
+        Ok(matches!((undo, change), (Some(undo), Some(change)) if undo == change))
+    }
 }
 
 fn parse_sha(stdout: &[u8]) -> Result<Sha, ForgeError> {
@@ -284,6 +367,21 @@ mod tests {
 
         fn forge(&self) -> GitForge {
             GitForge::new(self.path(), "main")
+        }
+
+        /// Writes `files` (name, content) and commits every change.
+        fn change(&self, message: &str, author: (&str, &str), files: &[(&str, &str)]) -> Sha {
+            for (name, content) in files {
+                std::fs::write(self.path().join(name), content).unwrap();
+            }
+            self.git(&["add", "--all"], None);
+            self.commit(message, author)
+        }
+
+        /// A real `git revert` of `sha`.
+        fn revert(&self, sha: &Sha, author: (&str, &str)) -> Sha {
+            self.git(&["revert", "--no-edit", sha.as_str()], Some(author));
+            Sha::new(&self.git(&["rev-parse", "HEAD"], None)).unwrap()
         }
     }
 
@@ -433,6 +531,58 @@ mod tests {
             forge.branch_head(&"missing".parse().unwrap()).await,
             Ok(None)
         );
+    }
+
+    #[tokio::test]
+    async fn a_true_revert_is_verified_and_a_mere_claim_is_not() {
+        let repo = Repo::new();
+        repo.change("root", ALICE, &[("f", "one\ntwo\nthree\n")]);
+        let change = repo.change("shout", ALICE, &[("f", "one\nTWO\nthree\n")]);
+        // Edits next to the reverted lines change the revert's context, not
+        // its change: it must still count.
+        repo.change("more", BOB, &[("f", "one\nTWO\nthree\nfour\n")]);
+        let revert = repo.revert(&change, BOB);
+        let claim = format!("Revert \"shout\"\n\nThis reverts commit {change}.");
+        let fake = repo.change(&claim, BOB, &[("g", "something else\n")]);
+        let empty = repo.commit(&claim, BOB);
+        let forge = repo.forge();
+
+        assert_eq!(forge.reverts(&revert, &change).await, Ok(true));
+        assert_eq!(forge.reverts(&fake, &change).await, Ok(false));
+        assert_eq!(forge.reverts(&empty, &change).await, Ok(false));
+        // Redoing a change is not undoing it.
+        let redo = repo.revert(&revert, ALICE);
+        assert_eq!(forge.reverts(&redo, &change).await, Ok(false));
+        assert_eq!(forge.reverts(&redo, &revert).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn reverts_of_a_root_commit_and_of_a_merge_are_verified() {
+        let repo = Repo::new();
+        let root = repo.change("root", ALICE, &[("r", "root\n")]);
+        repo.git(&["checkout", "--quiet", "-b", "feature"], None);
+        repo.change("feature", BOB, &[("g", "feature\n")]);
+        repo.git(&["checkout", "--quiet", "main"], None);
+        repo.change("main moves", ALICE, &[("f", "1\n")]);
+        repo.git(
+            &["merge", "--quiet", "--no-ff", "-m", "merge", "feature"],
+            Some(ALICE),
+        );
+        let merge = Sha::new(&repo.git(&["rev-parse", "HEAD"], None)).unwrap();
+        // A merge is undone relative to its first parent.
+        repo.git(
+            &["revert", "--no-edit", "-m", "1", merge.as_str()],
+            Some(BOB),
+        );
+        let unmerge = Sha::new(&repo.git(&["rev-parse", "HEAD"], None)).unwrap();
+        let unroot = repo.revert(&root, BOB);
+        let forge = repo.forge();
+
+        assert_eq!(forge.reverts(&unmerge, &merge).await, Ok(true));
+        assert_eq!(forge.reverts(&unroot, &root).await, Ok(true));
+        assert_eq!(forge.reverts(&unroot, &merge).await, Ok(false));
+        let unknown = Sha::new(&"0".repeat(40)).unwrap();
+        assert!(forge.reverts(&unknown, &root).await.is_err());
     }
 
     #[tokio::test]

@@ -67,6 +67,11 @@ pub trait Forge: Send + Sync {
     async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError>;
     /// Every tag, peeled to its commit.
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError>;
+    /// Whether `reverting`'s change is exactly the inverse of `reverted`'s
+    /// (SPEC §11 "verified revert"): a message saying so is not proof. Each
+    /// commit's change is taken against its first parent; a commit that
+    /// changes nothing reverts nothing.
+    async fn reverts(&self, reverting: &Sha, reverted: &Sha) -> Result<bool, ForgeError>;
 
     /// Whether the repository can be seen with the credentials given;
     /// asked once at start so a wrong token or name is said at once.

@@ -1,6 +1,7 @@
 //! A full train in github mode: commits and authors from the API, a GitHub
 //! Deployment per environment with its statuses, in order.
 
+use crate::fake_github::ChangedFile;
 use crate::support::{BotConfig, short};
 use crate::{Github, TOKEN};
 
@@ -89,6 +90,65 @@ fn a_train_deploys_every_environment_as_a_github_deployment() {
         gh.sandbox.deploys_to("production"),
         vec![bob.clone(), carol]
     );
+    gh.bot.stop();
+}
+
+/// SPEC §11 "verified revert" on GitHub: the commits' patches decide, not
+/// their messages.
+#[test]
+fn only_a_revert_whose_patch_undoes_the_change_spares_its_author() {
+    let mut gh = Github::start(BotConfig::default());
+    let commit = |name: &str, message: &str, file: ChangedFile| {
+        let email = format!("{}@example.com", name.to_lowercase());
+        let files = vec![file];
+        gh.fake
+            .commit_with_files("main", name, &email, None, message, files)
+    };
+    let flaky = commit(
+        "Carol",
+        "Add a flaky cache",
+        ChangedFile::modified("src/cache.rs", &["None"], &["Some(flaky())"]),
+    );
+    let slow = commit(
+        "Dave",
+        "Add a slow query",
+        ChangedFile::modified("src/query.rs", &["fast()"], &["slow()"]),
+    );
+    let revert =
+        |sha: &str, subject: &str| format!("Revert \"{subject}\"\n\nThis reverts commit {sha}.");
+    // Claims to revert carol's cache while it edits the README.
+    commit(
+        "Bob",
+        &revert(&flaky, "Add a flaky cache"),
+        ChangedFile::modified("README.md", &["# web"], &["# Web"]),
+    );
+    let head = commit(
+        "Bob",
+        &revert(&slow, "Add a slow query"),
+        ChangedFile::modified("src/query.rs", &["slow()"], &["fast()"]),
+    );
+    gh.bot.expect_allocated(&head);
+
+    gh.bot.ask("!depart", "🚂 train #1 departs (sent by local)");
+    let shown = [
+        format!("{} Add a flaky cache — Carol (@carol)", short(&flaky)),
+        format!(
+            "{} Add a slow query (reverted) — Dave (@dave)",
+            short(&slow)
+        ),
+    ];
+    gh.bot.expect_each(&[&shown[0], &shown[1]]);
+    gh.bot.expect("🙋 train #1");
+    gh.bot.expect_each(&[
+        "Carol <carol@example.com>: type `@carol !good`",
+        "Dave <dave@example.com>: not asked: their commits were reverted",
+    ]);
+    assert!(gh.bot.said("(reverted) — Carol").is_empty());
+    // Both claims were checked against the commits' files.
+    for sha in [&flaky, &slow] {
+        let calls = gh.fake.calls_to(&format!("/commits/{sha}?"));
+        assert!(calls.iter().any(|c| c.status == 200), "{sha}: {calls:?}");
+    }
     gh.bot.stop();
 }
 

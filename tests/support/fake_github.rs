@@ -36,6 +36,52 @@ pub struct Commit {
     pub message: String,
     /// RFC 3339; a minute after the previous commit's.
     pub date: String,
+    /// What `GET /commits/{sha}` lists in `files` (empty by default).
+    pub files: Vec<ChangedFile>,
+}
+
+/// One entry of a commit's `files`: the path, GitHub's `status` (`added`,
+/// `removed`, `modified`, `renamed`, …) and the unified diff hunks, which
+/// GitHub leaves out (`None`) for binary and very large files.
+#[derive(Debug, Clone)]
+pub struct ChangedFile {
+    pub filename: String,
+    pub status: String,
+    pub patch: Option<String>,
+}
+
+impl ChangedFile {
+    /// A text file whose lines `removed` became `added`, in one hunk.
+    pub fn modified(filename: &str, removed: &[&str], added: &[&str]) -> ChangedFile {
+        let mut patch = format!(
+            "@@ -1,{} +1,{} @@\n context",
+            removed.len() + 1,
+            added.len() + 1
+        );
+        for line in removed {
+            write!(patch, "\n-{line}").expect("write to a string");
+        }
+        for line in added {
+            write!(patch, "\n+{line}").expect("write to a string");
+        }
+        ChangedFile {
+            filename: filename.to_string(),
+            status: "modified".into(),
+            patch: Some(patch),
+        }
+    }
+
+    /// The `+` and `-` lines of the patch: (additions, deletions).
+    fn counts(&self) -> (usize, usize) {
+        let lines = || self.patch.iter().flat_map(|p| p.lines());
+        let added = lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .count();
+        let removed = lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+            .count();
+        (added, removed)
+    }
 }
 
 /// One request as the fake saw it.
@@ -235,6 +281,7 @@ impl State {
             author_login: login.map(str::to_string),
             message: message.to_string(),
             date,
+            files: Vec::new(),
         });
         sha
     }
@@ -364,6 +411,24 @@ impl FakeGithub {
             s.branches.insert(branch.to_string(), sha.clone());
             sha
         })
+    }
+
+    /// `commit`, changing `files` (what `GET /commits/{sha}` lists).
+    pub fn commit_with_files(
+        &self,
+        branch: &str,
+        name: &str,
+        email: &str,
+        login: Option<&str>,
+        message: &str,
+        files: Vec<ChangedFile>,
+    ) -> String {
+        let sha = self.commit(branch, name, email, login, message);
+        self.with(|s| {
+            let commit = s.commits.iter_mut().find(|c| c.sha == sha);
+            commit.expect("the commit just made").files = files;
+        });
+        sha
     }
 
     /// A merge commit on `branch` whose second parent is `other`'s head.
@@ -770,7 +835,7 @@ fn answer(
     }
     if get && let Some(git_ref) = rest.strip_prefix("commits/") {
         return match st.resolve(git_ref).and_then(|sha| st.find_commit(&sha)) {
-            Some(c) => Reply::json(200, commit_json(sh, c)),
+            Some(c) => Reply::json(200, commit_with_files(sh, c, query)),
             None => Reply::message(422, &format!("No commit found for SHA: {git_ref}")),
         };
     }
@@ -1038,6 +1103,44 @@ fn commit_json(sh: &Shared, c: &Commit) -> Value {
         "committer": c.author_login.as_ref().map(|login| json!({"login": login, "type": "User"})),
         "parents": c.parents.iter().map(|p| json!({"sha": p, "url": format!("{repo_url}/commits/{p}")})).collect::<Vec<_>>()
     })
+}
+
+/// `GET /commits/{sha}`: the commit with `stats` and one page of its
+/// `files` (GitHub pages a commit's files, 300 by default).
+fn commit_with_files(sh: &Shared, c: &Commit, query: &HashMap<String, String>) -> Value {
+    let per_page = per_page(query, 300);
+    let start = (page_number(query) - 1) * per_page;
+    let (mut additions, mut deletions) = (0, 0);
+    let mut files = Vec::new();
+    for (i, f) in c.files.iter().enumerate() {
+        let (added, removed) = f.counts();
+        additions += added;
+        deletions += removed;
+        if !(start..start + per_page).contains(&i) {
+            continue;
+        }
+        let blob = format!(
+            "{}/{}/{}/blob/{}/{}",
+            sh.base_url, sh.owner, sh.repo, c.sha, f.filename
+        );
+        let blob_sha = hex::encode(Sha256::digest(format!("{}:{}", c.sha, f.filename)));
+        let mut file = json!({
+            "sha": blob_sha[..40],
+            "filename": f.filename, "status": f.status,
+            "additions": added, "deletions": removed, "changes": added + removed,
+            "blob_url": blob, "raw_url": blob.replace("/blob/", "/raw/"),
+            "contents_url": format!("{}/repos/{}/{}/contents/{}?ref={}", sh.base_url, sh.owner, sh.repo, f.filename, c.sha),
+        });
+        if let Some(patch) = &f.patch {
+            file["patch"] = json!(patch);
+        }
+        files.push(file);
+    }
+    let mut body = commit_json(sh, c);
+    body["stats"] =
+        json!({"additions": additions, "deletions": deletions, "total": additions + deletions});
+    body["files"] = json!(files);
+    body
 }
 
 /// One page of `items` (`per_page`, `page` from the query), wrapped by

@@ -124,8 +124,25 @@ impl TestRepo {
         self.commit_with_body(author, subject, "")
     }
 
-    /// `author` reverts `sha`, the way `git revert` words it.
+    /// A commit by `author` that writes `content` to `file`; its SHA.
+    pub fn commit_file(&self, author: &str, subject: &str, file: &str, content: &str) -> String {
+        std::fs::write(self.path.join(file), content).expect("write the file");
+        self.git(author, &["add", "--", file]);
+        self.commit(author, subject)
+    }
+
+    /// `author` undoes `sha` with a real `git revert`; its SHA.
     pub fn revert(&self, author: &str, sha: &str) -> String {
+        self.git(author, &["revert", "--no-edit", sha]);
+        self.head()
+    }
+
+    /// A commit by `author` whose message says it reverts `sha`, the way
+    /// `git revert` words it, while it changes `file` instead.
+    pub fn claim_revert(&self, author: &str, sha: &str, file: &str) -> String {
+        std::fs::write(self.path.join(file), format!("not a revert of {sha}\n"))
+            .expect("write the file");
+        self.git(author, &["add", "--", file]);
         let body = format!("This reverts commit {sha}.");
         self.commit_with_body(author, &format!("Revert {}", &sha[..7]), &body)
     }

@@ -4,6 +4,7 @@
 //! the JSON are our own (`wire`), so only the fields we need must be there.
 
 mod api;
+mod patch;
 mod wire;
 
 #[cfg(test)]
@@ -16,7 +17,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use self::api::{Api, Method, encode};
-use self::wire::{Branch, Compare, Created, GhCommit, Run, Runs, Tag, sha};
+use self::wire::{
+    Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, Run, Runs, Tag, sha,
+};
 use super::{
     Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
 };
@@ -90,6 +93,29 @@ impl GithubForge {
             .api
             .route(&format!("commits/{}", encode(git_ref, true)));
         self.api.get_opt(&route).await
+    }
+
+    /// The files `sha` changed, with their patches: every page of them
+    /// (GitHub lists at most 3000).
+    async fn changed_files(&self, sha: &Sha) -> Result<Vec<ChangedFile>, ForgeError> {
+        let mut files = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let route = self.api.route(&format!(
+                "commits/{sha}?per_page={}&page={page}",
+                self.page_size
+            ));
+            let batch: CommitFiles = self
+                .api
+                .get_opt(&route)
+                .await?
+                .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+            let n = batch.files.len();
+            files.extend(batch.files);
+            if n < self.page_size {
+                break;
+            }
+        }
+        Ok(files)
     }
 
     /// `base..head` through the compare API, whose pages run oldest first:
@@ -220,6 +246,14 @@ impl Forge for GithubForge {
             }
         }
         Ok(tags)
+    }
+
+    /// Compares the two commits' `files` (see `patch`): GitHub has no patch
+    /// id, but the lines each file gains and loses are there.
+    async fn reverts(&self, reverting: &Sha, reverted: &Sha) -> Result<bool, ForgeError> {
+        let undo = self.changed_files(reverting).await?;
+        let done = self.changed_files(reverted).await?;
+        patch::is_inverse((reverting, &undo), (reverted, &done))
     }
 }
 

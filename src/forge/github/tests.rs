@@ -305,6 +305,87 @@ async fn parents_ref_shas_and_tags_are_read() {
     );
 }
 
+/// `GET /commits/{sha}` as GitHub answers it: the commit with `stats` and
+/// `files`, each file with its unified diff hunks in `patch`.
+fn commit_with_files(n: u32, message: &str, files: Value) -> Value {
+    let mut commit = commit_json(n, None, message);
+    commit["stats"] = json!({"additions": 1, "deletions": 1, "total": 2});
+    commit["files"] = files;
+    commit
+}
+
+fn file_json(n: u32, filename: &str, patch: &str) -> Value {
+    let blob = format!("https://github.com/acme/web/blob/{}/{filename}", sha_of(n));
+    json!({
+        "sha": sha_of(100 + n), "filename": filename, "status": "modified",
+        "additions": 1, "deletions": 1, "changes": 2,
+        "blob_url": blob, "raw_url": blob.replace("/blob/", "/raw/"),
+        "contents_url": format!("https://api.github.com/repos/acme/web/contents/{filename}?ref={}", sha_of(n)),
+        "patch": patch,
+    })
+}
+
+#[tokio::test]
+async fn a_revert_is_verified_by_the_inverse_patches_and_a_claim_is_not() {
+    let (server, forge) = setup().await;
+    let change = "@@ -1,3 +1,3 @@ mod cache;\n fn cache() {\n-    None\n+    Some(flaky())\n }";
+    let undo =
+        "@@ -7,4 +7,4 @@ mod cache;\n fn cache() {\n-    Some(flaky())\n+    None\n }\n // moved";
+    let files = |n: u32, name: &str, patch: &str| json!([file_json(n, name, patch)]);
+    let claim = format!(
+        "Revert \"Add a flaky cache\"\n\nThis reverts commit {}.",
+        sha_of(2)
+    );
+    for (n, message, files) in [
+        (
+            2,
+            "Add a flaky cache".to_string(),
+            files(2, "src/cache.rs", change),
+        ),
+        (3, claim.clone(), files(3, "src/cache.rs", undo)),
+        (
+            4,
+            claim,
+            files(4, "README.md", "@@ -1 +1 @@\n-# web\n+# Web"),
+        ),
+    ] {
+        let body = commit_with_files(n, &message, files);
+        mock(
+            &server,
+            "GET",
+            &format!("/commits/{}", sha_of(n)),
+            200,
+            body,
+        )
+        .await;
+    }
+    let missing = json!({"message": format!("No commit found for SHA: {}", sha_of(5))});
+    mock(
+        &server,
+        "GET",
+        &format!("/commits/{}", sha_of(5)),
+        422,
+        missing,
+    )
+    .await;
+    let sha = |n: u32| Sha::new(&sha_of(n)).unwrap();
+
+    assert_eq!(forge.reverts(&sha(3), &sha(2)).await, Ok(true));
+    assert_eq!(forge.reverts(&sha(4), &sha(2)).await, Ok(false));
+    assert_eq!(forge.reverts(&sha(2), &sha(2)).await, Ok(false));
+    assert_eq!(
+        forge.reverts(&sha(3), &sha(5)).await,
+        Err(ForgeError::NotFound(sha_of(5)))
+    );
+    let asked = server.received_requests().await.unwrap();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.url.query() == Some("per_page=100&page=1")),
+        "{asked:?}"
+    );
+}
+
 #[tokio::test]
 async fn refusals_name_the_repository_and_are_not_retried() {
     let (server, forge) = setup().await;

@@ -54,6 +54,32 @@ pub(super) struct Login {
     pub login: String,
 }
 
+/// `GET /repos/{o}/{r}/commits/{ref}` read for the files it changed (one
+/// page of them: GitHub pages a large commit's files).
+#[derive(Debug, Deserialize)]
+pub(super) struct CommitFiles {
+    #[serde(default)]
+    pub files: Vec<ChangedFile>,
+}
+
+/// One entry of a commit's `files`.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ChangedFile {
+    pub filename: String,
+    /// `added`, `removed`, `modified`, `renamed`, `copied`, `changed`, …
+    #[serde(default)]
+    pub status: String,
+    /// The unified diff's hunks; left out for binary files and for files
+    /// past GitHub's diff size limit.
+    #[serde(default)]
+    pub patch: Option<String>,
+    /// The path before a rename.
+    #[serde(default)]
+    pub previous_filename: Option<String>,
+    #[serde(default)]
+    pub changes: u64,
+}
+
 /// `GET /repos/{o}/{r}/compare/{base}...{head}`.
 #[derive(Debug, Deserialize)]
 pub(super) struct Compare {

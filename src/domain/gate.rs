@@ -274,7 +274,7 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
         )
     {
         let why = fr.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        let detail = format!("deploys are frozen by {}{why}; {p}unfreeze first", fr.by);
+        let detail = format!("departures are frozen by {}{why}; {p}unfreeze first", fr.by);
         return refuse_or_wait(hold(Rule::Freeze, detail, None));
     }
     if let (Road::Tag { .. }, Some(problem)) = (road, f.tag_problem) {

@@ -183,6 +183,11 @@ impl TestRepo {
         self.git("alice", &["rev-parse", "HEAD"])
     }
 
+    /// The full SHA of any revision (`abc^`, a branch).
+    pub fn rev(&self, rev: &str) -> String {
+        self.git("alice", &["rev-parse", rev])
+    }
+
     /// Runs git with author and committer set explicitly (no global config
     /// of the machine leaks in).
     fn git(&self, author: &str, args: &[&str]) -> String {
@@ -245,6 +250,10 @@ pub struct BotConfig {
     pub production_deploy: Option<String>,
     /// Appended as is (e.g. a `[people]` table).
     pub extra: String,
+    /// `train.schedule`; default: New Year's midnight only.
+    pub schedule: &'static str,
+    /// `[production] windows`, each quoted (e.g. `"Mon 09:00-10:00"`).
+    pub windows: Vec<String>,
 }
 
 pub mod http;
@@ -276,6 +285,8 @@ impl Default for BotConfig {
             http_port: 0,
             production_deploy: None,
             extra: String::new(),
+            schedule: "0 0 0 1 1 *",
+            windows: Vec::new(),
         }
     }
 }
@@ -314,13 +325,14 @@ webhook_secret_env = "{WEBHOOK_SECRET_ENV}"
 api_url = "{api_url}"
 
 [train]
-schedule = "0 0 0 1 1 *"
+schedule = "{schedule}"
 timezone = "UTC"
 approval = "{approval}"
 approval_timeout = "{timeout}"
 environments = ["staging", "preview", "preprod"]
 "#,
             approval = self.approval,
+            schedule = self.schedule,
             timeout = self.approval_timeout,
             port = self.http_port,
             kind = if self.github.is_some() {
@@ -360,7 +372,12 @@ environments = ["staging", "preview", "preprod"]
         };
         writeln!(
             out,
-            "\n[production]\ndeploy = {production}\nsmoke = [{{ run = \"true\" }}]\n\n[roles]\nops = [\"local\"]"
+            "\n[production]\ndeploy = {production}\nsmoke = [{{ run = \"true\" }}]\nwindows = [{}]\n\n[roles]\nops = [\"local\"]",
+            self.windows
+                .iter()
+                .map(|w| format!("{w:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
         .unwrap();
         if self.tags {
@@ -535,6 +552,24 @@ impl Bot {
     }
 
     /// Every line read so far that contains `needle`.
+    /// What the bot logged to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` at least `n` times.
+    pub fn expect_logged(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.log().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {n} times:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn said(&self, needle: &str) -> Vec<String> {
         self.transcript
             .iter()

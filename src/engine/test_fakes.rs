@@ -161,6 +161,9 @@ pub struct FakeForge {
     pub fail_commits: AtomicUsize,
     /// Every `commits` call, with the clock time it came at.
     pub commit_calls: Mutex<Vec<Ts>>,
+    /// What `tag(name)` answers instead of looking in `tags`: a tag moved
+    /// (Some) or deleted (None) that the poller has not seen yet.
+    pub tag_now: Mutex<HashMap<String, Option<Sha>>>,
     clock: Arc<FakeClock>,
 }
 
@@ -188,6 +191,7 @@ impl FakeForge {
             tags: Mutex::new(Vec::new()),
             fail_commits: AtomicUsize::new(0),
             commit_calls: Mutex::new(Vec::new()),
+            tag_now: Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -251,6 +255,18 @@ impl Forge for FakeForge {
 
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
         Ok(self.tags.lock().unwrap().clone())
+    }
+
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError> {
+        if let Some(now) = self.tag_now.lock().unwrap().get(name) {
+            return Ok(now.clone().map(|sha| TagRef {
+                name: name.into(),
+                sha,
+                pushed_by: None,
+            }));
+        }
+        let tags = self.tags.lock().unwrap();
+        Ok(tags.iter().find(|t| t.name == name).cloned())
     }
 }
 

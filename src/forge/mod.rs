@@ -67,6 +67,9 @@ pub trait Forge: Send + Sync {
     async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError>;
     /// Every tag, peeled to its commit.
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError>;
+    /// Where one tag points now, peeled to its commit; None if there is no
+    /// such tag (deleted). Asked right before a queued tag deploy starts.
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError>;
 
     /// Whether the repository can be seen with the credentials given;
     /// asked once at start so a wrong token or name is said at once.

@@ -422,9 +422,7 @@ async fn a_tag_deleted_while_it_waits_is_dropped_and_said_once() {
         .wait_for("train #1 ▶ production deploy started")
         .await;
     bot.push_tag("v1", HISTORY - 2);
-    bot.chat
-        .wait_for("waits: train #1 is running")
-        .await;
+    bot.chat.wait_for("waits: train #1 is running").await;
     bot.forge.tags.lock().unwrap().clear();
     bot.chat.wait_for("✅ train #1 deployed").await;
     bot.chat
@@ -532,7 +530,13 @@ async fn approvals_and_buttons_of_an_ended_train_never_count_for_the_next() {
     bot.type_line("!depart").await;
     bot.chat
         .wait_for_from(0, "train #1 asking for approval", |m| {
-            matches!(m, Message::Approval { train: TrainId(1), .. })
+            matches!(
+                m,
+                Message::Approval {
+                    train: TrainId(1),
+                    ..
+                }
+            )
         })
         .await;
     bot.type_line("!cancel").await;
@@ -540,7 +544,13 @@ async fn approvals_and_buttons_of_an_ended_train_never_count_for_the_next() {
     bot.type_line("!depart").await;
     bot.chat
         .wait_for_from(0, "train #2 asking for approval", |m| {
-            matches!(m, Message::Approval { train: TrainId(2), .. })
+            matches!(
+                m,
+                Message::Approval {
+                    train: TrainId(2),
+                    ..
+                }
+            )
         })
         .await;
     // A Good and a Bad button of train #1, and `!good 1` typed.

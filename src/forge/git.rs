@@ -203,10 +203,12 @@ impl Forge for GitForge {
         if !out.status.success() {
             return Err(git_error("for-each-ref", &out));
         }
-        let pushed_by = String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
-            let (refname, tagger) = line.split_once(FIELD)?;
-            (refname == full && !tagger.is_empty()).then(|| tagger.to_string())
-        });
+        let pushed_by = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let (refname, tagger) = line.split_once(FIELD)?;
+                (refname == full && !tagger.is_empty()).then(|| tagger.to_string())
+            });
         Ok(Some(TagRef {
             name: name.to_string(),
             sha,

@@ -87,7 +87,10 @@ impl Store {
         let ahead = tree
             .scan_prefix(QUEUE)
             .keys()
-            .filter(|k| k.as_ref().is_ok_and(|k| seq.is_none_or(|s| from_be(&k[QUEUE.len()..]) <= s)))
+            .filter(|k| {
+                k.as_ref()
+                    .is_ok_and(|k| seq.is_none_or(|s| from_be(&k[QUEUE.len()..]) <= s))
+            })
             .count();
         Ok(ahead)
     }
@@ -105,9 +108,7 @@ impl Store {
     /// Forgets that the tag was seen (it was deleted): pushed again, even
     /// at the same commit, it counts as new.
     pub fn forget_tag(&self, name: &str) -> Result<()> {
-        self.db
-            .open_tree(TREE)?
-            .remove(format!("{SEEN}{name}"))?;
+        self.db.open_tree(TREE)?.remove(format!("{SEEN}{name}"))?;
         self.flush()
     }
 
@@ -256,7 +257,10 @@ mod tests {
         store.requeue_tag(q[0].0, &failing).unwrap();
         drop(store);
         let store = Store::reopen(dir.path());
-        assert_eq!(store.queued_tag_named("v1").unwrap(), Some((q[0].0, failing)));
+        assert_eq!(
+            store.queued_tag_named("v1").unwrap(),
+            Some((q[0].0, failing))
+        );
         store.forget_tag("v1").unwrap();
         assert_eq!(store.tag_seen("v1").unwrap(), None);
     }

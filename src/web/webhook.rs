@@ -264,7 +264,10 @@ fn decide(
     tracing::debug!(git_ref = ?push.git_ref, created = push.created, deleted = push.deleted, "Push received.");
     // SPEC §11 "tag source": a tag (or main) from another repository must
     // not deploy (or move main); GitHub compares names case-insensitively.
-    let from = push.repository.as_ref().and_then(|r| r.full_name.as_deref());
+    let from = push
+        .repository
+        .as_ref()
+        .and_then(|r| r.full_name.as_deref());
     if !from.is_some_and(|f| f.eq_ignore_ascii_case(repository)) {
         tracing::warn!(from = ?from, expected = %repository, git_ref = ?push.git_ref, "Ignored a push from another repository.");
         return Ok(Action::Ignore);

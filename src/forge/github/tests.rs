@@ -308,7 +308,8 @@ async fn parents_ref_shas_and_tags_are_read() {
 #[tokio::test]
 async fn one_tag_is_read_and_an_annotated_one_peeled() {
     let (server, forge) = setup().await;
-    let light = |n: u32| json!({"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(n)}});
+    let light =
+        |n: u32| json!({"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(n)}});
     mock(&server, "GET", "/git/ref/tags/v1", 200, light(7)).await;
     let tag_object = sha_of(0xa0);
     mock(
@@ -329,7 +330,14 @@ async fn one_tag_is_read_and_an_annotated_one_peeled() {
                "object": {"type": "commit", "sha": sha_of(8)}}),
     )
     .await;
-    mock(&server, "GET", "/git/ref/tags/gone", 404, json!({"message": "Not Found"})).await;
+    mock(
+        &server,
+        "GET",
+        "/git/ref/tags/gone",
+        404,
+        json!({"message": "Not Found"}),
+    )
+    .await;
 
     let v1 = forge.tag("v1").await.unwrap().unwrap();
     assert_eq!((v1.sha.as_str(), v1.pushed_by), (sha_of(7).as_str(), None));

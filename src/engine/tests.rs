@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::domain::clock::Ts;
 use crate::domain::ids::TrainId;
 use crate::forge::TagRef;
-use crate::store::Store;
+use crate::store::{QueuedTag, Store, TagFailure};
 
 /// Commits on the fake main branch; the head is the last.
 const HISTORY: usize = 4;
@@ -34,6 +34,11 @@ struct Options {
     production_deploy: Duration,
     /// `[tags] production = '^v[0-9]+$'`.
     tags: bool,
+    /// A tag deploy in the store before the engine starts (as a previous
+    /// run left it); the tag exists on the forge.
+    stored_tag: Option<QueuedTag>,
+    /// `commits` fails this many times from the start.
+    fail_commits: usize,
 }
 
 impl Default for Options {
@@ -41,6 +46,8 @@ impl Default for Options {
         Options {
             production_deploy: Duration::from_secs(1),
             tags: false,
+            stored_tag: None,
+            fail_commits: 0,
         }
     }
 }
@@ -139,6 +146,19 @@ impl Bot {
         let clock = Arc::new(FakeClock::new(base_time()));
         let chat = Arc::new(FakeChat::new(clock.clone()));
         let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
+        forge
+            .fail_commits
+            .store(opts.fail_commits, Ordering::SeqCst);
+        if let Some(tag) = &opts.stored_tag {
+            store
+                .record_tag(&tag.name, &tag.sha, Some(tag))
+                .expect("stored tag");
+            forge.tags.lock().unwrap().push(TagRef {
+                name: tag.name.clone(),
+                sha: tag.sha.clone(),
+                pushed_by: None,
+            });
+        }
         let mut runner = FakeRunner::default();
         runner
             .durations
@@ -407,12 +427,56 @@ async fn a_tag_that_keeps_failing_backs_off_and_is_given_up_after_its_limit() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failing_tag_keeps_its_first_failure_time_across_a_restart() {
+    // A previous run saw the forge fail this tag 8 times, the first 59
+    // minutes ago, and said so then.
+    let tag = QueuedTag {
+        name: "v1".into(),
+        sha: sha(HISTORY - 1),
+        pushed_by: "alice".into(),
+        route: crate::domain::train::Route::ProductionOnly,
+        failing: Some(TagFailure {
+            since: base_time() - minutes(59),
+            attempts: 8,
+        }),
+    };
+    let bot = Bot::start(
+        "a_failing_tag_keeps_its_first_failure_time_across_a_restart",
+        Options {
+            tags: true,
+            stored_tag: Some(tag),
+            fail_commits: usize::MAX,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, gave_up, _) = bot
+        .chat
+        .wait_for("🏷 tag v1 (abc0003) dropped: the forge failed it for 1h")
+        .await;
+    // Tried at start, then on the limit: an hour after the first failure,
+    // not an hour after the restart.
+    assert_eq!(gave_up, base_time() + minutes(1));
+    // (The listings at start include the main branch's own.)
+    let later: Vec<Ts> = bot
+        .commit_calls_since(0)
+        .into_iter()
+        .filter(|at| *at > base_time())
+        .collect();
+    assert_eq!(later, [base_time() + minutes(1)]);
+    let said = bot.finish().await;
+    // The first failure was said before the restart, not again after it.
+    assert_eq!(count_containing(&said, "🏷 tag v1"), 1, "{said:#?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_tag_deleted_while_it_waits_is_dropped_and_said_once() {
     let bot = Bot::start(
         "a_tag_deleted_while_it_waits_is_dropped_and_said_once",
         Options {
             tags: true,
             production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
         },
     )
     .await;
@@ -444,6 +508,7 @@ async fn a_tag_moved_while_it_waits_deploys_its_new_commit() {
         Options {
             tags: true,
             production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
         },
     )
     .await;
@@ -494,6 +559,7 @@ async fn ops_cancel_a_waiting_tag_by_its_name() {
         Options {
             tags: true,
             production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
         },
     )
     .await;

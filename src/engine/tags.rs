@@ -2,6 +2,9 @@
 //! train, one at a time with the others. Tags arrive by polling (both
 //! forges) and by the push webhook (GitHub); either way a tag at a given
 //! commit is acted on once, and a waiting tag deploy is kept in the store.
+//! Right before one leaves, the forge is asked where the tag points now
+//! (SPEC §11 "tag source"); a tag the forge fails is retried with backoff
+//! and dropped after `tags.give_up_after`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,11 +201,8 @@ impl Engine {
                 self.tag_retry_at = None;
                 Ok(())
             }
-            Err(error) => {
-                // The tag keeps its place and is tried again later.
-                self.store.requeue_tag(seq, &tag)?;
-                self.tag_failed(seq, tag, error).await
-            }
+            // Put back in its place (or dropped) there.
+            Err(error) => self.tag_failed(seq, tag, error).await,
         }
     }
 

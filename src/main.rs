@@ -126,6 +126,7 @@ fn webhook(
     Some(Webhook {
         secret: secret.map(|v| Arc::from(v.into_bytes())),
         main_branch: s.forge.main_branch.clone(),
+        repository: format!("{}/{}", s.forge.github.owner, s.forge.github.repo),
         inbox: inbox.clone(),
         run_events: Some(run_events),
     })

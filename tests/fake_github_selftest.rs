@@ -110,6 +110,15 @@ fn refs_resolve_by_prefix_branch_and_tag() {
         tags,
         json!([{"name": "v1.2.0", "commit": tags[0]["commit"]}])
     );
+    let one = get(&fake, "/repos/acme/web/git/ref/tags/v1.2.0").json();
+    assert_eq!(one["ref"], "refs/tags/v1.2.0");
+    assert_eq!(
+        one["object"],
+        json!({"type": "commit", "sha": sha, "url": one["object"]["url"]})
+    );
+    fake.delete_tag("v1.2.0");
+    let gone = get(&fake, "/repos/acme/web/git/ref/tags/v1.2.0");
+    assert_eq!(gone.status, 404);
     let missing = get(&fake, "/repos/acme/web/commits/deadbeef");
     assert_eq!(missing.status, 422);
     assert_eq!(

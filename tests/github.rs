@@ -8,6 +8,8 @@ mod support;
 
 #[path = "github/steps.rs"]
 mod steps;
+#[path = "github/tags.rs"]
+mod tags;
 #[path = "github/train.rs"]
 mod train;
 #[path = "github/webhooks.rs"]

@@ -431,13 +431,104 @@ async fn a_train_is_approved_with_buttons_and_its_status_is_updated_in_place() {
             .to_string()
             .contains("<@U0ALICE>, <@U0BOB>")
     );
-    // A click on the closed request is refused without reaching the engine.
+    // A click on the closed request: its train has ended.
     fake.send_envelope(envelope::click("env-c4", ALICE, "bad", "1", &approval_ts))
         .await;
-    fake.wait_for("a second ephemeral", |s| {
-        (s.calls_to("chat.postEphemeral").len() == 2).then_some(())
+    let late = fake
+        .wait_for("a second ephemeral", |s| {
+            s.calls_to("chat.postEphemeral").get(1).cloned().cloned()
+        })
+        .await;
+    assert_eq!(late.text(), "train #1 already ended");
+    bot.stop().await;
+}
+
+/// The approval request of `train` (the message with its buttons).
+async fn approval_of(fake: &FakeSlack, train: u64) -> Call {
+    let needle = format!("train #{train} ");
+    fake.wait_for("the approval request", |s| {
+        s.calls_to("chat.postMessage")
+            .into_iter()
+            .find(|c| c.has_buttons() && c.text().contains(&needle))
+            .cloned()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_click_of_an_ended_train_changes_nothing() {
+    let fake = FakeSlack::start().await;
+    fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Alice <alice@example.com>", "Add the thing");
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+    fake.wait_for_post(&first).await;
+    let second = commit(&repo, "Bob <bob@example.com>", "Fix the thing");
+    fake.wait_for_post(&second).await;
+
+    say(&fake, 1, OPS, "!depart").await;
+    let old = approval_of(&fake, 1).await;
+    let old_ts = old.ts.clone().unwrap();
+    // The buttons carry their train's id.
+    let buttons = old.args["blocks"].to_string();
+    assert!(buttons.contains(r#""value":"1""#), "{buttons}");
+    say(&fake, 2, OPS, "!cancel").await;
+    fake.wait_for_post("train #1 cancelled").await;
+    say(&fake, 3, OPS, "!depart").await;
+    let new = approval_of(&fake, 2).await;
+    let new_ts = new.ts.clone().unwrap();
+
+    // Good and Bad on train #1's request while train #2 awaits approval.
+    fake.send_envelope(envelope::click("env-s1", ALICE, "good", "1", &old_ts))
+        .await;
+    fake.send_envelope(envelope::click("env-s2", BOB, "bad", "1", &old_ts))
+        .await;
+    let answers = fake
+        .wait_for("two ephemeral answers", |s| {
+            let calls = s.calls_to("chat.postEphemeral");
+            (calls.len() == 2).then(|| {
+                calls
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.args["user"].as_str().unwrap_or_default().to_string(),
+                            c.text().to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+    assert_eq!(
+        answers,
+        [
+            (ALICE.to_string(), "train #1 already ended".to_string()),
+            (BOB.to_string(), "train #1 already ended".to_string()),
+        ]
+    );
+    // `!good 1` typed: the same answer, in the channel.
+    say(&fake, 4, ALICE, "!good 1").await;
+    fake.wait_for_post("train #1 already ended").await;
+
+    // Train #2 was neither approved nor vetoed: both authors still count.
+    fake.send_envelope(envelope::click("env-s3", ALICE, "good", "2", &new_ts))
+        .await;
+    fake.send_envelope(envelope::click("env-s4", BOB, "good", "2", &new_ts))
+        .await;
+    fake.wait_for_post("train #2 deployed").await;
+    let said: Vec<String> = fake.with(|s| {
+        s.calls_to("chat.postMessage")
+            .iter()
+            .map(|c| c.text().to_string())
+            .collect()
+    });
+    assert!(!said.iter().any(|t| t.contains("vetoed")), "{said:#?}");
+    assert!(
+        !said.iter().any(|t| t.contains("train #1 deployed")),
+        "{said:#?}"
+    );
     bot.stop().await;
 }
 

@@ -103,3 +103,62 @@ fn a_tag_matching_no_regex_does_nothing() {
     assert!(bot.said("nightly").is_empty());
     bot.stop();
 }
+
+#[test]
+fn ops_drop_a_waiting_tag_with_cancel_and_the_audit_log_has_it() {
+    let (sandbox, mut bot, port) = start();
+    let head = sandbox.repo.commit("bob", "Make the widget blue");
+    bot.expect_allocated(&head);
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("🙋 train #1");
+    sandbox.repo.tag("v2.0.0", &head, None);
+    bot.expect(&format!(
+        "🏷 tag v2.0.0 ({}) pushed by unknown waits: train #1 is running",
+        short(&head)
+    ));
+    bot.ask("@bob !cancel v2.0.0", "only ops can !cancel");
+    bot.ask(
+        "!cancel v2.0.0",
+        &format!(
+            "🏷 tag v2.0.0 ({}) dropped by local; it will not deploy",
+            short(&head)
+        ),
+    );
+    // "tags waiting" would come before this line of the reply.
+    bot.ask("!status", "production: nothing deployed yet");
+    assert!(bot.said("tags waiting").is_empty());
+    // The train it waited for ends; the dropped tag does not follow it.
+    bot.ask("@bob !bad not yet", "⛔ train #1 vetoed by bob");
+    bot.ask("!status", "production: nothing deployed yet");
+    assert!(bot.said("train #2").is_empty());
+    let (code, audit) = support::http::http_get(port, "/audit").expect("/audit answers");
+    assert_eq!(code, 200);
+    assert!(audit.contains("!cancel v2.0.0"), "{audit}");
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn a_production_tag_off_main_is_refused_and_a_freeze_holds_tags() {
+    let (sandbox, mut bot, _) = start();
+    sandbox.repo.branch("feature/x");
+    let off = sandbox.repo.commit_on("feature/x", "bob", "Not merged");
+    sandbox.repo.tag("v2.0.0", &off, None);
+    bot.expect(&format!(
+        "⏸ tag v2.0.0 does not deploy to production: {} is not on main (rule: on main)",
+        short(&off)
+    ));
+    assert!(sandbox.deploys_to("production").is_empty());
+
+    bot.ask("!freeze release week", "🧊");
+    let head = sandbox.repo.head();
+    sandbox.repo.tag("v2.0.1", &head, None);
+    bot.expect("⏸ tag v2.0.1 waits: departures are frozen by local (release week)");
+    bot.ask("!unfreeze", "departures resumed by local");
+    bot.expect(&format!(
+        "✅ train #1 deployed {} to production",
+        short(&head)
+    ));
+    assert_eq!(bot.said("⏸ tag v2.0.1 waits").len(), 1, "said once");
+    bot.stop();
+}

@@ -53,12 +53,14 @@ pub fn parse_line(line: &str, default_user: &ChatUser) -> Option<Incoming> {
             user: ChatUser::new(name),
             text: text.trim().to_string(),
             button: false,
+            train: None,
         });
     }
     Some(Incoming {
         user: default_user.clone(),
         text: line.to_string(),
         button: false,
+        train: None,
     })
 }
 
@@ -111,6 +113,7 @@ mod tests {
                 user: ChatUser::new("bob"),
                 text: "!good".into(),
                 button: false,
+                train: None,
             })
         );
         assert_eq!(
@@ -119,6 +122,7 @@ mod tests {
                 user: local.clone(),
                 text: "!status".into(),
                 button: false,
+                train: None,
             })
         );
         assert_eq!(parse_line("   ", &local), None);

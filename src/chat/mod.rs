@@ -49,6 +49,9 @@ pub struct Incoming {
     pub text: String,
     /// A button click rather than typed text: refusals go back privately.
     pub button: bool,
+    /// The train a clicked button belongs to: the click counts for that
+    /// train only (SPEC §11 "train identity"). None for typed text.
+    pub train: Option<TrainId>,
 }
 
 #[async_trait]

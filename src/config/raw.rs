@@ -192,6 +192,9 @@ pub(super) struct RawTags {
     pub staging: Option<Spanned<String>>,
     /// Default: none (tags do nothing).
     pub production: Option<Spanned<String>>,
+    /// How long a tag deploy whose commits the forge cannot list is tried
+    /// again (with backoff) before it is dropped. Default `"1h"`.
+    pub give_up_after: Option<Spanned<String>>,
 }
 
 /// `[roles]`
@@ -325,6 +328,7 @@ mod tests {
         assert_eq!(settings.train.timezone, chrono_tz::UTC);
         assert_eq!(settings.train.approval, ApprovalPolicy::AllAuthors);
         assert_eq!(settings.train.approval_timeout, Duration::from_secs(1800));
+        assert_eq!(settings.tags.give_up_after, Duration::from_secs(3600));
         assert_eq!(settings.train.environments.len(), 3);
         assert_eq!(settings.branch_builds.node_url, "http://{node}.localhost");
         assert!(settings.branch_builds.nodes.is_empty());
@@ -531,6 +535,16 @@ deploy = [
                 "URL",
             ),
             ("[tags]\nstaging = \"(v\"", "tags.staging", "not a regex"),
+            (
+                "[tags]\ngive_up_after = \"soon\"",
+                "tags.give_up_after",
+                "not a duration",
+            ),
+            (
+                "[tags]\ngive_up_after = \"0s\"",
+                "tags.give_up_after",
+                "not a duration",
+            ),
             (
                 "[branch_builds]\nnode_url = \"http://x\"",
                 "branch_builds.node_url",

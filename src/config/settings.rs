@@ -136,6 +136,8 @@ pub struct BranchBuildSettings {
 pub struct TagSettings {
     pub staging: Option<regex::Regex>,
     pub production: Option<regex::Regex>,
+    /// A failing tag deploy is dropped this long after its first failure.
+    pub give_up_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

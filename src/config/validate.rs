@@ -420,5 +420,7 @@ fn tags(raw: &RawTags) -> Result<TagSettings> {
     Ok(TagSettings {
         staging: regex("tags.staging", &raw.staging)?,
         production: regex("tags.production", &raw.production)?,
+        // Durations are never zero: a tag gets at least one retry.
+        give_up_after: Field::new("tags.give_up_after", &raw.give_up_after, "1h").duration()?,
     })
 }

@@ -47,6 +47,8 @@ pub enum TrainOrSha {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrainOrBranch {
     Train(TrainId),
+    /// A branch, or a waiting tag deploy of that name: tag and branch names
+    /// look alike, so which one it is only the engine can tell.
     Branch(BranchName),
 }
 
@@ -325,8 +327,8 @@ pub fn usage(name: &str, prefix: &str) -> Option<String> {
         "freeze" => ("[reason]", "stop departures (ops)"),
         "unfreeze" => ("", "resume departures (ops)"),
         "cancel" => (
-            "[train|branch]",
-            "stop a running train (ops) or a branch build (ops, or its requester)",
+            "[train|branch|tag]",
+            "stop a running train (ops), a branch build (ops, or its requester), or drop a waiting tag deploy (ops)",
         ),
         "history" => ("[n]", "the last n production deploys"),
         "deploy" => (
@@ -460,6 +462,10 @@ mod tests {
         assert_eq!(
             p("!cancel feature/x").unwrap(),
             Command::Cancel(Some(TrainOrBranch::Branch("feature/x".parse().unwrap())))
+        );
+        assert_eq!(
+            p("!cancel v1.2.3").unwrap(),
+            Command::Cancel(Some(TrainOrBranch::Branch("v1.2.3".parse().unwrap())))
         );
         assert_eq!(p("!STATUS").unwrap(), Command::Status(None));
     }

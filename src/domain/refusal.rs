@@ -66,8 +66,10 @@ pub enum Refusal {
     NothingAllocated,
     #[error("no train {0}")]
     NoSuchTrain(TrainId),
-    #[error("train {0} is not the one waiting for approval")]
-    NotThatTrain(TrainId),
+    /// A button or `!good N` of a train that is no longer the running one:
+    /// it never counts for another train (SPEC §11 "train identity").
+    #[error("train {0} already ended")]
+    TrainEnded(TrainId),
     #[error("nothing in production yet to roll back")]
     NothingToRollBack,
     #[error("already frozen by {by}; !unfreeze first")]
@@ -106,6 +108,10 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "departures are frozen by ops (incident); !unfreeze first"
+        );
+        assert_eq!(
+            Refusal::TrainEnded(TrainId(12)).to_string(),
+            "train #12 already ended"
         );
     }
 }

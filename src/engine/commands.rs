@@ -35,7 +35,7 @@ impl Engine {
                 command: cmd.name(),
             })
         } else {
-            self.run_command(&cmd, &actor).await?
+            self.run_command(&cmd, &actor, msg.train).await?
         };
         if !cmd.is_query() {
             let entry = AuditEntry {
@@ -58,10 +58,13 @@ impl Engine {
 
     /// Acts on a command. Accepted commands answer through what they
     /// announce (or an explicit reply); refusals come back as `Err`.
+    /// `button`: the train whose button was clicked, if the command came
+    /// from one.
     async fn run_command(
         &mut self,
         cmd: &Command,
         actor: &Actor,
+        button: Option<TrainId>,
     ) -> anyhow::Result<Result<(), Refusal>> {
         let user = &actor.user;
         match cmd {
@@ -92,10 +95,10 @@ impl Engine {
             }
             Command::Release(node) => self.release(actor, node).await,
             Command::Good(which) => {
-                if let (Some(want), Some(t)) = (which, &self.train)
-                    && *want != t.id
+                if let Some(want) = which.or(button)
+                    && let Err(refusal) = self.still_running(want)?
                 {
-                    return Ok(Err(Refusal::NotThatTrain(*want)));
+                    return Ok(Err(refusal));
                 }
                 if self.train.is_none() {
                     return Ok(Err(Refusal::NothingToApprove));
@@ -103,6 +106,11 @@ impl Engine {
                 self.train_input_checked(Input::Good(actor.clone())).await
             }
             Command::Bad(reason) => {
+                if let Some(want) = button
+                    && let Err(refusal) = self.still_running(want)?
+                {
+                    return Ok(Err(refusal));
+                }
                 if self.train.is_none() {
                     return Ok(Err(Refusal::NothingToVeto));
                 }
@@ -157,6 +165,18 @@ impl Engine {
                 Ok(Ok(()))
             }
         }
+    }
+
+    /// SPEC §11 "train identity": an approval or veto names its train, and
+    /// counts only while that train is the one running, never for another.
+    fn still_running(&self, want: TrainId) -> anyhow::Result<Result<(), Refusal>> {
+        if self.train.as_ref().is_some_and(|t| t.id == want) {
+            return Ok(Ok(()));
+        }
+        Ok(Err(match self.store.train(want)? {
+            Some(_) => Refusal::TrainEnded(want),
+            None => Refusal::NoSuchTrain(want),
+        }))
     }
 
     async fn force(
@@ -335,7 +355,15 @@ impl Engine {
         target: Option<&TrainOrBranch>,
     ) -> anyhow::Result<Result<(), Refusal>> {
         let want = match target {
-            Some(TrainOrBranch::Branch(b)) => return self.cancel_build(actor, b).await,
+            Some(TrainOrBranch::Branch(b)) => {
+                // A waiting tag deploy of that name goes first: tag and
+                // branch names look alike, and a queued tag is the rarer,
+                // more deliberate target.
+                if let Some((seq, tag)) = self.store.queued_tag_named(b.as_str())? {
+                    return self.cancel_tag(actor, seq, tag).await;
+                }
+                return self.cancel_build(actor, b).await;
+            }
             Some(TrainOrBranch::Train(id)) => Some(*id),
             None => None,
         };

@@ -2,20 +2,24 @@
 //! train, one at a time with the others. Tags arrive by polling (both
 //! forges) and by the push webhook (GitHub); either way a tag at a given
 //! commit is acted on once, and a waiting tag deploy is kept in the store.
+//! Right before one leaves, the forge is asked where the tag points now
+//! (SPEC §11 "tag source"); a tag the forge fails is retried with backoff
+//! and dropped after `tags.give_up_after`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::gate::Ask;
 use super::{Engine, Event};
+use crate::domain::gate::{Road, Verdict};
 use crate::domain::messages;
-use crate::domain::train::{Kind, Route};
+use crate::domain::refusal::Refusal;
+use crate::domain::tags::{self, Retry};
+use crate::domain::train::{Actor, Kind, Route};
 use crate::forge::{Forge, ForgeError, TagRef};
-use crate::store::QueuedTag;
-
-/// How long a tag deploy that could not leave waits before trying again.
-const TAG_RETRY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+use crate::store::{QueuedTag, TagFailure};
 
 /// Lists the forge's tags every `interval`, starting one interval from now
 /// (the engine has just listed them), and reports the list when it changed.
@@ -118,6 +122,7 @@ impl Engine {
             sha: tag.sha.clone(),
             pushed_by: tag.pushed_by.unwrap_or_else(|| "unknown".into()),
             route,
+            failing: None,
         };
         let position = self.store.record_tag(&tag.name, &tag.sha, Some(&queued))?;
         tracing::info!(tag = %queued.name, sha = %queued.sha, ?route, "Tag deploy queued.");
@@ -149,8 +154,66 @@ impl Engine {
         let Some((seq, tag)) = self.store.next_queued_tag()? else {
             return Ok(());
         };
-        if self.store.freeze()?.is_some() {
-            return Ok(());
+        // The gate is asked before the forge is: a held tag costs no
+        // forge call. A wait keeps the tag in its place, said once.
+        let road = Road::Tag {
+            production: tag.route == Route::ProductionOnly,
+        };
+        let st = self.gate_state()?;
+        if let Some(hold) = self.ask_gate(&road, &st, Ask::default()).hold().cloned() {
+            let what = format!("tag {} waits", tag.name);
+            return self.say_hold_once(None, &what, &hold).await;
+        }
+        self.start_queued_tag(seq, tag).await
+    }
+
+    /// The tag deploy at the head of the queue leaves now. The forge is
+    /// asked where the tag points first: a tag deleted while it waited is
+    /// dropped, a moved one deploys its new commit (SPEC §11 "tag source").
+    async fn start_queued_tag(&mut self, seq: u64, mut tag: QueuedTag) -> anyhow::Result<()> {
+        let now_at = match self.ports.forge.tag(&tag.name).await {
+            Ok(Some(now_at)) => now_at,
+            Ok(None) => {
+                tracing::info!(tag = %tag.name, sha = %tag.sha, "Queued tag was deleted; dropped.");
+                self.store.dequeue_tag(seq)?;
+                // Pushed again, even at the same commit, it counts as new.
+                self.store.forget_tag(&tag.name)?;
+                self.tag_retry_at = None;
+                self.say(None, tags::tag_deleted(&tag.name, &tag.sha)).await;
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, tag = %tag.name, "Cannot read a queued tag.");
+                return self.tag_failed(seq, tag, error).await;
+            }
+        };
+        if now_at.sha != tag.sha {
+            tracing::info!(tag = %tag.name, from = %tag.sha, to = %now_at.sha, "Queued tag moved.");
+            self.say(None, tags::tag_moved(&tag.name, &tag.sha, &now_at.sha))
+                .await;
+            tag.sha = now_at.sha;
+            // Seen at its new commit, so the poller's next list does not
+            // queue the same move again.
+            self.store.record_tag(&tag.name, &tag.sha, None)?;
+        }
+        // A production tag must point into main's history (rule *on main*).
+        if tag.route == Route::ProductionOnly {
+            let on_main = match self.ports.forge.resolve_on_main(&tag.sha.as_prefix()).await {
+                Ok(_) => true,
+                Err(ForgeError::NotOnMain(_)) => false,
+                Err(error) => return self.tag_failed(seq, tag, error).await,
+            };
+            let st = self.gate_state()?;
+            let ask = Ask {
+                on_main: Some((tag.sha.short(), on_main)),
+                ..Ask::default()
+            };
+            if let Verdict::No(hold) = self.ask_gate(&Road::Tag { production: true }, &st, ask) {
+                tracing::warn!(tag = %tag.name, %hold, "Tag deploy refused.");
+                self.store.dequeue_tag(seq)?;
+                let what = format!("tag {} does not deploy to production", tag.name);
+                return self.say_hold_once(None, &what, &hold).await;
+            }
         }
         // Off the queue first: a crash in between loses the departure (said
         // nowhere yet) rather than running the tag twice.
@@ -159,18 +222,78 @@ impl Engine {
             name: tag.name.clone(),
             pushed_by: tag.pushed_by.clone(),
         };
-        let departed = self.depart(tag.sha.clone(), kind, tag.route).await?;
-        if !departed {
-            // The forge could not list the commits (and chat was told):
-            // the tag keeps its place and is tried again a little later.
-            self.store.requeue_tag(seq, &tag)?;
-            self.tag_retry_at = Some(self.now() + TAG_RETRY);
-            let why = "its commits could not be listed; trying again in a minute";
-            let text = messages::tag_waits(&tag.name, &tag.sha, &tag.pushed_by, why, 1);
-            self.say(None, text).await;
-        } else {
-            self.tag_retry_at = None;
+        match self
+            .try_depart(tag.sha.clone(), kind, tag.route, None)
+            .await?
+        {
+            Ok(()) => {
+                self.tag_retry_at = None;
+                Ok(())
+            }
+            // Put back in its place (or dropped) there.
+            Err(error) => self.tag_failed(seq, tag, error).await,
+        }
+    }
+
+    /// The forge failed a tag deploy (queued at `seq`): tried again with
+    /// backoff until `tags.give_up_after` from the first failure, then
+    /// dropped. Chat hears the first failure and the giving up, no retry.
+    async fn tag_failed(
+        &mut self,
+        seq: u64,
+        mut tag: QueuedTag,
+        error: ForgeError,
+    ) -> anyhow::Result<()> {
+        let now = self.now();
+        // Bounded, so `since + limit` cannot overflow.
+        let limit = chrono::TimeDelta::from_std(self.cfg.tags.give_up_after)
+            .unwrap_or(chrono::TimeDelta::MAX)
+            .min(chrono::TimeDelta::days(3650));
+        let first = tag.failing.is_none();
+        let failing = tag.failing.get_or_insert(TagFailure {
+            since: now,
+            attempts: 0,
+        });
+        failing.attempts += 1;
+        let (since, attempts) = (failing.since, failing.attempts);
+        match tags::retry(limit, since, attempts, now) {
+            Retry::At(at) => {
+                tracing::warn!(%error, tag = %tag.name, attempts, retry_at = %at, "Tag deploy failed; will retry.");
+                self.store.requeue_tag(seq, &tag)?;
+                self.tag_retry_at = Some(at);
+                if first {
+                    let text = tags::tag_failing(&tag.name, &tag.sha, &error.to_string(), limit);
+                    self.say(None, text).await;
+                }
+            }
+            Retry::GiveUp => {
+                tracing::error!(%error, tag = %tag.name, attempts, "Tag deploy given up.");
+                self.store.dequeue_tag(seq)?;
+                self.tag_retry_at = None;
+                let text = tags::tag_given_up(&tag.name, &tag.sha, &error.to_string(), limit);
+                self.say(None, text).await;
+            }
         }
         Ok(())
+    }
+
+    /// `!cancel <tag>` for a tag deploy that waits: ops only, like
+    /// cancelling a train, since a tag deploy is one.
+    pub(super) async fn cancel_tag(
+        &mut self,
+        actor: &Actor,
+        seq: u64,
+        tag: QueuedTag,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if !actor.ops {
+            return Ok(Err(Refusal::NotOps { command: "cancel" }));
+        }
+        tracing::info!(tag = %tag.name, by = %actor.user, "Queued tag cancelled.");
+        self.store.dequeue_tag(seq)?;
+        // The wait belonged to a failing tag; the next one may go at once.
+        self.tag_retry_at = None;
+        let text = tags::tag_cancelled(&tag.name, &tag.sha, &actor.user);
+        self.say(None, text).await;
+        Ok(Ok(()))
     }
 }

@@ -166,6 +166,9 @@ pub struct FakeForge {
     pub true_reverts: Mutex<Vec<(Sha, Sha)>>,
     /// `reverts` fails with `ForgeError::Other` while set.
     pub fail_reverts: AtomicBool,
+    /// What `tag(name)` answers instead of looking in `tags`: a tag moved
+    /// (Some) or deleted (None) that the poller has not seen yet.
+    pub tag_now: Mutex<HashMap<String, Option<Sha>>>,
     clock: Arc<FakeClock>,
 }
 
@@ -195,6 +198,7 @@ impl FakeForge {
             commit_calls: Mutex::new(Vec::new()),
             true_reverts: Mutex::new(Vec::new()),
             fail_reverts: AtomicBool::new(false),
+            tag_now: Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -266,6 +270,18 @@ impl Forge for FakeForge {
         }
         let pair = (reverting.clone(), reverted.clone());
         Ok(self.true_reverts.lock().unwrap().contains(&pair))
+    }
+
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError> {
+        if let Some(now) = self.tag_now.lock().unwrap().get(name) {
+            return Ok(now.clone().map(|sha| TagRef {
+                name: name.into(),
+                sha,
+                pushed_by: None,
+            }));
+        }
+        let tags = self.tags.lock().unwrap();
+        Ok(tags.iter().find(|t| t.name == name).cloned())
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::domain::clock::Ts;
 use crate::domain::ids::TrainId;
 use crate::forge::TagRef;
-use crate::store::Store;
+use crate::store::{QueuedTag, Store, TagFailure};
 
 /// Commits on the fake main branch; the head is the last.
 const HISTORY: usize = 4;
@@ -34,6 +34,11 @@ struct Options {
     production_deploy: Duration,
     /// `[tags] production = '^v[0-9]+$'`.
     tags: bool,
+    /// A tag deploy in the store before the engine starts (as a previous
+    /// run left it); the tag exists on the forge.
+    stored_tag: Option<QueuedTag>,
+    /// `commits` fails this many times from the start.
+    fail_commits: usize,
 }
 
 impl Default for Options {
@@ -41,6 +46,8 @@ impl Default for Options {
         Options {
             production_deploy: Duration::from_secs(1),
             tags: false,
+            stored_tag: None,
+            fail_commits: 0,
         }
     }
 }
@@ -139,6 +146,19 @@ impl Bot {
         let clock = Arc::new(FakeClock::new(base_time()));
         let chat = Arc::new(FakeChat::new(clock.clone()));
         let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
+        forge
+            .fail_commits
+            .store(opts.fail_commits, Ordering::SeqCst);
+        if let Some(tag) = &opts.stored_tag {
+            store
+                .record_tag(&tag.name, &tag.sha, Some(tag))
+                .expect("stored tag");
+            forge.tags.lock().unwrap().push(TagRef {
+                name: tag.name.clone(),
+                sha: tag.sha.clone(),
+                pushed_by: None,
+            });
+        }
         let mut runner = FakeRunner::default();
         runner
             .durations
@@ -196,6 +216,42 @@ impl Bot {
             self.chat.transcript()
         );
         said
+    }
+}
+
+impl Bot {
+    /// A tag at the fake history's `i`th commit; the poller finds it.
+    fn push_tag(&self, name: &str, i: usize) {
+        self.forge.tags.lock().unwrap().push(TagRef {
+            name: name.into(),
+            sha: sha(i),
+            pushed_by: None,
+        });
+    }
+
+    /// The clock times of the `commits` calls after the first `skip`.
+    fn commit_calls_since(&self, skip: usize) -> Vec<Ts> {
+        let calls = self.forge.commit_calls.lock().unwrap();
+        calls.iter().copied().skip(skip).collect()
+    }
+
+    /// A Slack button click of `train` by `user`, as the listener sends it.
+    async fn click(&self, user: &str, text: &str, train: u64) {
+        let msg = crate::chat::Incoming {
+            user: crate::domain::ids::ChatUser::new(user),
+            text: text.into(),
+            button: true,
+            train: Some(TrainId(train)),
+        };
+        self.inbox
+            .send(Event::Chat(msg))
+            .await
+            .expect("engine runs");
+    }
+
+    /// Lets `d` of simulated time pass (the engine's timers fire).
+    async fn clock_passes(&self, d: TimeDelta) {
+        tokio::time::sleep(d.to_std().expect("positive")).await;
     }
 }
 
@@ -300,28 +356,19 @@ async fn a_tag_whose_commits_cannot_be_listed_departs_a_minute_later() {
     let pushed = bot.clock.peek();
     let calls_before = bot.forge.commit_calls.lock().unwrap().len();
     bot.forge.fail_commits.store(1, Ordering::SeqCst);
-    bot.forge.tags.lock().unwrap().push(TagRef {
-        name: "v1".into(),
-        sha: sha(HISTORY - 1),
-        pushed_by: None,
-    });
+    bot.push_tag("v1", HISTORY - 1);
     let head = sha(HISTORY - 1);
     let (_, failed, _) = bot
         .chat
-        .wait_for(&format!("cannot list commits for {}", head.short()))
+        .wait_for(&format!(
+            "🏷 tag v1 ({}) cannot leave yet: forge error: the forge is down; trying again with backoff for up to 1h",
+            head.short()
+        ))
         .await;
     assert!(
         failed - pushed <= TimeDelta::seconds(2),
         "the poller is slow"
     );
-    let (_, waits, _) = bot
-        .chat
-        .wait_for(&format!(
-            "🏷 tag v1 ({}) pushed by unknown waits: its commits could not be listed; trying again in a minute",
-            head.short()
-        ))
-        .await;
-    assert_eq!(waits, failed);
     let (_, departed, _) = bot
         .chat
         .wait_for("🚂 train #1 deploys tag v1 to production")
@@ -332,20 +379,277 @@ async fn a_tag_whose_commits_cannot_be_listed_departs_a_minute_later() {
         departed - failed
     );
     // Nothing asked the forge in between: one failed call, one retry.
-    let calls: Vec<_> = bot
-        .forge
-        .commit_calls
-        .lock()
-        .unwrap()
-        .iter()
-        .copied()
-        .skip(calls_before)
-        .collect();
+    let calls = bot.commit_calls_since(calls_before);
     assert_eq!(calls, [failed, departed], "commit listings after the push");
     bot.chat.wait_for("✅ train #1 deployed").await;
     let said = bot.finish().await;
     assert_eq!(count_containing(&said, "🏷 tag v1"), 1);
-    assert_eq!(count_containing(&said, "cannot list commits"), 1);
+    assert_eq!(count_containing(&said, "cannot list commits"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_that_keeps_failing_backs_off_and_is_given_up_after_its_limit() {
+    let bot = Bot::start(
+        "a_tag_that_keeps_failing_backs_off_and_is_given_up_after_its_limit",
+        Options {
+            tags: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let calls_before = bot.forge.commit_calls.lock().unwrap().len();
+    bot.forge.fail_commits.store(usize::MAX, Ordering::SeqCst);
+    bot.push_tag("v1", HISTORY - 1);
+    let (_, failed, _) = bot.chat.wait_for("🏷 tag v1 (").await;
+    let (_, gave_up, _) = bot
+        .chat
+        .wait_for(&format!(
+            "🏷 tag v1 ({}) dropped: the forge failed it for 1h (forge error: the forge is down)",
+            sha(HISTORY - 1).short()
+        ))
+        .await;
+    assert_eq!(gave_up - failed, minutes(60));
+    // Doubling waits from a minute, at most ten apart; the last try on the
+    // limit. Not a try a minute.
+    let tries: Vec<i64> = bot
+        .commit_calls_since(calls_before)
+        .into_iter()
+        .map(|at| (at - failed).num_minutes())
+        .collect();
+    assert_eq!(tries, [0, 1, 3, 7, 15, 25, 35, 45, 55, 60]);
+    // Dropped for good: an hour later nothing was tried again.
+    bot.clock_passes(minutes(60)).await;
+    assert_eq!(bot.commit_calls_since(calls_before).len(), 10);
+    let said = bot.finish().await;
+    // Chat heard the first failure and the giving up, nothing per retry.
+    assert_eq!(count_containing(&said, "🏷 tag v1"), 2, "{said:#?}");
+    assert_eq!(count_containing(&said, "train #1"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_tag_keeps_its_first_failure_time_across_a_restart() {
+    // A previous run saw the forge fail this tag 8 times, the first 59
+    // minutes ago, and said so then.
+    let tag = QueuedTag {
+        name: "v1".into(),
+        sha: sha(HISTORY - 1),
+        pushed_by: "alice".into(),
+        route: crate::domain::train::Route::ProductionOnly,
+        failing: Some(TagFailure {
+            since: base_time() - minutes(59),
+            attempts: 8,
+        }),
+    };
+    let bot = Bot::start(
+        "a_failing_tag_keeps_its_first_failure_time_across_a_restart",
+        Options {
+            tags: true,
+            stored_tag: Some(tag),
+            fail_commits: usize::MAX,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, gave_up, _) = bot
+        .chat
+        .wait_for("🏷 tag v1 (abc0003) dropped: the forge failed it for 1h")
+        .await;
+    // Tried at start, then on the limit: an hour after the first failure,
+    // not an hour after the restart.
+    assert_eq!(gave_up, base_time() + minutes(1));
+    // (The listings at start include the main branch's own.)
+    let later: Vec<Ts> = bot
+        .commit_calls_since(0)
+        .into_iter()
+        .filter(|at| *at > base_time())
+        .collect();
+    assert_eq!(later, [base_time() + minutes(1)]);
+    let said = bot.finish().await;
+    // The first failure was said before the restart, not again after it.
+    assert_eq!(count_containing(&said, "🏷 tag v1"), 1, "{said:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_deleted_while_it_waits_is_dropped_and_said_once() {
+    let bot = Bot::start(
+        "a_tag_deleted_while_it_waits_is_dropped_and_said_once",
+        Options {
+            tags: true,
+            production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 1).short()))
+        .await;
+    bot.chat
+        .wait_for("train #1 ▶ production deploy started")
+        .await;
+    bot.push_tag("v1", HISTORY - 2);
+    bot.chat.wait_for("waits: train #1 is running").await;
+    bot.forge.tags.lock().unwrap().clear();
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    bot.chat
+        .wait_for(&format!(
+            "🏷 tag v1 ({}) was deleted while it waited; its deploy is dropped",
+            sha(HISTORY - 2).short()
+        ))
+        .await;
+    bot.clock_passes(minutes(10)).await;
+    let said = bot.finish().await;
+    assert_eq!(count_containing(&said, "was deleted"), 1);
+    assert_eq!(count_containing(&said, "train #2"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_moved_while_it_waits_deploys_its_new_commit() {
+    let bot = Bot::start(
+        "a_tag_moved_while_it_waits_deploys_its_new_commit",
+        Options {
+            tags: true,
+            production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 2).short()))
+        .await;
+    bot.chat
+        .wait_for("train #1 ▶ production deploy started")
+        .await;
+    bot.push_tag("v1", HISTORY - 2);
+    bot.chat.wait_for("waits: train #1 is running").await;
+    // Moved on the forge, and the poller has not seen it yet.
+    bot.forge
+        .tag_now
+        .lock()
+        .unwrap()
+        .insert("v1".into(), Some(sha(HISTORY - 1)));
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    let (moved_at, ..) = bot
+        .chat
+        .wait_for(&format!(
+            "🏷 tag v1 moved from {} to {} while it waited; deploying {}",
+            sha(HISTORY - 2).short(),
+            sha(HISTORY - 1).short(),
+            sha(HISTORY - 1).short()
+        ))
+        .await;
+    let (departed_at, ..) = bot
+        .chat
+        .wait_for("🚂 train #2 deploys tag v1 to production")
+        .await;
+    assert!(moved_at < departed_at);
+    bot.chat.wait_for("✅ train #2 deployed").await;
+    let said = bot.finish().await;
+    let deployed = said.iter().find_map(|(_, m)| match m {
+        Message::Notice { text, .. } if text.starts_with("✅ train #2 deployed") => Some(text),
+        _ => None,
+    });
+    assert!(
+        deployed.is_some_and(|t| t.contains(sha(HISTORY - 1).short())),
+        "{deployed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ops_cancel_a_waiting_tag_by_its_name() {
+    let bot = Bot::start(
+        "ops_cancel_a_waiting_tag_by_its_name",
+        Options {
+            tags: true,
+            production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 1).short()))
+        .await;
+    bot.chat
+        .wait_for("train #1 ▶ production deploy started")
+        .await;
+    bot.push_tag("v1", HISTORY - 2);
+    bot.chat.wait_for("waits: train #1 is running").await;
+    bot.type_line("@bob !cancel v1").await;
+    bot.chat.wait_for("only ops can !cancel").await;
+    bot.type_line("!cancel v1").await;
+    bot.chat
+        .wait_for(&format!(
+            "🏷 tag v1 ({}) dropped by local; it will not deploy",
+            sha(HISTORY - 2).short()
+        ))
+        .await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    bot.clock_passes(minutes(10)).await;
+    let said = bot.finish().await;
+    assert_eq!(count_containing(&said, "train #2"), 0);
+    assert_eq!(count_containing(&said, "dropped by"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn approvals_and_buttons_of_an_ended_train_never_count_for_the_next() {
+    let bot = Bot::start(
+        "approvals_and_buttons_of_an_ended_train_never_count_for_the_next",
+        Options::default(),
+    )
+    .await;
+    bot.type_line("!depart").await;
+    bot.chat
+        .wait_for_from(0, "train #1 asking for approval", |m| {
+            matches!(
+                m,
+                Message::Approval {
+                    train: TrainId(1),
+                    ..
+                }
+            )
+        })
+        .await;
+    bot.type_line("!cancel").await;
+    bot.chat.wait_for("train #1 cancelled").await;
+    bot.type_line("!depart").await;
+    bot.chat
+        .wait_for_from(0, "train #2 asking for approval", |m| {
+            matches!(
+                m,
+                Message::Approval {
+                    train: TrainId(2),
+                    ..
+                }
+            )
+        })
+        .await;
+    // A Good and a Bad button of train #1, and `!good 1` typed.
+    bot.click("alice", "!good 1", 1).await;
+    bot.click("bob", "!bad", 1).await;
+    bot.type_line("@alice !good 1").await;
+    bot.type_line("@alice !good 9").await;
+    bot.chat.wait_for("no train #9").await;
+    let said = bot.chat.messages();
+    let replies: Vec<_> = said
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Reply { to, text, private } => Some((to.as_str(), text.as_str(), *private)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            ("alice", "train #1 already ended", true),
+            ("bob", "train #1 already ended", true),
+            ("alice", "train #1 already ended", false),
+            ("alice", "no train #9", false),
+        ]
+    );
+    // Train #2 was neither approved nor vetoed: its own buttons still work.
+    bot.click("bob", "!bad", 2).await;
+    bot.chat.wait_for("train #2 vetoed").await;
+    let said = bot.finish().await;
+    let approvals = said.iter().filter(|(_, m)| {
+        matches!(m, Message::ApprovalProgress { approved_by, .. } if !approved_by.is_empty())
+    });
+    assert_eq!(approvals.count(), 0, "{said:#?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
-use crate::forge::Forge;
+use crate::forge::{Forge, ForgeError};
 use crate::store::{Production, StoreError};
 
 use super::Engine;
@@ -144,6 +144,26 @@ impl Engine {
         route: Route,
         overrides: Option<crate::domain::gate::Rule>,
     ) -> anyhow::Result<bool> {
+        let short = sha.short().to_string();
+        match self.try_depart(sha, kind, route, overrides).await? {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                self.say(None, format!("cannot list commits for {short}: {error}"))
+                    .await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Like `depart`, but a forge failure is given back unsaid: a tag
+    /// deploy that is retried decides itself what chat hears, and when.
+    pub(super) async fn try_depart(
+        &mut self,
+        sha: Sha,
+        kind: Kind,
+        route: Route,
+        overrides: Option<crate::domain::gate::Rule>,
+    ) -> anyhow::Result<Result<(), ForgeError>> {
         let base = match self.store.production()? {
             Some(p) => Some(p.sha),
             None => self.store.first_base()?,
@@ -157,12 +177,7 @@ impl Engine {
             Ok(c) => c,
             Err(error) => {
                 tracing::warn!(%error, "Cannot list the train's commits.");
-                self.say(
-                    None,
-                    format!("cannot list commits for {}: {error}", sha.short()),
-                )
-                .await;
-                return Ok(false);
+                return Ok(Err(error));
             }
         };
         let claims = approval::revert_claims(&commits);
@@ -210,7 +225,7 @@ impl Engine {
         self.show_status().await;
         self.say(Some(id), text).await;
         self.apply(effects).await?;
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// Feeds an input to the current train: persist, then act.

@@ -272,6 +272,32 @@ impl Forge for GitForge {
         let change = self.patch_id(reverting, false).await?;
         Ok(matches!((undo, change), (Some(undo), Some(change)) if undo == change))
     }
+
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError> {
+        // The full ref: a bare name could also be a branch of that name.
+        let full = format!("refs/tags/{name}");
+        let Some(sha) = self.rev_parse(&format!("{full}^{{commit}}")).await? else {
+            return Ok(None);
+        };
+        // for-each-ref matches whole path components, so `refs/tags/v1`
+        // also lists `refs/tags/v1/x`: the exact name is picked out.
+        let format = "--format=%(refname)%1f%(taggername)";
+        let out = self.git(&["for-each-ref", format, &full]).await?;
+        if !out.status.success() {
+            return Err(git_error("for-each-ref", &out));
+        }
+        let pushed_by = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let (refname, tagger) = line.split_once(FIELD)?;
+                (refname == full && !tagger.is_empty()).then(|| tagger.to_string())
+            });
+        Ok(Some(TagRef {
+            name: name.to_string(),
+            sha,
+            pushed_by,
+        }))
+    }
 }
 
 fn parse_sha(stdout: &[u8]) -> Result<Sha, ForgeError> {
@@ -514,6 +540,31 @@ mod tests {
             ("v2", second.as_str())
         );
         assert_eq!(tags[1].pushed_by.as_deref(), Some("Alice"));
+    }
+
+    #[tokio::test]
+    async fn one_tag_is_read_peeled_moved_or_gone() {
+        let repo = Repo::new();
+        let first = repo.commit("on main", ALICE);
+        let second = repo.commit("more", BOB);
+        repo.git(
+            &["tag", "-a", "-m", "release", "v2", first.as_str()],
+            Some(ALICE),
+        );
+        // A branch of the same name must not be taken for the tag.
+        repo.git(&["branch", "v3", second.as_str()], None);
+        let forge = repo.forge();
+        let got = forge.tag("v2").await.unwrap().unwrap();
+        assert_eq!(
+            (got.name.as_str(), &got.sha, got.pushed_by.as_deref()),
+            ("v2", &first, Some("Alice"))
+        );
+        assert_eq!(forge.tag("v3").await, Ok(None));
+        repo.git(&["tag", "-f", "v2", second.as_str()], None);
+        let moved = forge.tag("v2").await.unwrap().unwrap();
+        assert_eq!((&moved.sha, moved.pushed_by), (&second, None));
+        repo.git(&["tag", "-d", "v2"], None);
+        assert_eq!(forge.tag("v2").await, Ok(None));
     }
 
     #[tokio::test]

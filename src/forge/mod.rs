@@ -72,6 +72,9 @@ pub trait Forge: Send + Sync {
     /// commit's change is taken against its first parent; a commit that
     /// changes nothing reverts nothing.
     async fn reverts(&self, reverting: &Sha, reverted: &Sha) -> Result<bool, ForgeError>;
+    /// Where one tag points now, peeled to its commit; None if there is no
+    /// such tag (deleted). Asked right before a queued tag deploy starts.
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError>;
 
     /// Whether the repository can be seen with the credentials given;
     /// asked once at start so a wrong token or name is said at once.

@@ -16,7 +16,7 @@ use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
 pub use records::*;
-pub use tags::QueuedTag;
+pub use tags::{QueuedTag, TagFailure};
 
 use crate::domain::ids::{Sha, TrainId};
 use crate::domain::train::Train;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, be, codec, from_be};
+use crate::domain::clock::Ts;
 use crate::domain::ids::Sha;
 use crate::domain::train::Route;
 
@@ -20,6 +21,19 @@ pub struct QueuedTag {
     pub sha: Sha,
     pub pushed_by: String,
     pub route: Route,
+    /// Set while the forge fails this deploy (its commits cannot be listed,
+    /// or the tag cannot be read): stored, so the `tags.give_up_after` limit
+    /// counts from the first failure across restarts. Absent in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<TagFailure>,
+}
+
+/// A tag deploy the forge has failed: since when, and how many times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagFailure {
+    pub since: Ts,
+    pub attempts: u32,
 }
 
 fn queue_key(seq: u64) -> Vec<u8> {
@@ -45,24 +59,57 @@ impl Store {
     }
 
     /// Records the tag as seen and, with `deploy`, queues its deploy; one
-    /// atomic batch, flushed. Returns the queue position (1 = next).
+    /// atomic batch, flushed. A tag that is already queued (it moved while
+    /// it waited) is replaced in its place rather than queued twice.
+    /// Returns the queue position (1 = next).
     pub fn record_tag(&self, name: &str, sha: &Sha, deploy: Option<&QueuedTag>) -> Result<usize> {
         let tree = self.db.open_tree(TREE)?;
         let mut batch = sled::Batch::default();
         batch.insert(format!("{SEEN}{name}").as_bytes(), codec::encode(sha));
+        let mut seq = None;
         if let Some(queued) = deploy {
-            let next = tree
-                .scan_prefix(QUEUE)
-                .keys()
-                .next_back()
-                .transpose()?
-                .map_or(0, |k| from_be(&k[QUEUE.len()..]))
-                + 1;
+            let next = match self.queued_tag_named(name)? {
+                Some((same, _)) => same,
+                None => {
+                    tree.scan_prefix(QUEUE)
+                        .keys()
+                        .next_back()
+                        .transpose()?
+                        .map_or(0, |k| from_be(&k[QUEUE.len()..]))
+                        + 1
+                }
+            };
             batch.insert(queue_key(next), codec::encode(queued));
+            seq = Some(next);
         }
         tree.apply_batch(batch)?;
         self.flush()?;
-        Ok(tree.scan_prefix(QUEUE).count())
+        let ahead = tree
+            .scan_prefix(QUEUE)
+            .keys()
+            .filter(|k| {
+                k.as_ref()
+                    .is_ok_and(|k| seq.is_none_or(|s| from_be(&k[QUEUE.len()..]) <= s))
+            })
+            .count();
+        Ok(ahead)
+    }
+
+    /// The queued deploy of the tag `name`, if one waits.
+    pub fn queued_tag_named(&self, name: &str) -> Result<Option<(u64, QueuedTag)>> {
+        for entry in self.queued_tags()? {
+            if entry.1.name == name {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets that the tag was seen (it was deleted): pushed again, even
+    /// at the same commit, it counts as new.
+    pub fn forget_tag(&self, name: &str) -> Result<()> {
+        self.db.open_tree(TREE)?.remove(format!("{SEEN}{name}"))?;
+        self.flush()
     }
 
     /// Marks every tag there is now as seen without deploying any, once:
@@ -92,7 +139,8 @@ impl Store {
             .collect()
     }
 
-    /// Puts a tag deploy back in its old place (it could not leave).
+    /// Puts a tag deploy back in its old place (it could not leave), or
+    /// updates it there (its failures, a moved SHA).
     pub fn requeue_tag(&self, seq: u64, tag: &QueuedTag) -> Result<()> {
         self.db
             .open_tree(TREE)?
@@ -131,6 +179,7 @@ mod tests {
             sha: sha('a'),
             pushed_by: "alice".into(),
             route: Route::ProductionOnly,
+            failing: None,
         }
     }
 
@@ -180,6 +229,49 @@ mod tests {
             .map(|(_, t)| t.name)
             .collect();
         assert_eq!(names, ["v2", "v3"]);
+    }
+
+    #[test]
+    fn a_moved_tag_keeps_its_place_and_failures_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .record_tag("v1", &sha('a'), Some(&queued("v1")))
+            .unwrap();
+        store
+            .record_tag("v2", &sha('a'), Some(&queued("v2")))
+            .unwrap();
+        let moved = QueuedTag {
+            sha: sha('b'),
+            ..queued("v1")
+        };
+        assert_eq!(store.record_tag("v1", &sha('b'), Some(&moved)).unwrap(), 1);
+        let q = store.queued_tags().unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].1, moved);
+        let since = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let failing = QueuedTag {
+            failing: Some(TagFailure { since, attempts: 3 }),
+            ..moved
+        };
+        store.requeue_tag(q[0].0, &failing).unwrap();
+        drop(store);
+        let store = Store::reopen(dir.path());
+        assert_eq!(
+            store.queued_tag_named("v1").unwrap(),
+            Some((q[0].0, failing))
+        );
+        store.forget_tag("v1").unwrap();
+        assert_eq!(store.tag_seen("v1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_queued_tag_written_before_failures_were_kept_still_reads() {
+        let old = br#"{"name":"v1","sha":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","pushed_by":"alice","route":"ProductionOnly"}"#;
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(old);
+        let tag: QueuedTag = codec::decode(&bytes).unwrap();
+        assert_eq!(tag, queued("v1"));
     }
 
     #[test]

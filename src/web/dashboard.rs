@@ -37,6 +37,28 @@ pub async fn dashboard(State(s): State<WebState>) -> Result<Html<String>, Error>
             Esc(&reason)
         );
     }
+    for l in &snap.locks {
+        let until = l
+            .until
+            .as_deref()
+            .map(|u| format!(" until {u}"))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<div class=\"freeze lock\" role=\"status\">🔒 {} locked by {}: {}{}</div>",
+            Esc(&l.env),
+            Esc(&l.by),
+            Esc(&l.reason),
+            Esc(&until)
+        );
+    }
+    if let Some(held) = snap.train.as_ref().and_then(|t| t.held.as_deref()) {
+        let _ = write!(
+            body,
+            "<div class=\"freeze held\" role=\"status\">⏸ the train waits: {}</div>",
+            Esc(held)
+        );
+    }
     body.push_str("<div class=\"dash\">");
     body.push_str(&train_card(&s, &snap, now)?);
     body.push_str(&departure_card(&s, &snap, now)?);

@@ -133,6 +133,11 @@ async fn a_script_in_a_commit_message_is_escaped_everywhere() {
     assert!(page.contains("1 tag deploy waiting"), "{page}");
     assert!(page.contains("v2.0.0 → production"), "{page}");
     assert!(page.contains("by Mallory &lt;b&gt;"), "{page}");
+    // A locked environment is visibly locked, its reason escaped.
+    assert!(
+        page.contains("🔒 staging locked by bob: db &lt;migration&gt;"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

@@ -41,6 +41,9 @@ pub struct Webhook {
     /// every delivery is refused (401). Never logged.
     pub secret: Option<Arc<[u8]>>,
     pub main_branch: String,
+    /// The configured `owner/repo`: a push from any other repository (an
+    /// organisation-wide hook sends those too) is acknowledged and ignored.
+    pub repository: String,
     pub inbox: mpsc::Sender<Event>,
     /// Bumped by each `workflow_run` delivery, so workflow steps look at
     /// their run at once instead of at their next poll.
@@ -52,6 +55,7 @@ impl fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("main_branch", &self.main_branch)
+            .field("repository", &self.repository)
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +126,7 @@ pub async fn github(
         return reply(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery");
     };
     let event = text(EVENT).unwrap_or_default();
-    let action = match decide(event, json, &hook.main_branch) {
+    let action = match decide(event, json, &hook.main_branch, &hook.repository) {
         Ok(a) => a,
         Err(why) => return reply(StatusCode::BAD_REQUEST, why),
     };
@@ -217,6 +221,12 @@ struct Push {
     head_commit: Option<HeadCommit>,
     pusher: Option<Pusher>,
     sender: Option<Sender>,
+    repository: Option<Repository>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,7 +245,13 @@ struct Sender {
 }
 
 /// The action for event type `event` with payload `json`; Err is the 400 text.
-fn decide(event: &str, json: serde_json::Value, main_branch: &str) -> Result<Action, String> {
+/// Only pushes to `repository` (`owner/repo`) count.
+fn decide(
+    event: &str,
+    json: serde_json::Value,
+    main_branch: &str,
+    repository: &str,
+) -> Result<Action, String> {
     match event {
         "ping" => return Ok(Action::Pong),
         "workflow_run" => return Ok(Action::RunChanged),
@@ -246,6 +262,16 @@ fn decide(event: &str, json: serde_json::Value, main_branch: &str) -> Result<Act
     let sha = |s: &str| Sha::new(s).map_err(|e| format!("malformed push: {e}"));
     let gone = push.deleted || push.after.bytes().all(|b| b == b'0');
     tracing::debug!(git_ref = ?push.git_ref, created = push.created, deleted = push.deleted, "Push received.");
+    // SPEC §11 "tag source": a tag (or main) from another repository must
+    // not deploy (or move main); GitHub compares names case-insensitively.
+    let from = push
+        .repository
+        .as_ref()
+        .and_then(|r| r.full_name.as_deref());
+    if !from.is_some_and(|f| f.eq_ignore_ascii_case(repository)) {
+        tracing::warn!(from = ?from, expected = %repository, git_ref = ?push.git_ref, "Ignored a push from another repository.");
+        return Ok(Action::Ignore);
+    }
     if gone {
         return Ok(Action::Ignore);
     }

@@ -37,6 +37,7 @@ fn hook_with(secret: Option<&str>, capacity: usize) -> Hook {
     let app = f.app_with(Some(Webhook {
         secret: secret.map(|s| Arc::from(s.as_bytes())),
         main_branch: "main".into(),
+        repository: "acme/web".into(),
         inbox,
         run_events: Some(run_events),
     }));
@@ -87,6 +88,7 @@ fn push(git_ref: &str, after: &str, head: Option<&str>) -> Vec<u8> {
         "head_commit": head.map(|id| json!({"id": id, "message": "m"})),
         "pusher": {"name": "pusher-name", "email": "p@example.com"},
         "sender": {"login": "sender-login", "id": 1},
+        "repository": {"id": 1, "name": "web", "full_name": "acme/web"},
     }))
 }
 
@@ -212,6 +214,37 @@ async fn tag_push_without_head_commit_uses_after_and_the_pusher_name() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn pushes_from_another_repository_are_ignored() {
+    let mut h = hook();
+    let from = |full_name: Option<&str>, git_ref: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&push(git_ref, TAG_COMMIT, Some(TAG_COMMIT))).unwrap();
+        match full_name {
+            Some(name) => v["repository"]["full_name"] = json!(name),
+            None => drop(v.as_object_mut().unwrap().remove("repository")),
+        }
+        json_body(v)
+    };
+    let cases = [
+        from(Some("evil/web"), "refs/tags/v1"),
+        from(Some("acme/web-fork"), "refs/tags/v1"),
+        from(Some("other/repo"), "refs/heads/main"),
+        from(None, "refs/tags/v1"),
+    ];
+    for (i, body) in cases.into_iter().enumerate() {
+        let id = format!("d-foreign-{i}");
+        let (status, text) = h.post(delivery("push", &id, body)).await;
+        assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, "ignored"));
+    }
+    h.expect_nothing();
+    // The name is compared as GitHub does, ignoring case.
+    let body = from(Some("ACME/Web"), "refs/tags/v1");
+    let (status, text) = h.post(delivery("push", "d-case", body)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, "accepted"));
+    assert!(matches!(h.expect_event(), Event::TagPushed(_)));
 }
 
 #[tokio::test]

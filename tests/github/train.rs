@@ -188,34 +188,6 @@ fn a_missing_token_exits_2_naming_the_variable() {
 }
 
 #[test]
-fn a_tag_deploy_keeps_its_place_when_github_fails_to_list_its_commits() {
-    let mut gh = Github::start(BotConfig {
-        tags: true,
-        poll_interval: "1h",
-        ..BotConfig::default()
-    });
-    let sha = gh.fake.head("main");
-    // Every attempt of the client's retries fails.
-    gh.fake.fail_next("/commits?sha=", 502, 5);
-    gh.fake.tag("v1.0.0", &sha);
-    let (status, _) = gh.push("refs/tags/v1.0.0", &sha, "t-1");
-    assert_eq!(status, 202);
-    gh.bot
-        .expect(&format!("cannot list commits for {}", short(&sha)));
-    let line = gh.bot.expect("🏷 tag v1.0.0 (");
-    assert!(
-        line.ends_with("waits: its commits could not be listed; trying again in a minute"),
-        "{line}"
-    );
-    gh.bot.ask(
-        "!status",
-        &format!("tags waiting: v1.0.0 ({}) → production", short(&sha)),
-    );
-    assert!(gh.bot.said("🚂").is_empty());
-    gh.bot.stop();
-}
-
-#[test]
 fn a_repository_the_token_cannot_see_is_said_at_start() {
     let env = [
         (crate::support::GITHUB_TOKEN_ENV, TOKEN),

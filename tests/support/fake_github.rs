@@ -473,6 +473,11 @@ impl FakeGithub {
         });
     }
 
+    /// Deletes tag `name` (as `git push --delete origin <tag>` does).
+    pub fn delete_tag(&self, name: &str) {
+        self.with(|s| s.tags.remove(name));
+    }
+
     /// The SHA `branch` points at; panics if there is no such branch.
     pub fn head(&self, branch: &str) -> String {
         self.with(|s| s.branches.get(branch).cloned())
@@ -850,6 +855,23 @@ fn answer(
             .map(|(name, sha)| json!({"name": name, "commit": {"sha": sha, "url": format!("{}/repos/{}/{}/commits/{sha}", sh.base_url, sh.owner, sh.repo)}}))
             .collect();
         return paged(sh, path, query, items, 30, |v| json!(v));
+    }
+    // One tag's ref. The fake's tags are lightweight: the ref names the
+    // commit itself (an annotated one would name a tag object).
+    if get && let Some(name) = rest.strip_prefix("git/ref/tags/") {
+        return match st.tags.get(name) {
+            Some(sha) => Reply::json(
+                200,
+                json!({
+                    "ref": format!("refs/tags/{name}"),
+                    "node_id": "REF_1",
+                    "url": format!("{}/repos/{}/{}/git/refs/tags/{name}", sh.base_url, sh.owner, sh.repo),
+                    "object": {"type": "commit", "sha": sha,
+                               "url": format!("{}/repos/{}/{}/git/commits/{sha}", sh.base_url, sh.owner, sh.repo)}
+                }),
+            ),
+            None => Reply::not_found(),
+        };
     }
     if post && let Some(sha) = rest.strip_prefix("statuses/") {
         return create_status(st, sha, body);

@@ -239,6 +239,8 @@ pub struct BotConfig {
     pub failing_branch_checks: bool,
     /// `[tags]`: `-rc.N` tags go to staging, `vX.Y.Z` tags to production.
     pub tags: bool,
+    /// `[tags] give_up_after`, with `tags`.
+    pub tags_give_up_after: Option<&'static str>,
     /// `forge.kind = "github"` against this API URL (a fake), repository
     /// acme/web, token and webhook secret in `GITHUB_TOKEN_ENV` and
     /// `WEBHOOK_SECRET_ENV`.
@@ -280,6 +282,7 @@ impl Default for BotConfig {
             blocking_branch_deploy: false,
             failing_branch_checks: false,
             tags: false,
+            tags_give_up_after: None,
             github: None,
             poll_interval: "100ms",
             http_port: 0,
@@ -384,6 +387,9 @@ environments = ["staging", "preview", "preprod"]
             out.push_str(
                 "\n[tags]\nstaging = '^v[0-9]+(\\.[0-9]+)*-rc\\.[0-9]+$'\nproduction = '^v[0-9]+(\\.[0-9]+)*$'\n",
             );
+            if let Some(after) = self.tags_give_up_after {
+                writeln!(out, "give_up_after = \"{after}\"").unwrap();
+            }
         }
         if !self.extra.is_empty() {
             out.push('\n');

@@ -10,13 +10,11 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tokio::sync::mpsc;
 
-use super::blocks;
 use super::client::{BotIdentity, Web};
 use super::dedupe::Dedupe;
 use super::inbound::{self, Action, Inbound, What};
 use crate::chat::Incoming;
-use crate::domain::ids::ChatUser;
-use crate::store::Store;
+use crate::domain::ids::{ChatUser, TrainId};
 
 /// The note naming the train whose approval buttons are live.
 pub const OPEN_APPROVAL: &str = "slack:approval:open";
@@ -98,7 +96,6 @@ pub async fn listen(
 pub struct Pump {
     pub web: Web,
     pub bot: BotIdentity,
-    pub store: Store,
     pub dedupe: Dedupe,
     pub prefix: String,
     pub out: mpsc::Sender<Incoming>,
@@ -134,24 +131,27 @@ impl Pump {
                     user,
                     text,
                     button: false,
+                    train: None,
                 })
             }
             What::Click { action, train } => {
-                let open = self.store.chat_note(OPEN_APPROVAL).ok().flatten();
-                if open.as_deref() != Some(train.as_str()) {
-                    let text = format!("train #{train} is not waiting for approval any more.");
-                    self.web.ephemeral(&input.user, blocks::plain(&text)).await;
+                // The button's value is its train's id; whether that train
+                // still waits is the engine's to say ("train #12 already
+                // ended"), so a stale click never counts for another train.
+                let Ok(id) = train.trim_start_matches('#').parse::<u64>() else {
+                    tracing::warn!(user = %user, value = %train, "A button without a train id; ignored.");
                     return None;
-                }
+                };
                 let text = match action {
-                    Action::Good => format!("{}good {train}", self.prefix),
+                    Action::Good => format!("{}good {id}", self.prefix),
                     Action::Bad => format!("{}bad", self.prefix),
                 };
-                tracing::info!(user = %user, command = text, "Slack button clicked.");
+                tracing::info!(user = %user, command = text, train = id, "Slack button clicked.");
                 Some(Incoming {
                     user,
                     text,
                     button: true,
+                    train: Some(TrainId(id)),
                 })
             }
         }

@@ -65,7 +65,6 @@ impl Slack {
         let pump = listener::Pump {
             web: web.clone(),
             bot,
-            store: store.clone(),
             dedupe: dedupe::Dedupe::new(store.clone()),
             prefix: prefix.to_string(),
             out: inbox,

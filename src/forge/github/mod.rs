@@ -18,7 +18,8 @@ use serde_json::json;
 
 use self::api::{Api, Method, encode};
 use self::wire::{
-    Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, Run, Runs, Tag, sha,
+    Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitRef, GitTag, Run, Runs, Tag,
+    sha,
 };
 use super::{
     Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
@@ -34,6 +35,8 @@ const COMMIT_CAP: usize = super::git::COMMIT_CAP;
 const PAGE_SIZE: usize = 100;
 /// A bound on any listing, should a server keep sending full pages.
 const MAX_PAGES: usize = 100;
+/// Annotated tags of annotated tags are peeled at most this deep.
+const MAX_PEEL: usize = 5;
 /// GitHub rejects a commit status description longer than this.
 const DESCRIPTION_MAX: usize = 140;
 
@@ -254,6 +257,45 @@ impl Forge for GithubForge {
         let undo = self.changed_files(reverting).await?;
         let done = self.changed_files(reverted).await?;
         patch::is_inverse((reverting, &undo), (reverted, &done))
+    }
+
+    async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError> {
+        let route = self
+            .api
+            .route(&format!("git/ref/tags/{}", encode(name, true)));
+        let Some(found) = self.api.get_opt::<GitRef>(&route).await? else {
+            return Ok(None);
+        };
+        // An annotated tag names a tag object: peel it to its commit, with
+        // the tagger as who pushed it.
+        let mut object = found.object;
+        let mut pushed_by = None;
+        for _ in 0..MAX_PEEL {
+            match object.kind.as_str() {
+                "commit" => {
+                    return Ok(Some(TagRef {
+                        name: name.to_string(),
+                        sha: sha(&object.sha)?,
+                        pushed_by,
+                    }));
+                }
+                "tag" => {
+                    let route = self
+                        .api
+                        .route(&format!("git/tags/{}", encode(&object.sha, false)));
+                    let Some(tag) = self.api.get_opt::<GitTag>(&route).await? else {
+                        return Ok(None);
+                    };
+                    pushed_by = pushed_by.or(tag.tagger.and_then(|t| t.name));
+                    object = tag.object;
+                }
+                // A tag of a tree or blob has no commit to deploy.
+                _ => return Ok(None),
+            }
+        }
+        Err(ForgeError::Other(format!(
+            "tag {name} is nested more than {MAX_PEEL} tags deep"
+        )))
     }
 }
 

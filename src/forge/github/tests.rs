@@ -387,6 +387,50 @@ async fn a_revert_is_verified_by_the_inverse_patches_and_a_claim_is_not() {
 }
 
 #[tokio::test]
+async fn one_tag_is_read_and_an_annotated_one_peeled() {
+    let (server, forge) = setup().await;
+    let light =
+        |n: u32| json!({"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(n)}});
+    mock(&server, "GET", "/git/ref/tags/v1", 200, light(7)).await;
+    let tag_object = sha_of(0xa0);
+    mock(
+        &server,
+        "GET",
+        "/git/ref/tags/v2",
+        200,
+        json!({"ref": "refs/tags/v2", "object": {"type": "tag", "sha": tag_object}}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        &format!("/git/tags/{tag_object}"),
+        200,
+        json!({"sha": tag_object, "tag": "v2", "message": "release",
+               "tagger": {"name": "Alice", "email": "alice@example.com"},
+               "object": {"type": "commit", "sha": sha_of(8)}}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/git/ref/tags/gone",
+        404,
+        json!({"message": "Not Found"}),
+    )
+    .await;
+
+    let v1 = forge.tag("v1").await.unwrap().unwrap();
+    assert_eq!((v1.sha.as_str(), v1.pushed_by), (sha_of(7).as_str(), None));
+    let v2 = forge.tag("v2").await.unwrap().unwrap();
+    assert_eq!(
+        (v2.sha.as_str(), v2.pushed_by.as_deref()),
+        (sha_of(8).as_str(), Some("Alice"))
+    );
+    assert_eq!(forge.tag("gone").await, Ok(None));
+}
+
+#[tokio::test]
 async fn refusals_name_the_repository_and_are_not_retried() {
     let (server, forge) = setup().await;
     let refuse = |route: &str, status: u16| {

@@ -99,6 +99,32 @@ pub(super) struct Tag {
     pub commit: ShaOnly,
 }
 
+/// `git/ref/tags/{name}`: the ref and the object it names.
+#[derive(Debug, Deserialize)]
+pub(super) struct GitRef {
+    pub object: GitObject,
+}
+
+/// What a ref or an annotated tag points at: `commit`, `tag`, `tree`, `blob`.
+#[derive(Debug, Deserialize)]
+pub(super) struct GitObject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sha: String,
+}
+
+/// `git/tags/{sha}`: an annotated tag object.
+#[derive(Debug, Deserialize)]
+pub(super) struct GitTag {
+    pub object: GitObject,
+    pub tagger: Option<Tagger>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Tagger {
+    pub name: Option<String>,
+}
+
 /// What a POST that creates something returns (a deployment).
 #[derive(Debug, Deserialize)]
 pub(super) struct Created {

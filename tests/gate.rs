@@ -220,3 +220,49 @@ fn why_and_next_explain_the_next_departure() {
     bot.ask("!why #9", "no train #9");
     bot.stop();
 }
+
+#[test]
+fn a_rollback_settles_an_interrupted_train_and_holds_its_head() {
+    let config = BotConfig {
+        blocking_production: true,
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+    let root = sandbox.repo.rev(&format!("{head}^"));
+    bot.ask("!depart", "🚂 train #1 departs");
+    through_lower_envs(&mut bot, 1);
+    bot.send("@alice !good");
+    bot.ask("@bob !good", "train #1 ▶ production deploy started");
+    sandbox.wait_for_file("production.pid");
+    bot.kill9();
+    sandbox.touch("release");
+
+    let mut bot = Bot::spawn(&sandbox.path().join("bot.toml"));
+    bot.expect("⚠️ train #1 was interrupted during production deploy");
+    bot.ask(
+        &format!("!rollback {}", short(&root)),
+        "🚂 train #2 rolls production back (by local)",
+    );
+    bot.expect("✅ train #2");
+    let why = bot.ask("!why", "will not go with");
+    assert!(
+        why.ends_with(&format!(
+            "{} was rolled back in train #1; the clock does not send it again (a newer SHA or !depart does) (rule: rejected head)",
+            short(&head)
+        )),
+        "{why}"
+    );
+    bot.stop();
+}
+
+#[test]
+fn a_timed_lock_ends_by_itself() {
+    let (_sandbox, mut bot, _head) = bot_with_alice_and_bob(&BotConfig::default());
+    bot.ask(
+        "!lock staging for 1s smoke test",
+        "🔒 staging locked by local until",
+    );
+    bot.expect("🔓 the lock on staging by local ended (smoke test)");
+    bot.ask("!locks", "no environment is locked");
+    bot.stop();
+}

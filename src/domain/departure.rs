@@ -3,13 +3,6 @@
 
 use super::ids::{Sha, TrainId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Schedule,
-    /// `!depart` by ops.
-    Manual,
-}
-
 /// The stored facts a departure depends on.
 #[derive(Debug, Clone, Default)]
 pub struct Facts<'a> {

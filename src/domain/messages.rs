@@ -411,13 +411,6 @@ pub fn skipped_running(t: TrainId) -> String {
     format!("⏭ scheduled departure skipped: train {t} is still running")
 }
 
-pub fn skipped_rejected(sha: &Sha, t: TrainId, outcome: &str, prefix: &str) -> String {
-    format!(
-        "⏭ scheduled departures skip {}: train {t} with it was {outcome}. A newer commit or {prefix}depart sends it again.",
-        sha.short()
-    )
-}
-
 pub fn frozen(by: &ChatUser, reason: Option<&str>) -> String {
     let why = reason
         .map(|r| format!(": {}", one_line(r, 200)))

@@ -61,7 +61,7 @@ pub fn tag_given_up(name: &str, sha: &Sha, error: &str, give_up_after: TimeDelta
 /// The tag was deleted while it waited.
 pub fn tag_deleted(name: &str, sha: &Sha) -> String {
     format!(
-        "🏷 tag {name} ({}) was deleted while it waited; its deploy is dropped",
+        "tag {name} ({}) was deleted while it waited; its deploy is dropped",
         sha.short()
     )
 }

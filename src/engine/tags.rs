@@ -179,7 +179,21 @@ impl Engine {
                 // Pushed again, even at the same commit, it counts as new.
                 self.store.forget_tag(&tag.name)?;
                 self.tag_retry_at = None;
-                self.say(None, tags::tag_deleted(&tag.name, &tag.sha)).await;
+                // The gate's *tag source* rule words the refusal.
+                let problem = tags::tag_deleted(&tag.name, &tag.sha);
+                let road = Road::Tag {
+                    production: tag.route == Route::ProductionOnly,
+                };
+                let st = self.gate_state()?;
+                let ask = Ask {
+                    tag_problem: Some(&problem),
+                    ..Ask::default()
+                };
+                let text = match self.ask_gate(&road, &st, ask).hold() {
+                    Some(hold) => format!("🏷 {hold}"),
+                    None => format!("🏷 {problem}"),
+                };
+                self.say(None, text).await;
                 return Ok(());
             }
             Err(error) => {

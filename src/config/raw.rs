@@ -93,6 +93,9 @@ pub(super) struct RawForge {
     pub main_branch: Option<Spanned<String>>,
     /// Default `"30s"`.
     pub poll_interval: Option<Spanned<String>>,
+    /// How long one forge call may take before the engine gives up on it.
+    /// Default `"30s"`.
+    pub timeout: Option<Spanned<String>>,
     pub git: RawGit,
     pub github: RawGithub,
 }

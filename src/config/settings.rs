@@ -83,6 +83,8 @@ pub struct ForgeSettings {
     pub kind: ForgeKind,
     pub main_branch: String,
     pub poll_interval: Duration,
+    /// The deadline of one forge call made for the engine.
+    pub timeout: Duration,
     /// `[forge.git] path`, absolute.
     pub git_path: PathBuf,
     pub github: GithubSettings,

@@ -270,6 +270,7 @@ fn forge(raw: &RawForge, config_dir: &Path) -> Result<ForgeSettings> {
         kind,
         main_branch: main_branch.word()?,
         poll_interval: Field::new("forge.poll_interval", &raw.poll_interval, "30s").duration()?,
+        timeout: Field::new("forge.timeout", &raw.timeout, "30s").duration()?,
         git_path: Field::new("forge.git.path", &raw.git.path, ".").path(config_dir)?,
         github,
     })

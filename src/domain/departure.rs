@@ -23,6 +23,8 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
     Running(TrainId),
+    /// A train with this head is listing its commits to leave.
+    Departing(Sha),
     NothingAllocated,
     NothingNew,
 }

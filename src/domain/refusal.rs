@@ -55,6 +55,8 @@ pub enum Refusal {
     NothingToCancel,
     #[error("train {0} is running; !cancel it first")]
     TrainRunning(TrainId),
+    #[error("a train with {0} is about to leave")]
+    Departing(String),
     #[error("departures are frozen by {by}{}; !unfreeze first", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     Frozen {
         by: ChatUser,

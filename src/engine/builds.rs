@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
+use super::calls::{Asked, Reply};
 use super::publish::Publish;
 use super::{Engine, Event};
 use crate::chat::{Message, Run};
@@ -13,11 +14,11 @@ use crate::domain::build::{
     Build, BuildOutcome, BuildPhase, BuildPlan, BuildPos, BuildStage, BuildStep,
 };
 use crate::domain::build_messages as texts;
-use crate::domain::ids::{BranchName, ChatUser};
+use crate::domain::ids::{BranchName, ChatUser, Sha};
 use crate::domain::nodes::{self, Node};
 use crate::domain::refusal::Refusal;
 use crate::domain::train::Actor;
-use crate::forge::CommitState;
+use crate::forge::{CommitState, ForgeError};
 use crate::runner::{StepOutcome, StepRequest};
 
 /// A build that has not finished, with the cancel switch of its running step.
@@ -47,9 +48,11 @@ impl Engine {
         }
     }
 
-    pub(super) async fn bb(
+    /// `!bb`: the branch head is read beside the engine; `bb_resolved`
+    /// goes on.
+    pub(super) fn bb(
         &mut self,
-        user: &ChatUser,
+        asked: &Asked,
         branch: &BranchName,
     ) -> anyhow::Result<Result<(), Refusal>> {
         if self.cfg.branch_builds.nodes.is_empty() {
@@ -57,7 +60,27 @@ impl Engine {
                 "branch builds are off: no [branch_builds] nodes configured".into(),
             )));
         }
-        let sha = match self.ports.forge.branch_head(branch).await {
+        self.answer_later = true;
+        let (asked, b) = (asked.clone(), branch.clone());
+        let branch = branch.clone();
+        self.beside(
+            move |forge| async move { forge.branch_head(&b).await },
+            move |result| Reply::BranchHead {
+                asked,
+                branch,
+                result,
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    pub(super) async fn bb_resolved(
+        &mut self,
+        user: &ChatUser,
+        branch: &BranchName,
+        head: Result<Option<Sha>, ForgeError>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let sha = match head {
             Ok(Some(sha)) => sha,
             Ok(None) => return Ok(Err(Refusal::Forge(format!("no branch {branch}")))),
             Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),

@@ -9,8 +9,10 @@ use crate::domain::train::{Actor, Input, Kind, Outcome, Route, Stage, Train};
 use crate::store::{AuditEntry, Freeze};
 
 use super::Engine;
+use super::calls::{Asked, Purpose, Reply};
 use super::gate::Ask;
 use crate::domain::gate::{Road, Verdict};
+use crate::domain::ids::{Sha, ShaPrefix};
 use crate::forge::ForgeError;
 
 impl Engine {
@@ -26,22 +28,40 @@ impl Engine {
                 return Ok(());
             }
         };
-        let actor = Actor {
-            ops: self.is_ops(&msg.user),
-            user: msg.user.clone(),
+        let asked = Asked {
+            actor: Actor {
+                ops: self.is_ops(&msg.user),
+                user: msg.user.clone(),
+            },
+            text: messages::one_line(&msg.text, 300),
+            private: msg.button,
+            query: cmd.is_query(),
         };
-        let result = if cmd.ops_only() && !actor.ops {
+        let result = if cmd.ops_only() && !asked.actor.ops {
             Err(Refusal::NotOps {
                 command: cmd.name(),
             })
         } else {
-            self.run_command(&cmd, &actor, msg.train).await?
+            self.run_command(&cmd, &asked, msg.train).await?
         };
-        if !cmd.is_query() {
+        // A command waiting on a call is finished when its reply comes.
+        if std::mem::take(&mut self.answer_later) {
+            return Ok(());
+        }
+        self.finish_command(&asked, result).await
+    }
+
+    /// Audits a command (unless it only reads) and says a refusal.
+    pub(super) async fn finish_command(
+        &mut self,
+        asked: &Asked,
+        result: Result<(), Refusal>,
+    ) -> anyhow::Result<()> {
+        if !asked.query {
             let entry = AuditEntry {
                 at: self.now(),
-                user: msg.user.clone(),
-                action: messages::one_line(&msg.text, 300),
+                user: asked.actor.user.clone(),
+                action: asked.text.clone(),
                 result: match &result {
                     Ok(()) => "accepted".into(),
                     Err(r) => format!("refused: {r}"),
@@ -50,10 +70,17 @@ impl Engine {
             self.store.audit(&entry)?;
         }
         if let Err(refusal) = result {
-            tracing::warn!(user = %msg.user, command = cmd.name(), %refusal, "Command refused.");
-            self.reply(&msg.user, refusal.to_string()).await;
+            tracing::warn!(user = %asked.actor.user, command = %asked.text, %refusal, "Command refused.");
+            self.reply_to(asked, refusal.to_string()).await;
         }
         Ok(())
+    }
+
+    /// Answers the user who asked, privately if they clicked a button.
+    pub(super) async fn reply_to(&mut self, asked: &Asked, text: String) {
+        let was = std::mem::replace(&mut self.private_replies, asked.private);
+        self.reply(&asked.actor.user, text).await;
+        self.private_replies = was;
     }
 
     /// Acts on a command. Accepted commands answer through what they
@@ -63,9 +90,10 @@ impl Engine {
     async fn run_command(
         &mut self,
         cmd: &Command,
-        actor: &Actor,
+        asked: &Asked,
         button: Option<TrainId>,
     ) -> anyhow::Result<Result<(), Refusal>> {
+        let actor = &asked.actor;
         let user = &actor.user;
         match cmd {
             Command::Help(topic) => {
@@ -87,7 +115,7 @@ impl Engine {
                 Ok(Ok(()))
             }
             Command::Depart => self.manual_departure(user).await,
-            Command::Bb(branch) => self.bb(user, branch).await,
+            Command::Bb(branch) => self.bb(asked, branch),
             Command::Nodes => {
                 let text = self.nodes_text()?;
                 self.reply(user, text).await;
@@ -120,8 +148,8 @@ impl Engine {
                 })
                 .await
             }
-            Command::Force(target) => self.force(actor, target.as_ref()).await,
-            Command::Rollback(sha) => self.rollback(actor, sha.as_ref()).await,
+            Command::Force(target) => self.force(asked, target.as_ref()).await,
+            Command::Rollback(sha) => self.rollback(asked, sha.as_ref()).await,
             Command::Freeze(reason) => {
                 if let Some(f) = self.store.freeze()? {
                     return Ok(Err(Refusal::AlreadyFrozen { by: f.by }));
@@ -146,7 +174,7 @@ impl Engine {
                 Ok(Ok(()))
             }
             Command::Cancel(target) => self.cancel(actor, target.as_ref()).await,
-            Command::Deploy { git_ref, env } => self.deploy(actor, git_ref, env).await,
+            Command::Deploy { git_ref, env } => self.deploy(asked, git_ref, env),
             Command::Lock { env, for_, reason } => self.lock(actor, env, *for_, reason).await,
             Command::Unlock(env) => self.unlock(actor, env).await,
             Command::Locks => {
@@ -159,11 +187,7 @@ impl Engine {
                 self.reply(user, text).await;
                 Ok(Ok(()))
             }
-            Command::Next => {
-                let text = self.next_text().await?;
-                self.reply(user, text).await;
-                Ok(Ok(()))
-            }
+            Command::Next => self.next(asked).await,
         }
     }
 
@@ -181,7 +205,7 @@ impl Engine {
 
     async fn force(
         &mut self,
-        actor: &Actor,
+        asked: &Asked,
         target: Option<&TrainOrSha>,
     ) -> anyhow::Result<Result<(), Refusal>> {
         match target {
@@ -189,34 +213,68 @@ impl Engine {
                 if let Some(t) = &self.train {
                     return Ok(Err(Refusal::TrainRunning(t.id)));
                 }
-                let (sha, shown, on_main) = match self.ports.forge.resolve_on_main(prefix).await {
-                    Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
-                    Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
-                    Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
-                };
-                let st = self.gate_state()?;
-                let ask = Ask {
-                    actor: Some(&actor.user),
-                    on_main: Some((&shown, on_main)),
-                    ..Ask::default()
-                };
-                let overrides = match self.ask_gate(&Road::Force { train: None }, &st, ask) {
-                    Verdict::Go { overrides } => overrides,
-                    Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
-                };
-                let Some(sha) = sha else {
-                    return Ok(Err(Refusal::NothingToForce));
-                };
-                let kind = Kind::ForcedSha {
-                    by: actor.user.clone(),
-                };
-                self.depart_overriding(sha, kind, Route::ProductionOnly, overrides)
-                    .await?;
+                self.resolve_beside(asked, Purpose::Force, prefix);
                 Ok(Ok(()))
             }
-            Some(TrainOrSha::Train(id)) => self.force_train(actor, Some(*id)).await,
-            None => self.force_train(actor, None).await,
+            Some(TrainOrSha::Train(id)) => self.force_train(&asked.actor, Some(*id)).await,
+            None => self.force_train(&asked.actor, None).await,
         }
+    }
+
+    /// Looks a typed SHA up on main beside the engine; the command is
+    /// finished when it comes back.
+    fn resolve_beside(&mut self, asked: &Asked, purpose: Purpose, prefix: &ShaPrefix) {
+        self.answer_later = true;
+        let (asked, p) = (asked.clone(), prefix.clone());
+        let prefix = prefix.clone();
+        self.beside(
+            move |forge| async move { forge.resolve_on_main(&p).await },
+            move |result| Reply::Resolved {
+                asked,
+                purpose,
+                prefix,
+                result,
+            },
+        );
+    }
+
+    /// `!force <sha>`, once the SHA is looked up on main.
+    pub(super) async fn force_sha_resolved(
+        &mut self,
+        asked: &Asked,
+        prefix: &ShaPrefix,
+        result: Result<Sha, ForgeError>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        // The world may have moved while the forge was asked.
+        if let Some(t) = &self.train {
+            return Ok(Err(Refusal::TrainRunning(t.id)));
+        }
+        if let Some(sha) = &self.departing {
+            return Ok(Err(Refusal::Departing(sha.short().to_string())));
+        }
+        let (sha, shown, on_main) = match result {
+            Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
+            Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
+            Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
+        };
+        let st = self.gate_state()?;
+        let ask = Ask {
+            actor: Some(&asked.actor.user),
+            on_main: Some((&shown, on_main)),
+            ..Ask::default()
+        };
+        let overrides = match self.ask_gate(&Road::Force { train: None }, &st, ask) {
+            Verdict::Go { overrides } => overrides,
+            Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
+        };
+        let Some(sha) = sha else {
+            return Ok(Err(Refusal::NothingToForce));
+        };
+        let kind = Kind::ForcedSha {
+            by: asked.actor.user.clone(),
+        };
+        self.depart_overriding(sha, kind, Route::ProductionOnly, overrides)?;
+        Ok(Ok(()))
     }
 
     /// Asks the gate for `!force` of train `id`.
@@ -301,31 +359,54 @@ impl Engine {
 
     async fn rollback(
         &mut self,
-        actor: &Actor,
-        sha: Option<&crate::domain::ids::ShaPrefix>,
+        asked: &Asked,
+        sha: Option<&ShaPrefix>,
     ) -> anyhow::Result<Result<(), Refusal>> {
         if let Some(t) = &self.train {
             return Ok(Err(Refusal::TrainRunning(t.id)));
         }
-        let (target, shown, on_main) = match sha {
-            Some(prefix) => match self.ports.forge.resolve_on_main(prefix).await {
-                Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
-                Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
-                Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
-            },
+        match sha {
+            Some(prefix) => {
+                self.resolve_beside(asked, Purpose::Rollback, prefix);
+                Ok(Ok(()))
+            }
             None => match self.store.production()?.and_then(|p| p.previous) {
-                Some(prev) => (Some(prev.clone()), prev.short().to_string(), true),
-                None => return Ok(Err(Refusal::NothingToRollBack)),
+                Some(prev) => self.rollback_to(asked, None, Ok(prev)).await,
+                None => Ok(Err(Refusal::NothingToRollBack)),
             },
+        }
+    }
+
+    /// `!rollback [sha]` with its target known (`prefix`: typed by ops).
+    pub(super) async fn rollback_to(
+        &mut self,
+        asked: &Asked,
+        prefix: Option<&ShaPrefix>,
+        target: Result<Sha, ForgeError>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        if let Some(t) = &self.train {
+            return Ok(Err(Refusal::TrainRunning(t.id)));
+        }
+        if let Some(sha) = &self.departing {
+            return Ok(Err(Refusal::Departing(sha.short().to_string())));
+        }
+        let (target, shown, on_main) = match target {
+            Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
+            Err(ForgeError::NotOnMain(_)) => (
+                None,
+                prefix.map(|p| p.to_string()).unwrap_or_default(),
+                false,
+            ),
+            Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
         };
         let st = self.gate_state()?;
         let ask = Ask {
-            actor: Some(&actor.user),
+            actor: Some(&asked.actor.user),
             on_main: Some((&shown, on_main)),
             ..Ask::default()
         };
         let road = Road::Rollback {
-            sha_given: sha.is_some(),
+            sha_given: prefix.is_some(),
         };
         let overrides = match self.ask_gate(&road, &st, ask) {
             Verdict::Go { overrides } => overrides,
@@ -342,10 +423,9 @@ impl Engine {
             self.store.save_train(&t)?;
         }
         let kind = Kind::Rollback {
-            by: actor.user.clone(),
+            by: asked.actor.user.clone(),
         };
-        self.depart_overriding(target, kind, Route::ProductionOnly, overrides)
-            .await?;
+        self.depart_overriding(target, kind, Route::ProductionOnly, overrides)?;
         Ok(Ok(()))
     }
 

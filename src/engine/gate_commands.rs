@@ -8,9 +8,10 @@ use crate::domain::lock::Lock;
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::train::{Actor, Kind, Route, Stage};
-use crate::forge::ForgeError;
+use crate::forge::{Forge, ForgeError};
 
 use super::Engine;
+use super::calls::{Asked, Reply};
 use super::gate::Ask;
 
 impl Engine {
@@ -31,38 +32,12 @@ impl Engine {
         }
     }
 
-    /// A branch, tag or SHA, as the forge knows it now.
-    async fn resolve_ref(&self, git_ref: &str) -> Result<Sha, Refusal> {
-        let forge = &self.ports.forge;
-        let refused = |e: ForgeError| Refusal::Forge(e.to_string());
-        if let Ok(branch) = git_ref.parse::<BranchName>()
-            && let Some(sha) = forge.branch_head(&branch).await.map_err(refused)?
-        {
-            return Ok(sha);
-        }
-        if let Some(tag) = forge
-            .tags()
-            .await
-            .map_err(refused)?
-            .into_iter()
-            .find(|t| t.name == git_ref)
-        {
-            return Ok(tag.sha);
-        }
-        if let Ok(prefix) = git_ref.parse::<ShaPrefix>() {
-            return forge.resolve_on_main(&prefix).await.map_err(refused);
-        }
-        Err(Refusal::Forge(format!(
-            "no branch, tag or SHA {}",
-            messages::one_line(git_ref, 40)
-        )))
-    }
-
     /// `!deploy <ref> to <env>`: one environment's steps, numbered like a
-    /// train, one at a time with trains.
-    pub(super) async fn deploy(
+    /// train, one at a time with trains. The ref is resolved beside the
+    /// engine; `deploy_resolved` goes on.
+    pub(super) fn deploy(
         &mut self,
-        actor: &Actor,
+        asked: &Asked,
         git_ref: &str,
         env: &str,
     ) -> anyhow::Result<Result<(), Refusal>> {
@@ -73,21 +48,46 @@ impl Engine {
         if let Some(t) = &self.train {
             return Ok(Err(Refusal::TrainRunning(t.id)));
         }
-        let sha = match self.resolve_ref(git_ref).await {
-            Ok(sha) => sha,
+        self.answer_later = true;
+        let (asked, git_ref, env) = (asked.clone(), git_ref.to_string(), env.to_string());
+        let r = git_ref.clone();
+        let production = index.is_none();
+        self.beside(
+            move |forge| async move { Ok(resolve_ref(&*forge, &r, production).await) },
+            move |result| Reply::Deploy {
+                asked,
+                git_ref,
+                env,
+                result: result.unwrap_or_else(|e| Err(Refusal::Forge(e.to_string()))),
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    pub(super) fn deploy_resolved(
+        &mut self,
+        asked: &Asked,
+        git_ref: &str,
+        env: &str,
+        resolved: Result<(Sha, bool), Refusal>,
+    ) -> anyhow::Result<Result<(), Refusal>> {
+        let index = match self.env_known(env) {
+            Ok(i) => i,
             Err(r) => return Ok(Err(r)),
         };
-        let on_main = match index {
-            Some(_) => true,
-            None => match self.ports.forge.resolve_on_main(&sha.as_prefix()).await {
-                Ok(_) => true,
-                Err(ForgeError::NotOnMain(_)) => false,
-                Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
-            },
+        if let Some(t) = &self.train {
+            return Ok(Err(Refusal::TrainRunning(t.id)));
+        }
+        if let Some(sha) = &self.departing {
+            return Ok(Err(Refusal::Departing(sha.short().to_string())));
+        }
+        let (sha, on_main) = match resolved {
+            Ok(found) => found,
+            Err(r) => return Ok(Err(r)),
         };
         let st = self.gate_state()?;
         let ask = Ask {
-            actor: Some(&actor.user),
+            actor: Some(&asked.actor.user),
             on_main: Some((sha.short(), on_main)),
             ..Ask::default()
         };
@@ -97,7 +97,7 @@ impl Engine {
             return Ok(Err(Refusal::Held(h)));
         }
         let kind = Kind::Deploy {
-            by: actor.user.clone(),
+            by: asked.actor.user.clone(),
             git_ref: git_ref.to_string(),
             env: env.to_string(),
         };
@@ -105,7 +105,7 @@ impl Engine {
             Some(i) => Route::Env(i),
             None => Route::ProductionOnly,
         };
-        self.depart(sha, kind, route).await?;
+        self.depart(sha, kind, route)?;
         Ok(Ok(()))
     }
 
@@ -236,6 +236,12 @@ impl Engine {
             Decision::Skip(Skip::Running(id)) => {
                 format!("{when} will not go: train {id} is running")
             }
+            Decision::Skip(Skip::Departing(sha)) => {
+                format!(
+                    "{when} will not go: a train with {} is about to leave",
+                    sha.short()
+                )
+            }
             Decision::Skip(Skip::NothingAllocated) => {
                 format!("{when} will not go: no SHA allocated yet")
             }
@@ -329,17 +335,35 @@ impl Engine {
         Ok(text)
     }
 
-    /// `!next`: what the next train would carry and whether it may go.
-    pub(super) async fn next_text(&self) -> anyhow::Result<String> {
+    /// `!next`: what the next train would carry and whether it may go;
+    /// its commits are listed beside the engine.
+    pub(super) async fn next(&mut self, asked: &Asked) -> anyhow::Result<Result<(), Refusal>> {
         use crate::domain::departure::Decision;
         let Decision::Depart(sha) = self.departure_decision()? else {
-            return self.why_departure();
+            let text = self.why_departure()?;
+            self.reply_to(asked, text).await;
+            return Ok(Ok(()));
         };
         let base = match self.store.production()? {
             Some(p) => Some(p.sha),
             None => self.store.first_base()?,
         };
-        let commits = match self.ports.forge.commits(base.as_ref(), &sha).await {
+        self.answer_later = true;
+        let asked = asked.clone();
+        let head = sha.clone();
+        self.beside(
+            move |forge| async move { forge.commits(base.as_ref(), &head).await },
+            move |result| Reply::Next { asked, sha, result },
+        );
+        Ok(Ok(()))
+    }
+
+    pub(super) fn next_text(
+        &self,
+        sha: &Sha,
+        commits: Result<Vec<crate::domain::train::Commit>, ForgeError>,
+    ) -> anyhow::Result<String> {
+        let commits = match commits {
             Ok(c) => c,
             Err(e) => return Ok(format!("cannot list commits for {}: {e}", sha.short())),
         };
@@ -376,5 +400,47 @@ impl Engine {
         out.push('\n');
         out.push_str(&self.why_departure()?);
         Ok(out)
+    }
+}
+
+/// A branch, tag or SHA, as the forge knows it now, and whether it is on
+/// main (asked only for production).
+async fn resolve_ref(
+    forge: &dyn Forge,
+    git_ref: &str,
+    production: bool,
+) -> Result<(Sha, bool), Refusal> {
+    let refused = |e: ForgeError| Refusal::Forge(e.to_string());
+    let mut found = None;
+    if let Ok(branch) = git_ref.parse::<BranchName>() {
+        found = forge.branch_head(&branch).await.map_err(refused)?;
+    }
+    if found.is_none() {
+        found = forge
+            .tags()
+            .await
+            .map_err(refused)?
+            .into_iter()
+            .find(|t| t.name == git_ref)
+            .map(|t| t.sha);
+    }
+    if found.is_none()
+        && let Ok(prefix) = git_ref.parse::<ShaPrefix>()
+    {
+        found = Some(forge.resolve_on_main(&prefix).await.map_err(refused)?);
+    }
+    let Some(sha) = found else {
+        return Err(Refusal::Forge(format!(
+            "no branch, tag or SHA {}",
+            messages::one_line(git_ref, 40)
+        )));
+    };
+    if !production {
+        return Ok((sha, true));
+    }
+    match forge.resolve_on_main(&sha.as_prefix()).await {
+        Ok(_) => Ok((sha, true)),
+        Err(ForgeError::NotOnMain(_)) => Ok((sha, false)),
+        Err(e) => Err(refused(e)),
     }
 }

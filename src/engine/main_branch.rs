@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::calls::Reply;
 use super::{Engine, Event};
 use crate::config::Step;
 use crate::domain::ids::Sha;
 use crate::domain::messages;
+use crate::domain::train::Commit;
 use crate::forge::Forge;
 use crate::runner::{StepRequest, StepRunner};
 
@@ -18,6 +20,20 @@ pub struct CheckFailure {
     pub error: String,
     pub log: String,
     pub tail: Vec<String>,
+    /// The checked commit, read from the forge to name its author.
+    pub commit: Option<Commit>,
+}
+
+/// The checked head's parent and its own commit, for the allocation and
+/// its message; read beside the engine, None where the forge failed.
+async fn head_facts(forge: &dyn Forge, sha: &Sha) -> (Option<Sha>, Option<Commit>) {
+    let parent = forge.parent(sha).await.unwrap_or(None);
+    let commit = forge
+        .commits(parent.as_ref(), sha)
+        .await
+        .ok()
+        .and_then(|c| c.into_iter().last());
+    (parent, commit)
 }
 
 /// Asks the forge for the main head every `interval` and reports changes.
@@ -51,29 +67,39 @@ impl Engine {
     /// Reads the main head once, before the first command is answered, so
     /// `!status` is right from the start.
     pub(super) async fn poll_main_now(&mut self) -> anyhow::Result<()> {
-        match self.ports.forge.main_head().await {
-            Ok(Some(head)) => self.handle_main_head(head).await,
-            Ok(None) => Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, "Cannot read the main branch.");
-                Ok(())
+        self.read_main_beside(None);
+        Ok(())
+    }
+
+    /// Reads main's head beside the engine and reports it as `MainHead`;
+    /// if the forge cannot be asked, `fallback` (a pushed SHA) is taken.
+    fn read_main_beside(&self, fallback: Option<Sha>) {
+        let (forge, tx) = (self.ports.forge.clone(), self.tx.clone());
+        let deadline = self.cfg.forge.timeout;
+        tokio::spawn(async move {
+            let head = match tokio::time::timeout(deadline, forge.main_head()).await {
+                Ok(Ok(head)) => head,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "Cannot read the main branch.");
+                    fallback
+                }
+                Err(_) => {
+                    tracing::warn!("The forge did not say main's head in time.");
+                    fallback
+                }
+            };
+            if let Some(head) = head {
+                let _ = tx.send(Event::MainHead(head)).await;
             }
-        }
+        });
     }
 
     /// A push to main: the head the forge reports now is allocated, so a
     /// late delivery of an older push never makes an older SHA the newest.
     /// If the forge cannot be asked, the pushed SHA is taken as it is.
     pub(super) async fn handle_main_pushed(&mut self, pushed: Sha) -> anyhow::Result<()> {
-        let head = match self.ports.forge.main_head().await {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, sha = %pushed, "Cannot read main; taking the pushed SHA.");
-                pushed
-            }
-        };
-        self.handle_main_head(head).await
+        self.read_main_beside(Some(pushed));
+        Ok(())
     }
 
     pub(super) async fn handle_main_head(&mut self, sha: Sha) -> anyhow::Result<()> {
@@ -87,7 +113,8 @@ impl Engine {
         }
         if self.cfg.main_checks.is_empty() {
             self.store.set_main_seen(&sha)?;
-            return self.allocate(sha).await;
+            self.allocate_beside(sha);
+            return Ok(());
         }
         // Only the newest head matters: checks of an older one stop.
         if let Some((_, cancel)) = self.checking.take() {
@@ -115,6 +142,8 @@ impl Engine {
         tracing::info!(sha = %sha, "Running main checks.");
         tokio::spawn(run_checks(
             self.ports.runner.clone(),
+            self.ports.forge.clone(),
+            self.cfg.forge.timeout,
             sha,
             reqs,
             cancel_rx,
@@ -134,16 +163,12 @@ impl Engine {
         self.checking = None;
         self.store.set_main_seen(&sha)?;
         match failure {
-            None => self.allocate(sha).await,
+            None => {
+                self.allocate_beside(sha);
+                Ok(())
+            }
             Some(f) => {
-                let author = match self
-                    .ports
-                    .forge
-                    .commits(None, &sha)
-                    .await
-                    .ok()
-                    .and_then(|c| c.last().cloned())
-                {
+                let author = match f.commit.clone() {
                     Some(c) => {
                         let who = self
                             .identities()
@@ -164,19 +189,33 @@ impl Engine {
         }
     }
 
-    async fn allocate(&mut self, sha: Sha) -> anyhow::Result<()> {
-        let parent = self.ports.forge.parent(&sha).await.unwrap_or(None);
+    /// Allocates `sha` once its parent and subject are read beside the
+    /// engine (`Reply::Allocate`).
+    fn allocate_beside(&self, sha: Sha) {
+        let s = sha.clone();
+        self.beside(
+            move |forge| async move { Ok(head_facts(&*forge, &s).await) },
+            move |result| {
+                let (parent, commit) = result.unwrap_or((None, None));
+                Reply::Allocate {
+                    sha,
+                    parent,
+                    commit,
+                }
+            },
+        );
+    }
+
+    pub(super) async fn allocate(
+        &mut self,
+        sha: Sha,
+        parent: Option<Sha>,
+        head: Option<Commit>,
+    ) -> anyhow::Result<()> {
         let Some(_) = self.store.allocate(&sha, parent.as_ref(), self.now())? else {
             return Ok(());
         };
         tracing::info!(sha = %sha, "SHA allocated.");
-        let head = self
-            .ports
-            .forge
-            .commits(parent.as_ref(), &sha)
-            .await
-            .ok()
-            .and_then(|c| c.into_iter().last());
         let subject = head
             .as_ref()
             .map(|c| (c.subject.as_str(), c.author_name.as_str()));
@@ -188,6 +227,8 @@ impl Engine {
 
 async fn run_checks(
     runner: Arc<dyn StepRunner>,
+    forge: Arc<dyn Forge>,
+    deadline: Duration,
     sha: Sha,
     reqs: Vec<(Step, StepRequest)>,
     cancel: watch::Receiver<bool>,
@@ -198,11 +239,17 @@ async fn run_checks(
         let log = req.log_path.display().to_string();
         let outcome = runner.run(req, cancel.clone()).await;
         if let Err(e) = outcome.result {
+            // The author is named in chat: read here, not in the engine.
+            let commit = tokio::time::timeout(deadline, head_facts(&*forge, &sha))
+                .await
+                .ok()
+                .and_then(|(_, c)| c);
             failure = Some(CheckFailure {
                 step: step.label(),
                 error: e.to_string(),
                 log,
                 tail: outcome.tail,
+                commit,
             });
             break;
         }

@@ -4,6 +4,7 @@
 //! runs in spawned tasks that report back through the inbox.
 
 mod builds;
+mod calls;
 mod commands;
 mod gate;
 mod gate_commands;
@@ -66,6 +67,8 @@ pub enum Event {
         sha: Sha,
         failure: Option<main_branch::CheckFailure>,
     },
+    /// A call made beside the engine came back (SPEC §12).
+    Reply(Box<calls::Reply>),
     BuildStepDone {
         build: u64,
         pos: crate::domain::build::BuildPos,
@@ -130,6 +133,11 @@ pub struct Engine {
     door_hold: Option<crate::domain::gate::Hold>,
     /// The last hold said (what waited, and why), for `!why`.
     last_hold: Option<(String, crate::domain::gate::Hold)>,
+    /// A train listing its commits to leave, with this head.
+    departing: Option<Sha>,
+    /// The command being handled waits on a call: it is finished (audited,
+    /// refusals said) when the reply comes back.
+    answer_later: bool,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -199,6 +207,8 @@ impl Engine {
             locks: Vec::new(),
             door_hold: None,
             last_hold: None,
+            departing: None,
+            answer_later: false,
         }
     }
 
@@ -356,6 +366,7 @@ impl Engine {
                 Ok(())
             }
             Event::MainChecked { sha, failure } => self.handle_main_checked(sha, failure).await,
+            Event::Reply(reply) => self.handle_reply(*reply).await,
             Event::BuildStepDone {
                 build,
                 pos,

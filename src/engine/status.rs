@@ -147,6 +147,9 @@ impl Engine {
                     crate::domain::departure::Skip::Running(id) => {
                         format!("train {id} is running")
                     }
+                    crate::domain::departure::Skip::Departing(sha) => {
+                        format!("a train with {} is about to leave", sha.short())
+                    }
                     crate::domain::departure::Skip::NothingAllocated => {
                         "no SHA allocated yet".into()
                     }

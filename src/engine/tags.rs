@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::calls::{Departing, Origin, Reply};
 use super::gate::Ask;
 use super::{Engine, Event};
 use crate::domain::gate::{Road, Verdict};
@@ -75,7 +76,16 @@ impl Engine {
     /// looks, the tags that exist are noted, so a tag pushed after the bot
     /// said it is running always counts as new.
     pub(super) async fn baseline_tags(&mut self) -> anyhow::Result<()> {
-        match self.ports.forge.tags().await {
+        // Before anything is said, but never longer than a forge call may
+        // take: the poller's first list is the baseline otherwise.
+        let listed = tokio::time::timeout(self.cfg.forge.timeout, self.ports.forge.tags())
+            .await
+            .unwrap_or_else(|_| {
+                Err(ForgeError::Other(
+                    "the forge did not list tags in time".into(),
+                ))
+            });
+        match listed {
             Ok(tags) => self.handle_tags_polled(tags).await,
             Err(ForgeError::Refused(text)) => {
                 self.forge_refused(text).await;
@@ -146,7 +156,10 @@ impl Engine {
     /// Sends the oldest waiting tag deploy when no train runs and deploys
     /// are not frozen. Called after every input.
     pub(super) async fn depart_queued_tag(&mut self) -> anyhow::Result<()> {
-        if self.train.is_some() || self.tag_retry_at.is_some_and(|at| self.now() < at) {
+        if self.train.is_some()
+            || self.departing.is_some()
+            || self.tag_retry_at.is_some_and(|at| self.now() < at)
+        {
             return Ok(());
         }
         // Called after every input: the (usually empty) queue is looked at
@@ -168,12 +181,44 @@ impl Engine {
     }
 
     /// The tag deploy at the head of the queue leaves now. The forge is
-    /// asked where the tag points first: a tag deleted while it waited is
-    /// dropped, a moved one deploys its new commit (SPEC §11 "tag source").
-    async fn start_queued_tag(&mut self, seq: u64, mut tag: QueuedTag) -> anyhow::Result<()> {
-        let now_at = match self.ports.forge.tag(&tag.name).await {
-            Ok(Some(now_at)) => now_at,
-            Ok(None) => {
+    /// asked, beside the engine, where the tag points (and, for production,
+    /// whether that is on main) first; `tag_checked` goes on.
+    async fn start_queued_tag(&mut self, seq: u64, tag: QueuedTag) -> anyhow::Result<()> {
+        // Counts as departing: nothing else leaves while the tag is read.
+        self.departing = Some(tag.sha.clone());
+        let name = tag.name.clone();
+        let production = tag.route == Route::ProductionOnly;
+        self.beside(
+            move |forge| async move {
+                let now_at = forge.tag(&name).await?;
+                let on_main = match (&now_at, production) {
+                    (Some(t), true) => match forge.resolve_on_main(&t.sha.as_prefix()).await {
+                        Ok(_) => Some(true),
+                        Err(ForgeError::NotOnMain(_)) => Some(false),
+                        Err(e) => return Err(e),
+                    },
+                    _ => None,
+                };
+                Ok((now_at, on_main))
+            },
+            move |result| Reply::TagChecked { seq, tag, result },
+        );
+        Ok(())
+    }
+
+    /// A queued tag, read again: a tag deleted while it waited is dropped,
+    /// a moved one deploys its new commit (SPEC §11 "tag source"), and a
+    /// production tag off main is refused (rule *on main*).
+    pub(super) async fn tag_checked(
+        &mut self,
+        seq: u64,
+        mut tag: QueuedTag,
+        result: Result<(Option<TagRef>, Option<bool>), ForgeError>,
+    ) -> anyhow::Result<()> {
+        self.departing = None;
+        let (now_at, on_main) = match result {
+            Ok((Some(now_at), on_main)) => (now_at, on_main),
+            Ok((None, _)) => {
                 tracing::info!(tag = %tag.name, sha = %tag.sha, "Queued tag was deleted; dropped.");
                 self.store.dequeue_tag(seq)?;
                 // Pushed again, even at the same commit, it counts as new.
@@ -210,24 +255,30 @@ impl Engine {
             // queue the same move again.
             self.store.record_tag(&tag.name, &tag.sha, None)?;
         }
-        // A production tag must point into main's history (rule *on main*).
-        if tag.route == Route::ProductionOnly {
-            let on_main = match self.ports.forge.resolve_on_main(&tag.sha.as_prefix()).await {
-                Ok(_) => true,
-                Err(ForgeError::NotOnMain(_)) => false,
-                Err(error) => return self.tag_failed(seq, tag, error).await,
-            };
-            let st = self.gate_state()?;
-            let ask = Ask {
-                on_main: Some((tag.sha.short(), on_main)),
-                ..Ask::default()
-            };
-            if let Verdict::No(hold) = self.ask_gate(&Road::Tag { production: true }, &st, ask) {
+        // Asked again: the world may have moved while the forge was read.
+        let st = self.gate_state()?;
+        let ask = Ask {
+            on_main: on_main.map(|m| (tag.sha.short(), m)),
+            ..Ask::default()
+        };
+        let road = Road::Tag {
+            production: tag.route == Route::ProductionOnly,
+        };
+        match self.ask_gate(&road, &st, ask) {
+            Verdict::Go { .. } => {}
+            Verdict::Wait(hold) => {
+                let what = format!("tag {} waits", tag.name);
+                return self.say_hold_once(None, &what, &hold).await;
+            }
+            Verdict::No(hold) => {
                 tracing::warn!(tag = %tag.name, %hold, "Tag deploy refused.");
                 self.store.dequeue_tag(seq)?;
                 let what = format!("tag {} does not deploy to production", tag.name);
                 return self.say_hold_once(None, &what, &hold).await;
             }
+        }
+        if self.train.is_some() || self.departing.is_some() {
+            return Ok(()); // stays queued; tried again when the way is free
         }
         // Off the queue first: a crash in between loses the departure (said
         // nowhere yet) rather than running the tag twice.
@@ -236,23 +287,19 @@ impl Engine {
             name: tag.name.clone(),
             pushed_by: tag.pushed_by.clone(),
         };
-        match self
-            .try_depart(tag.sha.clone(), kind, tag.route, None)
-            .await?
-        {
-            Ok(()) => {
-                self.tag_retry_at = None;
-                Ok(())
-            }
-            // Put back in its place (or dropped) there.
-            Err(error) => self.tag_failed(seq, tag, error).await,
-        }
+        self.depart_from(Departing {
+            sha: tag.sha.clone(),
+            kind,
+            route: tag.route,
+            overrides: None,
+            origin: Origin::Tag { seq, tag },
+        })
     }
 
     /// The forge failed a tag deploy (queued at `seq`): tried again with
     /// backoff until `tags.give_up_after` from the first failure, then
     /// dropped. Chat hears the first failure and the giving up, no retry.
-    async fn tag_failed(
+    pub(super) async fn tag_failed(
         &mut self,
         seq: u64,
         mut tag: QueuedTag,

@@ -1,7 +1,5 @@
 //! Departures and the train's effects: persist first, then act and announce.
 
-use std::collections::BTreeMap;
-
 use crate::chat::{Message, Run};
 use crate::domain::approval::{self, RevertClaim};
 use crate::domain::departure::{self, Decision, Facts, Skip};
@@ -14,12 +12,16 @@ use crate::forge::{Forge, ForgeError};
 use crate::store::{Production, StoreError};
 
 use super::Engine;
+use super::calls::{Departing, Origin, Prep};
 use super::gate::Ask;
 use super::publish::Publish;
 
 impl Engine {
     /// What a departure would carry now, read from the store.
     pub(super) fn departure_decision(&self) -> anyhow::Result<Decision> {
+        if let Some(sha) = &self.departing {
+            return Ok(Decision::Skip(Skip::Departing(sha.clone())));
+        }
         let head = self.store.head()?;
         let production = self.store.production()?;
         let head_is_new = match (&head, &production) {
@@ -67,10 +69,7 @@ impl Engine {
     pub(super) async fn scheduled_departure(&mut self) -> anyhow::Result<()> {
         match self.departure_decision()? {
             Decision::Depart(sha) => match self.clock_verdict(&sha)? {
-                Verdict::Go { .. } => self
-                    .depart(sha, Kind::Scheduled, Route::Full)
-                    .await
-                    .map(drop),
+                Verdict::Go { .. } => self.depart(sha, Kind::Scheduled, Route::Full),
                 Verdict::Wait(hold) | Verdict::No(hold) => {
                     tracing::info!(%hold, "Scheduled departure held.");
                     let what = format!("the scheduled train with {} does not leave", sha.short());
@@ -104,12 +103,12 @@ impl Engine {
                 if let Some(hold) = self.ask_gate(&Road::Depart, &st, ask).hold() {
                     return Ok(Err(Refusal::Held(hold.clone())));
                 }
-                self.depart(sha, Kind::Departed { by: by.clone() }, Route::Full)
-                    .await?;
+                self.depart(sha, Kind::Departed { by: by.clone() }, Route::Full)?;
                 Ok(Ok(()))
             }
             Decision::Skip(skip) => Ok(Err(match skip {
                 Skip::Running(id) => Refusal::TrainRunning(id),
+                Skip::Departing(sha) => Refusal::Departing(sha.short().to_string()),
                 Skip::NothingAllocated => Refusal::NothingAllocated,
                 Skip::NothingNew => {
                     let prod = self
@@ -123,80 +122,74 @@ impl Engine {
         }
     }
 
-    /// A train leaves with `sha`: commits from the base, authors resolved.
-    /// False if it could not leave (the forge could not list its commits;
-    /// chat was told).
-    pub(super) async fn depart(
-        &mut self,
-        sha: Sha,
-        kind: Kind,
-        route: Route,
-    ) -> anyhow::Result<bool> {
-        self.depart_overriding(sha, kind, route, None).await
+    /// A train leaves with `sha`: its commits are listed beside the
+    /// engine, and it departs when they come back (`prepared`). Until then
+    /// it counts as running: nothing else departs.
+    pub(super) fn depart(&mut self, sha: Sha, kind: Kind, route: Route) -> anyhow::Result<()> {
+        self.depart_overriding(sha, kind, route, None)
     }
 
     /// `depart`, recording a rule the departure overrode (`!force` outside
     /// the deploy windows).
-    pub(super) async fn depart_overriding(
+    pub(super) fn depart_overriding(
         &mut self,
         sha: Sha,
         kind: Kind,
         route: Route,
         overrides: Option<crate::domain::gate::Rule>,
-    ) -> anyhow::Result<bool> {
-        let short = sha.short().to_string();
-        match self.try_depart(sha, kind, route, overrides).await? {
-            Ok(()) => Ok(true),
-            Err(error) => {
-                self.say(None, format!("cannot list commits for {short}: {error}"))
-                    .await;
-                Ok(false)
-            }
-        }
+    ) -> anyhow::Result<()> {
+        self.depart_from(Departing {
+            sha,
+            kind,
+            route,
+            overrides,
+            origin: Origin::Other,
+        })
     }
 
-    /// Like `depart`, but a forge failure is given back unsaid: a tag
-    /// deploy that is retried decides itself what chat hears, and when.
-    pub(super) async fn try_depart(
-        &mut self,
-        sha: Sha,
-        kind: Kind,
-        route: Route,
-        overrides: Option<crate::domain::gate::Rule>,
-    ) -> anyhow::Result<Result<(), ForgeError>> {
+    pub(super) fn depart_from(&mut self, departing: Departing) -> anyhow::Result<()> {
         let base = match self.store.production()? {
             Some(p) => Some(p.sha),
             None => self.store.first_base()?,
         };
-        // A `!deploy` asks nobody: its commits are not listed.
-        let listed = match kind {
-            Kind::Deploy { .. } => Ok(Vec::new()),
-            _ => self.ports.forge.commits(base.as_ref(), &sha).await,
-        };
-        let commits = match listed {
-            Ok(c) => c,
+        tracing::info!(sha = %departing.sha, "Listing a departing train's commits.");
+        self.departing = Some(departing.sha.clone());
+        self.prepare(departing, base);
+        Ok(())
+    }
+
+    /// The departing train's commits are known: it leaves. A forge failure
+    /// is said (or, for a tag deploy, retried by the tag queue).
+    pub(super) async fn prepared(
+        &mut self,
+        departing: Departing,
+        result: Result<Prep, ForgeError>,
+    ) -> anyhow::Result<()> {
+        self.departing = None;
+        let prep = match result {
+            Ok(prep) => prep,
             Err(error) => {
                 tracing::warn!(%error, "Cannot list the train's commits.");
-                return Ok(Err(error));
+                return match departing.origin {
+                    Origin::Tag { seq, tag } => self.tag_failed(seq, tag, error).await,
+                    Origin::Other => {
+                        let text =
+                            format!("cannot list commits for {}: {error}", departing.sha.short());
+                        self.say(None, text).await;
+                        Ok(())
+                    }
+                };
             }
         };
-        let claims = approval::revert_claims(&commits);
-        let reverted = approval::reverted(&verified_reverts(&*self.ports.forge, claims).await);
-        // SPEC §3 rule 2: emails `[people]` does not know, asked of the chat.
-        let mut looked_up = BTreeMap::new();
-        for c in &commits {
-            let email = c.author_email.to_ascii_lowercase();
-            if looked_up.contains_key(&email)
-                || self
-                    .identities()
-                    .resolve(&c.author_email, c.author_login.as_deref())
-                    .is_some()
-            {
-                continue;
-            }
-            let user = self.ports.chat.lookup_email(&email).await;
-            looked_up.insert(email, user);
+        if matches!(departing.origin, Origin::Tag { .. }) {
+            self.tag_retry_at = None;
         }
+        let Prep {
+            base,
+            commits,
+            reverted,
+            looked_up,
+        } = prep;
         let ids = self.identities();
         let authors = approval::authors(&commits, &reverted, |c| {
             ids.resolve(&c.author_email, c.author_login.as_deref())
@@ -205,17 +198,17 @@ impl Engine {
         let id = self.store.next_train_id()?;
         let new = NewTrain {
             id,
-            sha,
+            sha: departing.sha,
             base,
             commits,
             reverted,
             authors,
-            kind,
-            route,
+            kind: departing.kind,
+            route: departing.route,
         };
         let now = self.now();
         let (mut train, effects) = Train::depart(new, &self.plan, now);
-        train.overrode = overrides.map(|r| r.name().to_string());
+        train.overrode = departing.overrides.map(|r| r.name().to_string());
         self.store.save_train(&train)?;
         tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
         let text = messages::departure_message(&self.ctx(), &train);
@@ -225,7 +218,7 @@ impl Engine {
         self.show_status().await;
         self.say(Some(id), text).await;
         self.apply(effects).await?;
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Feeds an input to the current train: persist, then act.

@@ -244,13 +244,13 @@ async fn run_checks(
                 .await
                 .ok()
                 .and_then(|(_, c)| c);
-            failure = Some(CheckFailure {
+            failure = Some(Box::new(CheckFailure {
                 step: step.label(),
                 error: e.to_string(),
                 log,
                 tail: outcome.tail,
                 commit,
-            });
+            }));
             break;
         }
     }

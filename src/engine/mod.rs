@@ -65,7 +65,7 @@ pub enum Event {
     ForgeRefused(String),
     MainChecked {
         sha: Sha,
-        failure: Option<main_branch::CheckFailure>,
+        failure: Option<Box<main_branch::CheckFailure>>,
     },
     /// A call made beside the engine came back (SPEC §12).
     Reply(Box<calls::Reply>),
@@ -365,7 +365,9 @@ impl Engine {
                 self.forge_refused(text).await;
                 Ok(())
             }
-            Event::MainChecked { sha, failure } => self.handle_main_checked(sha, failure).await,
+            Event::MainChecked { sha, failure } => {
+                self.handle_main_checked(sha, failure.map(|f| *f)).await
+            }
             Event::Reply(reply) => self.handle_reply(*reply).await,
             Event::BuildStepDone {
                 build,

@@ -529,7 +529,13 @@ impl Engine {
                     }
                 }
             }
-            None => out.push_str("no train running"),
+            None => match &self.departing {
+                Some(sha) => out.push_str(&format!(
+                    "no train running; a train with {} is about to leave (listing its commits)",
+                    sha.short()
+                )),
+                None => out.push_str("no train running"),
+            },
         }
         if let Some(h) = &self.door_hold {
             out.push_str(&format!("\nwaits: {h}"));

@@ -189,6 +189,8 @@ pub struct State {
     /// when absent).
     pub outcomes: HashMap<String, String>,
     faults: Vec<Fault>,
+    /// Paths of requests that were held by `hold`, in arrival order.
+    pub held: Vec<String>,
     /// One counter for every id (statuses, deployments, runs), so an id
     /// used on the wrong route finds nothing.
     last_id: u64,
@@ -303,6 +305,8 @@ struct Shared {
     base_url: String,
     state: Mutex<State>,
     changed: Condvar,
+    /// Paths held unanswered (`hold`) until `release`: GitHub hanging.
+    holding: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 impl Shared {
@@ -343,6 +347,7 @@ impl FakeGithub {
             base_url,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
+            holding: tokio::sync::watch::channel(Vec::new()).0,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -503,6 +508,28 @@ impl FakeGithub {
                 status,
                 times,
             })
+        });
+    }
+
+    /// Requests whose path (with query) contains `path_contains` hang
+    /// until `release` (or a minute): GitHub answering slowly. Each one is
+    /// counted in `held` when it arrives.
+    pub fn hold(&self, path_contains: &str) {
+        self.shared
+            .holding
+            .send_modify(|h| h.push(path_contains.to_string()));
+    }
+
+    /// Held requests go on, and nothing is held any more.
+    pub fn release(&self) {
+        self.shared.holding.send_modify(Vec::clear);
+    }
+
+    /// Waits until `n` requests whose path contains `path_contains` are
+    /// (or were) held.
+    pub fn wait_held(&self, path_contains: &str, n: usize) {
+        self.wait_for(&format!("{n} held requests to {path_contains}"), |s| {
+            (s.held.iter().filter(|p| p.contains(path_contains)).count() >= n).then_some(())
         });
     }
 
@@ -741,6 +768,7 @@ async fn handle(
         })
         .is_some_and(|t| t == shared.token);
     let query = parse_query(uri.query().unwrap_or_default());
+    hang_while_held(&shared, &path).await;
     let mut st = shared.lock();
     let hook = uri
         .path()
@@ -780,6 +808,28 @@ async fn handle(
         headers.insert("retry-after", HeaderValue::from_static("0"));
     }
     resp
+}
+
+/// A held request waits for `release` (at most a minute, so a failed test
+/// leaves nothing hanging).
+async fn hang_while_held(shared: &Shared, path: &str) {
+    let mut rx = shared.holding.subscribe();
+    let mut counted = false;
+    loop {
+        let held = rx.borrow_and_update().iter().any(|p| path.contains(p));
+        if !held {
+            return;
+        }
+        if !counted {
+            counted = true;
+            shared.lock().held.push(path.to_string());
+            shared.changed.notify_all();
+        }
+        let wait = std::time::Duration::from_secs(60);
+        if tokio::time::timeout(wait, rx.changed()).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn answer(

@@ -54,7 +54,7 @@ pub struct Departing {
 }
 
 /// What the forge and the chat said about a departing train.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prep {
     pub base: Option<Sha>,
     pub commits: Vec<Commit>,
@@ -64,7 +64,7 @@ pub struct Prep {
 }
 
 /// A call's result, back in the engine.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Reply {
     /// `!force <sha>`, `!rollback <sha>`: the SHA looked up on main.
     Resolved {

@@ -14,7 +14,7 @@ use crate::domain::train::Commit;
 use crate::forge::Forge;
 use crate::runner::{StepRequest, StepRunner};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckFailure {
     pub step: String,
     pub error: String,

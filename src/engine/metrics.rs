@@ -52,6 +52,8 @@ pub struct StepStats {
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// A store write failed and has not worked since (`/healthz` is 503).
+    storage_failing: std::sync::atomic::AtomicBool,
     chat_events: AtomicU64,
     webhook_events: AtomicU64,
     trains_ended: Mutex<BTreeMap<String, u64>>,
@@ -98,6 +100,14 @@ impl Metrics {
     }
 
     /// Something went wrong that did not stop the bot (`kind`: where).
+    pub fn set_storage_failing(&self, failing: bool) {
+        self.storage_failing.store(failing, Ordering::Relaxed);
+    }
+
+    pub fn storage_failing(&self) -> bool {
+        self.storage_failing.load(Ordering::Relaxed)
+    }
+
     pub fn error(&self, kind: &str) {
         *lock(&self.errors).entry(kind.to_string()).or_default() += 1;
     }

@@ -6,6 +6,7 @@
 mod builds;
 mod calls;
 mod commands;
+mod faults;
 mod gate;
 mod gate_commands;
 mod main_branch;
@@ -42,7 +43,7 @@ use crate::runner::{ProcessRegistry, StepOutcome, StepRunner};
 use crate::store::{ProductionClaim, RunningProcess, Store};
 
 /// Everything that can happen to the engine.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Event {
     Chat(Incoming),
     StepDone {
@@ -138,6 +139,8 @@ pub struct Engine {
     /// The command being handled waits on a call: it is finished (audited,
     /// refusals said) when the reply comes back.
     answer_later: bool,
+    /// Inputs waiting for a failing store, and when to try again.
+    stalled: faults::Stalled,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -209,6 +212,7 @@ impl Engine {
             last_hold: None,
             departing: None,
             answer_later: false,
+            stalled: Default::default(),
         }
     }
 
@@ -330,12 +334,20 @@ impl Engine {
             tokio::select! {
                 ev = self.rx.recv() => match ev {
                     None | Some(Event::Shutdown) => break,
-                    Some(ev) => self.handle(ev).await?,
+                    Some(ev) => self.handle_guarded(ev).await,
                 },
-                _ = tokio::time::sleep(sleep) => self.on_timer().await?,
+                _ = tokio::time::sleep(sleep) => {
+                    self.retry_storage().await;
+                    let r = self.on_timer().await;
+                    self.guarded(r).await;
+                }
             }
-            self.depart_queued_tag().await?;
-            self.check_door().await?;
+            if self.stalled.retry_at().is_none() {
+                let r = self.depart_queued_tag().await;
+                self.guarded(r).await;
+                let r = self.check_door().await;
+                self.guarded(r).await;
+            }
             self.publish();
         }
         self.shutdown().await
@@ -398,6 +410,7 @@ impl Engine {
             tag_retry,
             progress,
             self.gate_wakeup(),
+            self.stalled.retry_at(),
         ]
         .into_iter()
         .flatten()

@@ -165,7 +165,6 @@ impl Engine {
         if !current {
             return Ok(()); // a step we stopped on purpose
         }
-        self.step = None;
         let ok = outcome.result.is_ok();
         let env = self.env_name(pos.target);
         self.metrics.step_finished(&env, pos.phase.name(), took, ok);
@@ -182,6 +181,18 @@ impl Engine {
             ),
         };
         let text = messages::with_run_link(text, outcome.link.as_deref());
+        // Saved before it is said; if the store fails, the report waits
+        // (and this step is still the one the engine expects).
+        let error = outcome.result.as_ref().err().map(|e: &StepError| e.to_string());
+        let step = self.step.take();
+        let effects = match self.persist_input(Input::StepFinished { pos, ok, error }) {
+            Ok(result) => result.unwrap_or_default(),
+            Err(e) => {
+                self.step = step;
+                return Err(e);
+            }
+        };
+        self.publish();
         self.say(Some(train), text).await;
         if pos.phase == Phase::Deploy
             && (!ok || pos.step + 1 == phase_len(&self.plan, pos.target, Phase::Deploy))
@@ -193,9 +204,7 @@ impl Engine {
                 url: self.ctx().run_url(train),
             });
         }
-        let error = outcome.result.err().map(|e: StepError| e.to_string());
-        self.train_input(Input::StepFinished { pos, ok, error })
-            .await
+        self.apply(effects).await
     }
 
     pub(super) fn stop_step(&mut self) {

@@ -130,6 +130,8 @@ struct Bot {
     clock: Arc<FakeClock>,
     chat: Arc<FakeChat>,
     forge: Arc<FakeForge>,
+    store: Store,
+    metrics: Arc<super::Metrics>,
     inbox: mpsc::Sender<Event>,
     task: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -170,13 +172,16 @@ impl Bot {
             runner: Arc::new(runner),
             clock: clock.clone(),
         };
-        let engine = Engine::new(Arc::new(cfg), store, ports);
+        let engine = Engine::new(Arc::new(cfg), store.clone(), ports);
         let inbox = engine.inbox();
+        let metrics = engine.metrics();
         let task = tokio::spawn(engine.run());
         let bot = Bot {
             clock,
             chat,
             forge,
+            store,
+            metrics,
             inbox,
             task,
             _dir: dir,
@@ -194,6 +199,16 @@ impl Bot {
             .send(Event::Chat(msg))
             .await
             .expect("engine runs");
+    }
+
+    /// Stops the engine, which must end cleanly; what it said.
+    async fn stop(self) -> Vec<(Ts, Message)> {
+        self.inbox.send(Event::Shutdown).await.expect("engine runs");
+        self.task
+            .await
+            .expect("engine task")
+            .unwrap_or_else(|e| panic!("engine failed: {e:#}\n{}", self.chat.transcript()));
+        self.chat.messages()
     }
 
     /// Stops the engine, which must end cleanly, and checks that nothing
@@ -703,4 +718,51 @@ async fn only_revert_claims_the_forge_confirms_count_and_a_failed_check_counts_a
         super::trains::verified_reverts(&forge, claims).await,
         vec![]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_step() {
+    let bot = Bot::start(
+        "a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_step",
+        Options {
+            production_deploy: Duration::from_secs(10 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    let head = sha(HISTORY - 1);
+    bot.type_line(&format!("!force {}", head.short())).await;
+    bot.chat
+        .wait_for("train #1 ▶ production deploy started")
+        .await;
+
+    // The disk fills up while production deploys.
+    bot.store.inject_write_failures(true);
+    bot.type_line("!freeze disk test").await;
+    bot.chat
+        .wait_for("⚠️ not done: storage is failing")
+        .await;
+    bot.chat.wait_for("⚠️ storage is failing:").await;
+    assert!(bot.metrics.storage_failing(), "/healthz says 503");
+    bot.type_line("!freeze again").await;
+    bot.type_line("!status").await;
+    bot.chat.wait_for("not frozen").await;
+    // The step ends while storage fails: its end waits, nothing is said.
+    bot.clock_passes(minutes(11)).await;
+    assert!(
+        bot.chat.messages().iter().all(|(_, m)| !text_of(m).contains("deploy passed")),
+        "nothing announced without a write:\n{}",
+        bot.chat.transcript()
+    );
+
+    bot.store.inject_write_failures(false);
+    bot.chat.wait_for("✅ storage works again").await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    assert!(!bot.metrics.storage_failing());
+    let said = bot.stop().await;
+    assert_eq!(count_containing(&said, "⚠️ storage is failing:"), 1, "said once");
+    assert_eq!(count_containing(&said, "✅ storage works again"), 1);
+    assert_eq!(count_containing(&said, "production deploy passed"), 1);
+    assert_eq!(count_containing(&said, "not done: storage is failing"), 2);
+    assert_eq!(count_containing(&said, "frozen by"), 0, "the freeze was not taken");
 }

@@ -231,6 +231,23 @@ impl Engine {
         &mut self,
         input: Input,
     ) -> anyhow::Result<Result<(), Refusal>> {
+        match self.persist_input(input)? {
+            Ok(effects) => {
+                // The dashboard shows the new stage before the chat says it.
+                self.publish();
+                self.apply(effects).await?;
+                Ok(Ok(()))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// Feeds an input to the current train and saves it; the effects are
+    /// the caller's to apply (after saying what must come first).
+    pub(super) fn persist_input(
+        &mut self,
+        input: Input,
+    ) -> anyhow::Result<Result<Vec<Effect>, Refusal>> {
         let Some(train) = self.train.as_mut() else {
             return Ok(Err(Refusal::NothingToVeto));
         };
@@ -238,10 +255,7 @@ impl Engine {
         match train.handle(input, &self.plan, now) {
             Ok(effects) => {
                 self.store.save_train(train)?;
-                // The dashboard shows the new stage before the chat says it.
-                self.publish();
-                self.apply(effects).await?;
-                Ok(Ok(()))
+                Ok(Ok(effects))
             }
             Err(refusal) => Ok(Err(refusal)),
         }

@@ -10,6 +10,8 @@ mod seen;
 mod tags;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sled::transaction::TransactionError;
 use sled::{Db, Transactional, Tree};
@@ -55,6 +57,9 @@ pub struct Store {
     train_outcomes: Tree,
     /// Outcome word -> how many trains have it, kept by `save_train`.
     outcome_counts: Tree,
+    /// While on, every flush fails as a full disk would: the switch the
+    /// engine's storage-fault tests turn (a store that fails on demand).
+    faults: Arc<AtomicBool>,
 }
 
 /// The outcome word of a train for counting: "running" until it ends.
@@ -101,6 +106,7 @@ impl Store {
             branch_builds: db.open_tree("branch_builds")?,
             train_outcomes: db.open_tree("train_outcomes")?,
             outcome_counts: db.open_tree("outcome_counts")?,
+            faults: Arc::default(),
             db,
         };
         store.count_outcomes_once()?;
@@ -167,8 +173,26 @@ impl Store {
     }
 
     pub fn flush(&self) -> Result<()> {
+        if self.faults.load(Ordering::Relaxed) {
+            return Err(StoreError::Sled(sled::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            ))));
+        }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Makes every flush fail (on) or work again (off), for every clone of
+    /// this store: how tests make the disk fill up.
+    pub fn inject_write_failures(&self, on: bool) {
+        self.faults.store(on, Ordering::Relaxed);
+    }
+
+    /// A tiny write, flushed: whether storage works again.
+    pub fn probe(&self) -> Result<()> {
+        self.meta.insert("probe", &b"1"[..])?;
+        self.flush()
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {

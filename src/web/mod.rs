@@ -143,10 +143,12 @@ async fn healthz(State(state): State<WebState>) -> impl IntoResponse {
     let working = state.snapshots.has_changed().is_ok()
         && state.snapshots.borrow().ready
         && state.store.production().is_ok();
-    if working {
-        (StatusCode::OK, "ok\n")
-    } else {
+    if !working {
         (StatusCode::SERVICE_UNAVAILABLE, "engine not running\n")
+    } else if state.metrics.storage_failing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage failing\n")
+    } else {
+        (StatusCode::OK, "ok\n")
     }
 }
 

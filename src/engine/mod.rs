@@ -326,6 +326,7 @@ impl Engine {
             }
             self.depart_queued_tag().await?;
             self.check_door().await?;
+            self.report_set_aside().await;
             self.publish();
         }
         self.shutdown().await

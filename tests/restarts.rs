@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{BIN, Bot, BotConfig, Sandbox, short};
+use support::{BIN, Bot, BotConfig, short};
 
 /// The golden store: `db/` is the sled directory a trainbot built at commit
 /// 2aeffe4 wrote while it ran `regenerate_golden_store` below. It is never
@@ -162,10 +162,15 @@ fn regenerate_golden_store() {
     bot.ask("!freeze release week", "🧊");
     bot.ask("!lock preview db migration", "🔒 preview locked by local");
     bot.ask("!bb feature", "🔧 build");
-    bot.expect(&format!("feature ({}): good to merge", short(&golden.feature)));
+    bot.expect(&format!(
+        "feature ({}): good to merge",
+        short(&golden.feature)
+    ));
     bot.stop();
 
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN).join("db");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(GOLDEN)
+        .join("db");
     let _ = std::fs::remove_dir_all(&out);
     copy_dir(&dir.path().join("data").join("db"), &out);
     println!(
@@ -189,4 +194,216 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
+}
+
+/// The config text without the `preview` environment.
+fn without_preview(config: &str) -> String {
+    let config = config.replace(
+        r#"environments = ["staging", "preview", "preprod"]"#,
+        r#"environments = ["staging", "preprod"]"#,
+    );
+    let start = config.find("[environments.preview]").expect("preview");
+    let end = start + config[start..].find("\n\n").expect("end of table");
+    format!("{}{}", &config[..start], &config[end + 2..])
+}
+
+/// Waits until no process holds sled's lock on `data/db/db` (the bot
+/// that held it has exited, or a test's own handle is gone).
+fn wait_unlocked(data: &Path) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(data.join("db").join("db")).expect("sled's db file");
+    let deadline = std::time::Instant::now() + support::TIMEOUT;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        assert!(std::time::Instant::now() < deadline, "sled stays locked");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Dropping the file releases the lock.
+}
+
+/// sled opened by the test itself, while no bot runs; without a flusher
+/// thread, so the lock goes with the last handle.
+fn open_sled(data: &Path) -> sled::Db {
+    wait_unlocked(data);
+    sled::Config::new()
+        .path(data.join("db"))
+        .flush_every_ms(None)
+        .open()
+        .expect("open sled")
+}
+
+#[test]
+fn a_train_on_an_environment_gone_from_the_config_fails_and_the_bot_goes_on() {
+    let (sandbox, mut bot, head) = support::bot_with_alice_and_bob(&BotConfig::default());
+    bot.ask("!lock preview for 2h db migration", "🔒 preview locked");
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("train #1 ✔ staging acceptance passed");
+    bot.expect("⏸ train #1 waits before preview");
+    bot.stop();
+
+    let path = sandbox.path().join("bot.toml");
+    let config = std::fs::read_to_string(&path).expect("bot.toml");
+    std::fs::write(&path, without_preview(&config)).expect("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect(
+        "❌ train #1 failed in preview deploy: config changed: environment preview is gone. \
+         Nothing more deployed.",
+    );
+    bot.ask("!status", "no train running");
+    bot.expect("production: nothing deployed yet");
+    // The bot goes on: the next train runs on the new config.
+    bot.ask("!depart", "🚂 train #2 departs");
+    bot.expect("train #2 ✔ staging acceptance passed");
+    bot.expect("train #2 ✔ preprod acceptance passed");
+    bot.expect("🙋 train #2");
+    assert_eq!(bot.said("config changed").len(), 1, "said once");
+    assert!(sandbox.deploys_to("preview").is_empty());
+    assert_eq!(sandbox.deploys_to("preprod"), vec![head]);
+    bot.stop();
+
+    // Said once: the failure was saved before it was said.
+    let mut bot = Bot::spawn(&path);
+    bot.ask("!status", "train #2");
+    bot.expect("production: nothing deployed yet");
+    assert!(bot.said("config changed").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn an_unreadable_record_is_set_aside_and_said_once() {
+    let port = support::free_port();
+    let config = BotConfig {
+        http_port: port,
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = support::bot_with_alice_and_bob(&config);
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("🙋 train #1");
+    bot.ask("@alice !good", "👍 alice approved train #1");
+    bot.ask("@bob !good", "👍 bob approved train #1");
+    bot.expect("✅ train #1 deployed");
+    let second = sandbox.repo.commit("alice", "Make the widget wobble");
+    bot.expect_allocated(&second);
+    bot.ask("!depart", "🚂 train #2 departs");
+    bot.expect("🙋 train #2");
+    bot.ask("@alice !bad wobbles", "⛔ train #2 vetoed by alice");
+    bot.stop();
+
+    let data = sandbox.path().join("data");
+    let garbage = b"\x01{\"id\": oops \xff".to_vec();
+    {
+        let db = open_sled(&data);
+        let trains = db.open_tree("trains").expect("trains");
+        trains
+            .insert(2u64.to_be_bytes(), garbage.clone())
+            .expect("write garbage");
+        db.flush().expect("flush");
+    }
+
+    let path = sandbox.path().join("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect("⚠️ 1 stored record could not be read and was set aside: trains/2");
+    bot.ask("!history", "last 1 production deploy:");
+    bot.expect(&format!("train #1 {}", short(&head)));
+    bot.ask("!status", "no train running");
+    bot.expect(&format!("production: {} (train #1", short(&head)));
+    for page in ["/", "/runs/train-1", "/audit", "/api/status", "/metrics"] {
+        let (code, body) = support::http::http_get(port, page).expect("the bot answers");
+        assert_eq!(code, 200, "{page}: {body}");
+    }
+    let (code, _) = support::http::http_get(port, "/runs/train-2").expect("the bot answers");
+    assert_eq!(code, 404, "the run set aside is not there, and no page fails");
+    // The id of the record set aside is not given again.
+    let third = sandbox.repo.commit("bob", "Make the widget round");
+    bot.expect_allocated(&third);
+    bot.ask("!depart", "🚂 train #3 departs");
+    bot.ask("!cancel", "🛑 train #3 cancelled by local");
+    bot.stop();
+
+    let mut bot = Bot::spawn(&path);
+    bot.ask("!history", "last 1 production deploy:");
+    assert!(bot.said("set aside").is_empty(), "said once");
+    bot.stop();
+
+    // Kept, raw, under its tree and key.
+    let db = open_sled(&data);
+    let quarantine = db.open_tree("quarantine").expect("quarantine");
+    let mut key = b"trains/".to_vec();
+    key.extend_from_slice(&2u64.to_be_bytes());
+    assert_eq!(
+        quarantine.get(&key).expect("read").as_deref(),
+        Some(&garbage[..])
+    );
+}
+
+#[test]
+fn the_golden_store_opens_without_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let golden = golden_repo(&dir.path().join("repo"), |_, _| {});
+    // The repo is made again with the same SHAs the store holds.
+    assert_eq!(
+        [
+            &golden.deployed,
+            &golden.vetoed,
+            &golden.waiting,
+            &golden.feature
+        ]
+        .map(|s| short(s)),
+        ["073f9a1", "155c23e", "b1a60ef", "1acb612"]
+    );
+    let port = support::free_port();
+    let config = dir.path().join("bot.toml");
+    let text = BotConfig {
+        http_port: port,
+        ..golden_config()
+    }
+    .render();
+    std::fs::write(&config, text).expect("bot.toml");
+    let db = dir.path().join("data").join("db");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(GOLDEN)
+            .join("db"),
+        &db,
+    );
+    std::fs::create_dir_all(db.join("blobs")).expect("blobs dir");
+
+    let mut bot = Bot::spawn(&config);
+    bot.ask("!status", "no train running");
+    bot.expect(&format!(
+        "waiting: {}, {}",
+        short(&golden.vetoed),
+        short(&golden.waiting)
+    ));
+    bot.expect("locked: preview by local (db migration)");
+    bot.expect("frozen by local: release week");
+    bot.expect(&format!(
+        "production: {} (train #1",
+        short(&golden.deployed)
+    ));
+    bot.ask("!history", "last 1 production deploy:");
+    let line = bot.expect(&format!("train #1 {}", short(&golden.deployed)));
+    assert!(line.contains("approved by: alice, bob"), "{line}");
+    bot.ask("!locks", "🔒 preview by local: db migration");
+    bot.ask(&format!("!why {}", short(&golden.vetoed)), "train #2");
+    let feature = bot.ask(
+        "!status feature",
+        &format!("feature at {}", short(&golden.feature)),
+    );
+    assert!(feature.contains("commit status success"), "{feature}");
+    let (code, audit) = support::http::http_get(port, "/audit").expect("/audit answers");
+    assert_eq!(code, 200);
+    for entry in [
+        "!freeze release week",
+        "!lock preview db migration",
+        "!bad wobbles",
+    ] {
+        assert!(audit.contains(entry), "{entry} not in {audit}");
+    }
+    // Nothing was unreadable, and the next train gets a new number.
+    assert!(bot.said("set aside").is_empty());
+    bot.ask("!unfreeze", "departures resumed by local");
+    bot.ask("!depart", "🚂 train #3 departs");
+    bot.ask("!cancel", "🛑 train #3 cancelled by local");
+    bot.stop();
 }

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{BIN, Bot, BotConfig, short};
+use support::{BIN, Bot, BotConfig, Sandbox, short};
 
 /// The golden store: `db/` is the sled directory a trainbot built at commit
 /// 2aeffe4 wrote while it ran `regenerate_golden_store` below. It is never
@@ -269,6 +269,36 @@ fn a_train_on_an_environment_gone_from_the_config_fails_and_the_bot_goes_on() {
     bot.stop();
 }
 
+/// A crash while a preview step runs, then a start on a config without
+/// preview: before this, every start failed ("no step configured").
+#[test]
+fn a_train_running_on_a_removed_environment_fails_after_a_crash() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_config(&BotConfig::default());
+    let config = std::fs::read_to_string(&path).expect("bot.toml");
+    let start = config.find("[environments.preview]").expect("preview");
+    let deploy = start + config[start..].find("deploy = [").expect("deploy");
+    let end = deploy + config[deploy..].find('\n').expect("line end");
+    let blocking = r#"deploy = [{ run = "i=0; while [ ! -e release ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; done" }]"#;
+    let config = format!("{}{blocking}{}", &config[..deploy], &config[end..]);
+    std::fs::write(&path, &config).expect("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect_allocated(&sandbox.repo.head());
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("train #1 ▶ preview deploy started");
+    bot.kill9();
+
+    std::fs::write(&path, without_preview(&config)).expect("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect(
+        "❌ train #1 failed in preview deploy: config changed: environment preview is gone. \
+         Nothing more deployed.",
+    );
+    bot.ask("!status", "no train running");
+    sandbox.touch("release");
+    bot.stop();
+}
+
 #[test]
 fn an_unreadable_record_is_set_aside_and_said_once() {
     let port = support::free_port();
@@ -312,7 +342,10 @@ fn an_unreadable_record_is_set_aside_and_said_once() {
         assert_eq!(code, 200, "{page}: {body}");
     }
     let (code, _) = support::http::http_get(port, "/runs/train-2").expect("the bot answers");
-    assert_eq!(code, 404, "the run set aside is not there, and no page fails");
+    assert_eq!(
+        code, 404,
+        "the run set aside is not there, and no page fails"
+    );
     // The id of the record set aside is not given again.
     let third = sandbox.repo.commit("bob", "Make the widget round");
     bot.expect_allocated(&third);

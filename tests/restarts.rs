@@ -14,7 +14,8 @@ use support::{BIN, Bot, BotConfig, Sandbox, short};
 /// 2aeffe4 wrote while it ran `regenerate_golden_store` below. It is never
 /// rewritten: a later version that cannot open it without loss is a bug in
 /// that version, not in the fixture. A new format gets a new fixture
-/// (golden-v2) next to this one.
+/// (golden-v2) next to this one. It is a single-pipeline store: with
+/// several pipelines (SPEC §16) it must open as that one pipeline.
 const GOLDEN: &str = "tests/fixtures/golden-v1";
 
 /// The commits of the golden repository, made with fixed dates so that the

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use sled::transaction::TransactionError;
 use sled::{IVec, Transactional, Tree};
 
-use super::{Result, Store, StoreError, codec, from_be};
+use super::{Result, Store, StoreError, codec, from_be, tx_err};
 
 const QUARANTINE: &str = "quarantine";
 
@@ -77,41 +77,42 @@ impl Store {
             .map(|r| r.map(|(_, v)| v))
     }
 
-    /// Moves the record into quarantine, raw, if it is still what was read
-    /// (a page and the engine may meet it at once). A failure to move is
+    /// Sets the record aside and says so once; a failure to move it is
     /// logged: the record is skipped anyway, and met again next time.
     fn set_aside(&self, tree: &Tree, key: &[u8], bytes: &[u8], why: &str) {
         let name = record_name(&tree.name(), key);
-        let moved = self.db.open_tree(QUARANTINE).and_then(|quarantine| {
-            let aside = [&tree.name()[..], b"/", key].concat();
-            let res: std::result::Result<bool, TransactionError<()>> = (tree, &quarantine)
-                .transaction(|(t, q)| {
-                    if t.get(key)?.as_deref() != Some(bytes) {
-                        return Ok(false);
-                    }
-                    t.remove(key)?;
-                    q.insert(aside.as_slice(), bytes)?;
-                    Ok(true)
-                });
-            match res {
-                Ok(moved) => Ok(moved),
-                Err(TransactionError::Storage(e)) => Err(e),
-                Err(TransactionError::Abort(())) => Ok(false),
-            }
-        });
-        match moved.map_err(StoreError::from).and_then(|moved| {
-            self.flush()?;
-            Ok(moved)
-        }) {
+        match self.move_to_quarantine(tree, key, bytes) {
             Ok(true) => {
                 tracing::warn!(record = %name, error = why, "A stored record could not be read; it was moved to the quarantine tree.");
                 self.set_aside.push(name);
             }
+            // Someone else (a page, the engine) moved it first.
             Ok(false) => {}
             Err(error) => {
                 tracing::error!(record = %name, %error, "A stored record could not be read nor set aside; skipping it.");
             }
         }
+    }
+
+    /// Moves the record, raw, in one transaction, if it still holds what
+    /// was read; flushed. False if it had changed or gone.
+    fn move_to_quarantine(&self, tree: &Tree, key: &[u8], bytes: &[u8]) -> Result<bool> {
+        let quarantine = self.db.open_tree(QUARANTINE)?;
+        let aside = [&tree.name()[..], b"/", key].concat();
+        let res: std::result::Result<bool, TransactionError<()>> =
+            (tree, &quarantine).transaction(|(t, q)| {
+                if t.get(key)?.as_deref() != Some(bytes) {
+                    return Ok(false);
+                }
+                t.remove(key)?;
+                q.insert(aside.as_slice(), bytes)?;
+                Ok(true)
+            });
+        let moved = res.map_err(tx_err)?;
+        if moved {
+            self.flush()?;
+        }
+        Ok(moved)
     }
 
     /// Records set aside since the last call, named like `trains/42`; each

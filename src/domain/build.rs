@@ -186,6 +186,32 @@ impl Build {
         })
     }
 
+    /// How a build the bot was running when it stopped ends after a
+    /// restart: interrupted (it is not re-run), or failed when its step is
+    /// no longer in the config ("config changed: deploy step 2 is gone",
+    /// SPEC §12).
+    pub fn restart_outcome(&self, plan: BuildPlan) -> BuildOutcome {
+        let BuildStage::Running(pos) = self.stage else {
+            return BuildOutcome::Interrupted;
+        };
+        let len = match pos.phase {
+            BuildPhase::Checks => plan.checks,
+            BuildPhase::Deploy => plan.deploy,
+            BuildPhase::Smoke => plan.smoke,
+        };
+        if pos.step < len {
+            return BuildOutcome::Interrupted;
+        }
+        BuildOutcome::Failed {
+            at: pos,
+            error: format!(
+                "config changed: {} step {} is gone",
+                pos.phase.name(),
+                pos.step + 1
+            ),
+        }
+    }
+
     pub fn end(&mut self, outcome: BuildOutcome, now: Ts) -> BuildStep {
         self.stage = BuildStage::Done(outcome.clone());
         self.finished = Some(now);
@@ -319,5 +345,26 @@ mod tests {
         );
         b.end(BuildOutcome::Superseded { by: 2 }, now);
         assert_eq!(b.commit_state(), CommitState::Error);
+    }
+
+    #[test]
+    fn a_running_build_whose_step_left_the_config_fails_after_a_restart() {
+        let mut b = build();
+        b.stage = BuildStage::Running(BuildPos {
+            phase: BuildPhase::Deploy,
+            step: 1,
+        });
+        let two = BuildPlan { deploy: 2, ..PLAN };
+        assert_eq!(b.restart_outcome(two), BuildOutcome::Interrupted);
+        assert_eq!(
+            b.restart_outcome(PLAN),
+            BuildOutcome::Failed {
+                at: BuildPos {
+                    phase: BuildPhase::Deploy,
+                    step: 1
+                },
+                error: "config changed: deploy step 2 is gone".into()
+            }
+        );
     }
 }

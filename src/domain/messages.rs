@@ -317,7 +317,7 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
             format!(
                 "❌ train {} failed in {}: {error}. Nothing more deployed.",
                 t.id,
-                pos_label(ctx.plan, *at)
+                t.pos_label(ctx.plan, *at)
             )
         }
         Some(Outcome::Expired) => format!(
@@ -342,6 +342,18 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
 fn production_live(t: &Train, plan: &Plan, at: StepPos) -> bool {
     at.phase == super::train::Phase::Smoke
         || (plan.production_deploy == 0 && t.route != Route::LowerOnly)
+}
+
+/// Records the store could not read and moved aside at start (SPEC §12).
+pub fn set_aside(names: &[String]) -> String {
+    match names {
+        [one] => format!("⚠️ 1 stored record could not be read and was set aside: {one}"),
+        _ => format!(
+            "⚠️ {} stored records could not be read and were set aside: {}",
+            names.len(),
+            names.join(", ")
+        ),
+    }
 }
 
 pub fn resumed(ctx: &Ctx, t: &Train) -> String {

@@ -66,6 +66,7 @@ pub fn train(id: u64, created: i64) -> Train {
         steps: Vec::new(),
         rolled_back: false,
         overrode: None,
+        envs: Vec::new(),
     }
 }
 

@@ -217,6 +217,12 @@ pub struct Train {
     /// windows: "window").
     #[serde(default)]
     pub overrode: Option<String>,
+    /// The lower environments' names when the train left, in plan order:
+    /// `Target::Lower(i)` is an index, and a restart with a changed config
+    /// must tell a moved environment from a removed one (SPEC §12). Empty
+    /// in records written before it was kept.
+    #[serde(default)]
+    pub envs: Vec<String>,
 }
 
 /// What happened to the train, as something the engine must do.
@@ -316,6 +322,7 @@ impl Train {
             steps: Vec::new(),
             rolled_back: false,
             overrode: None,
+            envs: plan.envs.iter().map(|e| e.name.clone()).collect(),
         };
         let effects = match train.route {
             Route::ProductionOnly => train.start_production(plan, now),
@@ -756,6 +763,9 @@ fn first_pos(plan: &Plan, from: Target) -> Option<StepPos> {
 fn next_pos(plan: &Plan, pos: StepPos) -> Option<StepPos> {
     positions(plan, pos.target).skip_while(|p| *p != pos).nth(1)
 }
+
+#[path = "train_restart.rs"]
+mod restart;
 
 #[cfg(test)]
 #[path = "train_tests.rs"]

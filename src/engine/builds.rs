@@ -450,7 +450,7 @@ impl Engine {
                 self.builds.insert(id, ActiveBuild { build, step: None });
                 continue;
             }
-            build.end(BuildOutcome::Interrupted, self.now());
+            build.end(build.restart_outcome(self.build_plan()), self.now());
             self.store.save_build(&build)?;
             self.builds.insert(id, ActiveBuild { build, step: None });
             self.build_finished(id, true).await?;

@@ -348,6 +348,7 @@ impl Engine {
                 let r = self.check_door().await;
                 self.guarded(r).await;
             }
+            self.report_set_aside().await;
             self.publish();
         }
         self.shutdown().await

@@ -1,5 +1,6 @@
 //! Picking up where the last run left off (SPEC §8).
 
+use crate::domain::messages;
 use crate::domain::train::Input;
 use crate::runner::shell::{boot_id, kill_process_group};
 
@@ -23,14 +24,42 @@ impl Engine {
             }
             self.store.forget_process(&key)?;
         }
-        if let Some(last) = self.store.last_train()?
+        if let Some(mut last) = self.store.last_train()?
             && !last.is_done()
         {
-            tracing::info!(train = last.id.0, "Resuming an unfinished train.");
+            let id = last.id.0;
+            let ended = last.fit_config(&self.plan, self.now());
             self.train = Some(last);
-            self.train_input(Input::Restarted).await?;
+            if ended.is_empty() {
+                tracing::info!(train = id, "Resuming an unfinished train.");
+                self.train_input(Input::Restarted).await?;
+            } else {
+                // Its environment or step left the config: it ends as
+                // failed, saved before it is said, and the bot goes on.
+                tracing::warn!(
+                    train = id,
+                    "The config changed under an unfinished train; it failed."
+                );
+                if let Some(train) = &self.train {
+                    self.store.save_train(train)?;
+                }
+                self.publish();
+                self.apply(ended).await?;
+            }
         }
         self.recover_builds().await?;
-        self.poll_main_now().await
+        self.poll_main_now().await?;
+        self.report_set_aside().await;
+        Ok(())
+    }
+
+    /// Says once which stored records could not be read and were moved
+    /// aside (the store logs each as it moves it). Called at start and
+    /// after each input, since a page may meet a bad record at any time.
+    pub(super) async fn report_set_aside(&self) {
+        let names = self.store.take_set_aside();
+        if !names.is_empty() {
+            self.say(None, messages::set_aside(&names)).await;
+        }
     }
 }

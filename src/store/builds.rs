@@ -10,7 +10,8 @@ use crate::domain::nodes::Node;
 
 impl Store {
     pub fn next_build_id(&self) -> Result<u64> {
-        Ok(self.builds.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0) + 1)
+        let last = self.builds.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0);
+        Ok(last.max(self.last_id_set_aside(&self.builds)?) + 1)
     }
 
     /// Writes the build and indexes it as its branch's last build.
@@ -27,10 +28,10 @@ impl Store {
     }
 
     pub fn build(&self, id: u64) -> Result<Option<Build>> {
-        self.builds
-            .get(be(id))?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        match self.builds.get(be(id))? {
+            Some(v) => self.read(&self.builds, &be(id), &v),
+            None => Ok(None),
+        }
     }
 
     pub fn last_build_for(&self, branch: &BranchName) -> Result<Option<Build>> {
@@ -43,8 +44,9 @@ impl Store {
     /// Builds that had not finished when the bot last stopped, oldest first.
     pub fn unfinished_builds(&self, scan_back: usize) -> Result<Vec<Build>> {
         let mut out: Vec<Build> = Vec::new();
-        for r in self.builds.iter().rev().take(scan_back) {
-            let b: Build = codec::decode(&r?.1)?;
+        let scan = self.builds.iter().rev().take(scan_back);
+        for r in self.decoded(&self.builds, scan) {
+            let b: Build = r?;
             if !b.is_done() {
                 out.push(b);
             }
@@ -57,9 +59,12 @@ impl Store {
     pub fn nodes(&self, names: &[String]) -> Result<Vec<Node>> {
         names
             .iter()
-            .map(|name| match self.nodes.get(name.as_bytes())? {
-                Some(v) => codec::decode(&v),
-                None => Ok(Node::new(name)),
+            .map(|name| {
+                let stored = match self.nodes.get(name.as_bytes())? {
+                    Some(v) => self.read(&self.nodes, name.as_bytes(), &v)?,
+                    None => None,
+                };
+                Ok(stored.unwrap_or_else(|| Node::new(name)))
             })
             .collect()
     }

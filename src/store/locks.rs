@@ -9,12 +9,8 @@ const LOCKS: &str = "locks";
 impl Store {
     /// Every lock, expired ones included (the engine ends those).
     pub fn locks(&self) -> Result<Vec<Lock>> {
-        self.db
-            .open_tree(LOCKS)?
-            .iter()
-            .values()
-            .map(|v| codec::decode(&v?))
-            .collect()
+        let tree = self.db.open_tree(LOCKS)?;
+        self.decoded(&tree, tree.iter()).collect()
     }
 
     /// Takes or replaces the lock of `lock.env`; flushed.

@@ -4,6 +4,7 @@
 mod builds;
 mod codec;
 mod locks;
+mod quarantine;
 mod queries;
 mod records;
 mod seen;
@@ -60,6 +61,8 @@ pub struct Store {
     /// While on, every flush fails as a full disk would: the switch the
     /// engine's storage-fault tests turn (a store that fails on demand).
     faults: Arc<AtomicBool>,
+    /// Unreadable records moved aside and not yet reported.
+    set_aside: quarantine::SetAside,
 }
 
 /// The outcome word of a train for counting: "running" until it ends.
@@ -107,6 +110,7 @@ impl Store {
             train_outcomes: db.open_tree("train_outcomes")?,
             outcome_counts: db.open_tree("outcome_counts")?,
             faults: Arc::default(),
+            set_aside: Default::default(),
             db,
         };
         store.count_outcomes_once()?;
@@ -120,9 +124,8 @@ impl Store {
         }
         let mut words = Vec::new();
         let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
-        for entry in self.trains.iter() {
-            let (key, value) = entry?;
-            let train: Train = codec::decode(&value)?;
+        for entry in self.decoded_entries(&self.trains, self.trains.iter()) {
+            let (key, train): (_, Train) = entry?;
             let word = outcome_word(&train);
             words.push((key, word));
             *counts.entry(word).or_default() += 1;
@@ -196,7 +199,10 @@ impl Store {
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.meta.get(key)?.map(|v| codec::decode(&v)).transpose()
+        match self.meta.get(key)? {
+            Some(v) => self.read(&self.meta, key.as_bytes(), &v),
+            None => Ok(None),
+        }
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &str, value: Option<&T>) -> Result<()> {
@@ -248,18 +254,15 @@ impl Store {
 
     /// The newest allocated SHA.
     pub fn head(&self) -> Result<Option<Allocation>> {
-        self.allocations
-            .last()?
-            .map(|(_, v)| codec::decode(&v))
+        self.decoded(&self.allocations, self.allocations.iter().rev())
+            .next()
             .transpose()
     }
 
     /// Allocated SHAs after sequence `after`, oldest first (at most `limit`).
     pub fn allocations_after(&self, after: u64, limit: usize) -> Result<Vec<Allocation>> {
-        self.allocations
-            .range(be(after + 1)..)
+        self.decoded(&self.allocations, self.allocations.range(be(after + 1)..))
             .take(limit)
-            .map(|r| codec::decode(&r?.1))
             .collect()
     }
 
@@ -272,7 +275,7 @@ impl Store {
 
     pub fn next_train_id(&self) -> Result<TrainId> {
         let last = self.trains.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0);
-        Ok(TrainId(last + 1))
+        Ok(TrainId(last.max(self.last_id_set_aside(&self.trains)?) + 1))
     }
 
     /// Writes the train and flushes; also indexes it by head SHA and keeps
@@ -307,26 +310,23 @@ impl Store {
     }
 
     pub fn train(&self, id: TrainId) -> Result<Option<Train>> {
-        self.trains
-            .get(be(id.0))?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        let key = be(id.0);
+        match self.trains.get(key)? {
+            Some(v) => self.read(&self.trains, &key, &v),
+            None => Ok(None),
+        }
     }
 
     pub fn last_train(&self) -> Result<Option<Train>> {
-        self.trains
-            .last()?
-            .map(|(_, v)| codec::decode(&v))
+        self.decoded(&self.trains, self.trains.iter().rev())
+            .next()
             .transpose()
     }
 
     /// The newest trains, newest first.
     pub fn recent_trains(&self, n: usize) -> Result<Vec<Train>> {
-        self.trains
-            .iter()
-            .rev()
+        self.decoded(&self.trains, self.trains.iter().rev())
             .take(n)
-            .map(|r| codec::decode(&r?.1))
             .collect()
     }
 
@@ -424,12 +424,9 @@ impl Store {
 
     /// Audit entries newest first, skipping `skip`.
     pub fn audit_page(&self, skip: usize, n: usize) -> Result<Vec<AuditEntry>> {
-        self.audit
-            .iter()
-            .rev()
+        self.decoded(&self.audit, self.audit.iter().rev())
             .skip(skip)
             .take(n)
-            .map(|r| codec::decode(&r?.1))
             .collect()
     }
 
@@ -446,12 +443,8 @@ impl Store {
     }
 
     pub fn running_processes(&self) -> Result<Vec<(String, RunningProcess)>> {
-        self.procs
-            .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), codec::decode(&v)?))
-            })
+        self.decoded_entries(&self.procs, self.procs.iter())
+            .map(|r| r.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v)))
             .collect()
     }
 }

@@ -1,6 +1,6 @@
 //! Read-only queries for the web pages and metrics. Nothing here writes.
 
-use super::{Allocation, Result, Store, be, codec, from_be};
+use super::{Allocation, Result, Store, be, from_be};
 use crate::domain::clock::Ts;
 use crate::domain::ids::Sha;
 use crate::domain::train::Train;
@@ -10,8 +10,8 @@ impl Store {
     /// time, so the scan stops at the first older train.
     pub fn trains_since(&self, since: Ts) -> Result<Vec<Train>> {
         let mut out = Vec::new();
-        for r in self.trains.iter().rev() {
-            let train: Train = codec::decode(&r?.1)?;
+        for r in self.decoded(&self.trains, self.trains.iter().rev()) {
+            let train: Train = r?;
             if train.created < since {
                 break;
             }
@@ -22,7 +22,7 @@ impl Store {
 
     /// Every stored train, oldest first (for counts by outcome).
     pub fn all_trains(&self) -> Result<Vec<Train>> {
-        self.trains.iter().map(|r| codec::decode(&r?.1)).collect()
+        self.decoded(&self.trains, self.trains.iter()).collect()
     }
 
     /// The allocation record of a SHA, if it was allocated.
@@ -30,10 +30,7 @@ impl Store {
         let Some(seq) = self.alloc_by_sha.get(sha.as_str())? else {
             return Ok(None);
         };
-        self.allocations
-            .get(be(from_be(&seq)))?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        self.allocation_at(&seq)
     }
 
     /// The allocation whose SHA starts with `prefix` (the first, when
@@ -43,10 +40,16 @@ impl Store {
             return Ok(None);
         };
         let (_, seq) = entry?;
-        self.allocations
-            .get(be(from_be(&seq)))?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        self.allocation_at(&seq)
+    }
+
+    /// The allocation stored under `seq` (as the SHA index holds it).
+    fn allocation_at(&self, seq: &[u8]) -> Result<Option<Allocation>> {
+        let key = be(from_be(seq));
+        match self.allocations.get(key)? {
+            Some(v) => self.read(&self.allocations, &key, &v),
+            None => Ok(None),
+        }
     }
 
     /// How many production deploys the history holds.

@@ -35,9 +35,8 @@ impl Store {
     pub fn prune_seen(&self, before: Ts) -> Result<usize> {
         let tree = self.db.open_tree(SEEN)?;
         let mut pruned = 0;
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            let at: Ts = codec::decode(&value)?;
+        for entry in self.decoded_entries(&tree, tree.iter()) {
+            let (key, at): (_, Ts) = entry?;
             if at < before {
                 tree.remove(key)?;
                 pruned += 1;
@@ -48,11 +47,11 @@ impl Store {
 
     /// A note an adapter kept under `key`.
     pub fn chat_note(&self, key: &str) -> Result<Option<String>> {
-        self.db
-            .open_tree(NOTES)?
-            .get(key)?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        let tree = self.db.open_tree(NOTES)?;
+        match tree.get(key)? {
+            Some(v) => self.read(&tree, key.as_bytes(), &v),
+            None => Ok(None),
+        }
     }
 
     /// Keeps `value` under `key`, flushed.

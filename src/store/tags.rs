@@ -43,19 +43,20 @@ fn queue_key(seq: u64) -> Vec<u8> {
 }
 
 /// A queue entry: its sequence number and the tag deploy.
-fn queued_entry(entry: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(u64, QueuedTag)> {
-    let (k, v) = entry?;
-    Ok((from_be(&k[QUEUE.len()..]), codec::decode(&v)?))
+fn queued_entry(entry: Result<(sled::IVec, QueuedTag)>) -> Result<(u64, QueuedTag)> {
+    let (k, tag) = entry?;
+    Ok((from_be(&k[QUEUE.len()..]), tag))
 }
 
 impl Store {
     /// The commit `name` pointed at when it was last acted on.
     pub fn tag_seen(&self, name: &str) -> Result<Option<Sha>> {
-        self.db
-            .open_tree(TREE)?
-            .get(format!("{SEEN}{name}"))?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        let tree = self.db.open_tree(TREE)?;
+        let key = format!("{SEEN}{name}");
+        match tree.get(&key)? {
+            Some(v) => self.read(&tree, key.as_bytes(), &v),
+            None => Ok(None),
+        }
     }
 
     /// Records the tag as seen and, with `deploy`, queues its deploy; one
@@ -132,9 +133,8 @@ impl Store {
 
     /// The tag deploys waiting, oldest first, with their queue keys.
     pub fn queued_tags(&self) -> Result<Vec<(u64, QueuedTag)>> {
-        self.db
-            .open_tree(TREE)?
-            .scan_prefix(QUEUE)
+        let tree = self.db.open_tree(TREE)?;
+        self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .map(queued_entry)
             .collect()
     }
@@ -150,9 +150,8 @@ impl Store {
 
     /// The tag deploy waiting longest, if any.
     pub fn next_queued_tag(&self) -> Result<Option<(u64, QueuedTag)>> {
-        self.db
-            .open_tree(TREE)?
-            .scan_prefix(QUEUE)
+        let tree = self.db.open_tree(TREE)?;
+        self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .next()
             .map(queued_entry)
             .transpose()

@@ -442,12 +442,18 @@ impl Bot {
 
     /// `spawn`, with extra environment variables (tokens, secrets).
     pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Bot {
+        Bot::spawn_bin(Path::new(BIN), config, env)
+    }
+
+    /// `spawn_with_env` with another build of trainbot (the golden store is
+    /// written by an older one).
+    pub fn spawn_bin(bin: &Path, config: &Path, env: &[(&str, &str)]) -> Bot {
         let dir = config.parent().expect("config dir");
         let stderr = (1..)
             .map(|n| dir.join(format!("bot-{n}.stderr")))
             .find(|p| !p.exists())
             .expect("a free stderr name");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")

@@ -55,8 +55,11 @@ impl Engine {
     /// `handle`, with the in-memory state put back if it fails midway, so
     /// memory never runs ahead of the store.
     async fn try_input(&mut self, ev: Event) -> anyhow::Result<()> {
-        let (train, locks, departing) =
-            (self.train.clone(), self.locks.clone(), self.departing.clone());
+        let (train, locks, departing) = (
+            self.train.clone(),
+            self.locks.clone(),
+            self.departing.clone(),
+        );
         let result = self.handle(ev).await;
         if result.is_err() {
             self.train = train;

@@ -183,7 +183,11 @@ impl Engine {
         let text = messages::with_run_link(text, outcome.link.as_deref());
         // Saved before it is said; if the store fails, the report waits
         // (and this step is still the one the engine expects).
-        let error = outcome.result.as_ref().err().map(|e: &StepError| e.to_string());
+        let error = outcome
+            .result
+            .as_ref()
+            .err()
+            .map(|e: &StepError| e.to_string());
         let step = self.step.take();
         let effects = match self.persist_input(Input::StepFinished { pos, ok, error }) {
             Ok(result) => result.unwrap_or_default(),

@@ -739,9 +739,7 @@ async fn a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_ste
     // The disk fills up while production deploys.
     bot.store.inject_write_failures(true);
     bot.type_line("!freeze disk test").await;
-    bot.chat
-        .wait_for("⚠️ not done: storage is failing")
-        .await;
+    bot.chat.wait_for("⚠️ not done: storage is failing").await;
     bot.chat.wait_for("⚠️ storage is failing:").await;
     assert!(bot.metrics.storage_failing(), "/healthz says 503");
     bot.type_line("!freeze again").await;
@@ -750,7 +748,10 @@ async fn a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_ste
     // The step ends while storage fails: its end waits, nothing is said.
     bot.clock_passes(minutes(11)).await;
     assert!(
-        bot.chat.messages().iter().all(|(_, m)| !text_of(m).contains("deploy passed")),
+        bot.chat
+            .messages()
+            .iter()
+            .all(|(_, m)| !text_of(m).contains("deploy passed")),
         "nothing announced without a write:\n{}",
         bot.chat.transcript()
     );
@@ -760,9 +761,17 @@ async fn a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_ste
     bot.chat.wait_for("✅ train #1 deployed").await;
     assert!(!bot.metrics.storage_failing());
     let said = bot.stop().await;
-    assert_eq!(count_containing(&said, "⚠️ storage is failing:"), 1, "said once");
+    assert_eq!(
+        count_containing(&said, "⚠️ storage is failing:"),
+        1,
+        "said once"
+    );
     assert_eq!(count_containing(&said, "✅ storage works again"), 1);
     assert_eq!(count_containing(&said, "production deploy passed"), 1);
     assert_eq!(count_containing(&said, "not done: storage is failing"), 2);
-    assert_eq!(count_containing(&said, "frozen by"), 0, "the freeze was not taken");
+    assert_eq!(
+        count_containing(&said, "frozen by"),
+        0,
+        "the freeze was not taken"
+    );
 }

@@ -16,6 +16,7 @@ impl Store {
 
     /// Writes the build and indexes it as its branch's last build.
     pub fn save_build(&self, build: &Build) -> Result<()> {
+        self.writable()?;
         let bytes = codec::encode(build);
         let res: std::result::Result<(), TransactionError<()>> =
             (&self.builds, &self.branch_builds).transaction(|(builds, by_branch)| {
@@ -70,6 +71,7 @@ impl Store {
     }
 
     pub fn save_node(&self, node: &Node) -> Result<()> {
+        self.writable()?;
         self.nodes
             .insert(node.name.as_bytes(), codec::encode(node))?;
         self.flush()

@@ -15,6 +15,7 @@ impl Store {
 
     /// Takes or replaces the lock of `lock.env`; flushed.
     pub fn set_lock(&self, lock: &Lock) -> Result<()> {
+        self.writable()?;
         self.db
             .open_tree(LOCKS)?
             .insert(lock.env.as_bytes(), codec::encode(lock))?;
@@ -23,6 +24,7 @@ impl Store {
 
     /// Releases the lock of `env`; flushed.
     pub fn remove_lock(&self, env: &str) -> Result<()> {
+        self.writable()?;
         self.db.open_tree(LOCKS)?.remove(env.as_bytes())?;
         self.flush()
     }

@@ -58,8 +58,8 @@ pub struct Store {
     train_outcomes: Tree,
     /// Outcome word -> how many trains have it, kept by `save_train`.
     outcome_counts: Tree,
-    /// While on, every flush fails as a full disk would: the switch the
-    /// engine's storage-fault tests turn (a store that fails on demand).
+    /// While on, every write fails before it changes anything: the switch
+    /// the engine's storage-fault tests turn (a store that fails on demand).
     faults: Arc<AtomicBool>,
     /// Unreadable records moved aside and not yet reported.
     set_aside: quarantine::SetAside,
@@ -176,13 +176,20 @@ impl Store {
     }
 
     pub fn flush(&self) -> Result<()> {
+        self.writable()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Fails while `inject_write_failures` is on, before anything is
+    /// written: a refused write changes nothing.
+    fn writable(&self) -> Result<()> {
         if self.faults.load(Ordering::Relaxed) {
             return Err(StoreError::Sled(sled::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 "no space left on device (injected)",
             ))));
         }
-        self.db.flush()?;
         Ok(())
     }
 
@@ -194,6 +201,7 @@ impl Store {
 
     /// A tiny write, flushed: whether storage works again.
     pub fn probe(&self) -> Result<()> {
+        self.writable()?;
         self.meta.insert("probe", &b"1"[..])?;
         self.flush()
     }
@@ -281,6 +289,7 @@ impl Store {
     /// Writes the train and flushes; also indexes it by head SHA and keeps
     /// the count of trains by outcome.
     pub fn save_train(&self, train: &Train) -> Result<()> {
+        self.writable()?;
         let bytes = codec::encode(train);
         let key = be(train.id.0);
         let word = outcome_word(train);
@@ -346,6 +355,7 @@ impl Store {
 
     /// Records that `train` put its SHA live, in the deploy history.
     pub fn set_production(&self, prod: &Production) -> Result<()> {
+        self.writable()?;
         let seq = self.deploys.last()?.map(|(k, _)| from_be(&k)).unwrap_or(0) + 1;
         let res: std::result::Result<(), TransactionError<()>> = (&self.meta, &self.deploys)
             .transaction(|(meta, deploys)| {
@@ -372,6 +382,7 @@ impl Store {
     /// Once-only proof for a production run: a compare-and-swap, flushed
     /// before it returns. A second claim of the same attempt fails.
     pub fn claim_production(&self, train: TrainId, attempt: u32) -> Result<ProductionClaim> {
+        self.writable()?;
         let key = format!("{}/{}", train.0, attempt);
         match self.claims.compare_and_swap(
             key.as_bytes(),
@@ -393,11 +404,13 @@ impl Store {
     }
 
     pub fn set_freeze(&self, freeze: Option<&Freeze>) -> Result<()> {
+        self.writable()?;
         self.put_meta(FREEZE, freeze)
     }
 
     /// A one-time notice key (e.g. "skip:rejected:<sha>"): true the first time.
     pub fn first_notice(&self, key: &str) -> Result<bool> {
+        self.writable()?;
         let k = format!("notice:{key}");
         let fresh = self.meta.insert(k.as_bytes(), &b"1"[..])?.is_none();
         if fresh {
@@ -411,12 +424,14 @@ impl Store {
     }
 
     pub fn set_main_seen(&self, sha: &Sha) -> Result<()> {
+        self.writable()?;
         self.put_meta(MAIN_SEEN, Some(sha))
     }
 
     // --- audit ---
 
     pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.writable()?;
         let seq = self.db.generate_id()?;
         self.audit.insert(be(seq), codec::encode(entry))?;
         self.flush()
@@ -433,11 +448,13 @@ impl Store {
     // --- step process groups ---
 
     pub fn record_process(&self, key: &str, proc: &RunningProcess) -> Result<()> {
+        self.writable()?;
         self.procs.insert(key, codec::encode(proc))?;
         self.flush()
     }
 
     pub fn forget_process(&self, key: &str) -> Result<()> {
+        self.writable()?;
         self.procs.remove(key)?;
         self.flush()
     }

@@ -14,6 +14,7 @@ impl Store {
     /// recorded and flushed before it returns, so a redelivery after a
     /// restart is still known.
     pub fn first_seen(&self, key: &str, at: Ts) -> Result<bool> {
+        self.writable()?;
         let tree = self.db.open_tree(SEEN)?;
         let fresh = tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(codec::encode(&at)))?
@@ -27,12 +28,14 @@ impl Store {
     /// Forgets `key`, so that it is fresh again (offered but not acted on,
     /// e.g. a webhook delivery the engine could not take); flushed.
     pub fn forget_seen(&self, key: &str) -> Result<()> {
+        self.writable()?;
         self.db.open_tree(SEEN)?.remove(key)?;
         self.flush()
     }
 
     /// Forgets seen keys recorded before `before`; returns how many.
     pub fn prune_seen(&self, before: Ts) -> Result<usize> {
+        self.writable()?;
         let tree = self.db.open_tree(SEEN)?;
         let mut pruned = 0;
         for entry in self.decoded_entries(&tree, tree.iter()) {
@@ -56,6 +59,7 @@ impl Store {
 
     /// Keeps `value` under `key`, flushed.
     pub fn set_chat_note(&self, key: &str, value: &str) -> Result<()> {
+        self.writable()?;
         self.db
             .open_tree(NOTES)?
             .insert(key, codec::encode(&value))?;

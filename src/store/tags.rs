@@ -64,6 +64,7 @@ impl Store {
     /// it waited) is replaced in its place rather than queued twice.
     /// Returns the queue position (1 = next).
     pub fn record_tag(&self, name: &str, sha: &Sha, deploy: Option<&QueuedTag>) -> Result<usize> {
+        self.writable()?;
         let tree = self.db.open_tree(TREE)?;
         let mut batch = sled::Batch::default();
         batch.insert(format!("{SEEN}{name}").as_bytes(), codec::encode(sha));
@@ -109,6 +110,7 @@ impl Store {
     /// Forgets that the tag was seen (it was deleted): pushed again, even
     /// at the same commit, it counts as new.
     pub fn forget_tag(&self, name: &str) -> Result<()> {
+        self.writable()?;
         self.db.open_tree(TREE)?.remove(format!("{SEEN}{name}"))?;
         self.flush()
     }
@@ -117,6 +119,7 @@ impl Store {
     /// a bot that meets a repository's existing tags must not ship them all.
     /// True if this was the first time.
     pub fn tag_baseline(&self, tags: &[(String, Sha)]) -> Result<bool> {
+        self.writable()?;
         let tree = self.db.open_tree(TREE)?;
         if tree.contains_key(BASELINE)? {
             return Ok(false);
@@ -142,6 +145,7 @@ impl Store {
     /// Puts a tag deploy back in its old place (it could not leave), or
     /// updates it there (its failures, a moved SHA).
     pub fn requeue_tag(&self, seq: u64, tag: &QueuedTag) -> Result<()> {
+        self.writable()?;
         self.db
             .open_tree(TREE)?
             .insert(queue_key(seq), codec::encode(tag))?;
@@ -159,6 +163,7 @@ impl Store {
 
     /// Takes a tag deploy off the queue (it has become a train).
     pub fn dequeue_tag(&self, seq: u64) -> Result<()> {
+        self.writable()?;
         self.db.open_tree(TREE)?.remove(queue_key(seq))?;
         self.flush()
     }

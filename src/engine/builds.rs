@@ -23,7 +23,7 @@ use crate::runner::{StepOutcome, StepRequest};
 /// A build that has not finished, with the cancel switch of its running step.
 pub(super) struct ActiveBuild {
     build: Build,
-    step: Option<watch::Sender<bool>>,
+    pub(super) step: Option<watch::Sender<bool>>,
 }
 
 pub(super) type ActiveBuilds = BTreeMap<u64, ActiveBuild>;

@@ -130,3 +130,58 @@ fn a_lower_step_gets_sigterm_on_stop_and_runs_again_after_the_restart() {
     assert_eq!(sandbox.deploys_to("staging"), vec![head.clone(), head]);
     bot.stop();
 }
+
+/// The `deploy` lines of `builds.txt` (branch steps append `PHASE BRANCH
+/// NODE SHA`), once there are at least `n`: nothing announces a step's
+/// first line, so the file is the event.
+fn wait_for_branch_deploys(sandbox: &Sandbox, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(sandbox.path().join("builds.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("deploy "))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} branch deploys not seen: {lines:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_branch_step_is_stopped_on_stop_and_runs_again_after_the_restart() {
+    let sandbox = Sandbox::new();
+    let config = BotConfig {
+        branch_builds: true,
+        blocking_branch_deploy: true,
+        ..BotConfig::default()
+    };
+    let path = sandbox.write_config(&config);
+    let mut bot = Bot::spawn(&path);
+    bot.expect_allocated(&sandbox.repo.head());
+    sandbox.repo.branch("a");
+    let a_sha = sandbox.repo.commit_on("a", "alice", "branch a work");
+    bot.ask("!bb a", "build 1 a ▶ deploy 1 started");
+    wait_for_branch_deploys(&sandbox, 1);
+    bot.sigterm();
+    bot.expect_clean_exit();
+    assert!(
+        bot.said("⏳ stopping").is_empty(),
+        "only production is waited for"
+    );
+
+    sandbox.touch("release-a");
+    let mut bot = Bot::spawn(&path);
+    bot.expect("build 1 a ▶ deploy 1 started");
+    bot.expect(&format!("a ({}): good to merge", short(&a_sha)));
+    let deploys = wait_for_branch_deploys(&sandbox, 2);
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    assert!(deploys.iter().all(|l| l.ends_with(&a_sha)), "{deploys:?}");
+    bot.stop();
+}

@@ -9,4 +9,5 @@ pub mod engine;
 pub mod forge;
 pub mod runner;
 pub mod store;
+pub mod supervise;
 pub mod web;

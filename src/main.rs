@@ -134,17 +134,23 @@ fn webhook(
 
 async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    // Listening from the start: a signal during start-up stops the bot
+    // cleanly once the engine runs, instead of killing it outright.
+    let signals = Signals::new();
     let store = match Store::open(&settings.bot.data_dir) {
         Ok(s) => s,
         Err(e @ StoreError::Locked(_)) => anyhow::bail!("{e}"),
         Err(e) => return Err(e).context("Cannot open the store"),
     };
     let registry = Arc::new(StoreRegistry(store.clone()));
-    let (chat_tx, mut chat_rx) = mpsc::channel(256);
+    let (chat_tx, chat_rx) = mpsc::channel(256);
     let (chat, slack): (Arc<dyn Chat>, Option<Arc<Slack>>) = match settings.chat.adapter {
         ChatAdapter::Console => {
             let console = Arc::new(Console::new(&settings.chat.console_user));
-            console.read_stdin(chat_tx);
+            let reader = console.clone();
+            trainbot::supervise::restarting("console reader", move || {
+                reader.read_stdin(chat_tx.clone())
+            });
             (console, None)
         }
         ChatAdapter::Slack => {
@@ -216,27 +222,62 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
         clock: Arc::new(SystemClock),
         webhook: webhook(&settings, &inbox, run_events),
     });
-    let (stop_web, stop_web_rx) = tokio::sync::oneshot::channel::<()>();
-    let web = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_web_rx.await;
-            })
-            .await
+    let (stop_web, stop_web_rx) = watch::channel(false);
+    // A restarted server accepts on a copy of the same socket: the port
+    // stays the one announced, even with port 0 in the config.
+    let listener = listener.into_std().context("Cannot keep the listener")?;
+    let web = trainbot::supervise::restarting("web server", move || {
+        let (app, mut stop) = (app.clone(), stop_web_rx.clone());
+        let listener = listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        tokio::spawn(async move {
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(error) => return tracing::error!(%error, "Cannot serve HTTP."),
+            };
+            let stopped = async move {
+                let _ = stop.wait_for(|&stop| stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "The web server stopped.");
+            }
+        })
     });
 
+    // One receiver for every run of the forwarder, restarted or not.
+    let chat_rx = Arc::new(tokio::sync::Mutex::new(chat_rx));
     let forward = inbox.clone();
-    tokio::spawn(async move {
-        while let Some(msg) = chat_rx.recv().await {
-            if forward.send(Event::Chat(msg)).await.is_err() {
+    trainbot::supervise::restarting("chat forwarder", move || {
+        let (chat_rx, forward) = (chat_rx.clone(), forward.clone());
+        tokio::spawn(async move {
+            let mut chat_rx = chat_rx.lock().await;
+            while let Some(msg) = chat_rx.recv().await {
+                if forward.send(Event::Chat(msg)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    // Every signal goes to the engine: the first stops it gently (a running
+    // production step may finish), a second at once (SPEC §12).
+    trainbot::supervise::once("signals", async move {
+        let Some(mut signals) = signals else {
+            return;
+        };
+        for n in 1u32.. {
+            signals.next().await;
+            match n {
+                1 => tracing::info!("Signal received; stopping."),
+                _ => tracing::warn!("Another signal received; stopping at once."),
+            }
+            if inbox.send(Event::Shutdown).await.is_err() {
                 return;
             }
         }
-    });
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("Signal received; stopping.");
-        let _ = inbox.send(Event::Shutdown).await;
     });
 
     tracing::info!(listen = %listening, "trainbot is running.");
@@ -244,21 +285,36 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
     if let Some(slack) = slack {
         slack.shutdown().await;
     }
-    let _ = stop_web.send(());
+    let _ = stop_web.send(true);
     let _ = web.await;
     result
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Option<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(Signals { term, int }),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "Cannot listen for SIGTERM/SIGINT.");
+                None
+            }
+        }
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

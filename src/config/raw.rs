@@ -56,6 +56,9 @@ pub(super) struct RawBot {
     pub http_listen: Option<Spanned<String>>,
     /// Default `"http://127.0.0.1:8080"`.
     pub public_url: Option<Spanned<String>>,
+    /// How long a running production step may go on after SIGTERM/SIGINT
+    /// before it is stopped. Default `"10m"`.
+    pub shutdown_grace: Option<Spanned<String>>,
 }
 
 /// `[chat]`
@@ -650,5 +653,19 @@ deploy = [
         );
         let err = expect_error(&text, "production.windows[1]", 7);
         assert!(err.contains("must end after it starts"), "{err}");
+    }
+
+    #[test]
+    fn shutdown_grace_defaults_to_ten_minutes_and_names_its_key_and_line() {
+        let settings = expect_ok(ENVS);
+        assert_eq!(settings.bot.shutdown_grace, Duration::from_secs(600));
+        let settings = expect_ok(&format!("{ENVS}[bot]\nshutdown_grace = \"90s\"\n"));
+        assert_eq!(settings.bot.shutdown_grace, Duration::from_secs(90));
+        let err = expect_error(
+            &format!("{ENVS}[bot]\ndata_dir = \"d\"\nshutdown_grace = \"ten minutes\"\n"),
+            "bot.shutdown_grace",
+            6,
+        );
+        assert!(err.contains("is not a duration"), "{err}");
     }
 }

@@ -48,6 +48,9 @@ pub struct BotSettings {
     pub command_prefix: String,
     pub http_listen: SocketAddr,
     pub public_url: String,
+    /// How long a running production step may finish after the first stop
+    /// signal (SPEC §12).
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -188,6 +188,7 @@ fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
         http_listen,
         public_url: Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080")
             .base_url()?,
+        shutdown_grace: Field::new("bot.shutdown_grace", &raw.shutdown_grace, "10m").duration()?,
     })
 }
 

@@ -159,6 +159,34 @@ pub fn step_still_running(ctx: &Ctx, t: TrainId, pos: StepPos, minutes: i64) -> 
     )
 }
 
+/// The bot is stopping (SIGTERM/SIGINT) and lets a production step finish
+/// first; said once.
+pub fn stopping_waits(t: TrainId, pos: StepPos, grace: TimeDelta) -> String {
+    format!(
+        "⏳ stopping: waiting for train {t}'s production {} to finish (up to {})",
+        pos.phase.name(),
+        human(grace)
+    )
+}
+
+/// The production step was stopped after all: a second signal, or the grace
+/// ran out. After the restart the train counts as interrupted.
+pub fn stopping_cut(t: TrainId, pos: StepPos, grace: Option<TimeDelta>) -> String {
+    let why = match grace {
+        Some(grace) => format!("did not finish within {}", human(grace)),
+        None => "is stopped by a second signal".to_string(),
+    };
+    format!(
+        "⛔ stopping: train {t}'s production {} {why}; after the restart the train counts as interrupted",
+        pos.phase.name()
+    )
+}
+
+/// The answer to any command while the bot stops.
+pub fn stopping_reply() -> String {
+    "⏳ trainbot is stopping; ask again once it is back".to_string()
+}
+
 pub fn step_passed(ctx: &Ctx, t: TrainId, pos: StepPos, took: TimeDelta, attempts: u32) -> String {
     let retried = if attempts > 1 {
         format!(" (attempt {attempts})")

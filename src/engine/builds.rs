@@ -24,7 +24,7 @@ use crate::runner::{StepOutcome, StepRequest};
 /// A build that has not finished, with the cancel switch of its running step.
 pub(super) struct ActiveBuild {
     build: Build,
-    step: Option<watch::Sender<bool>>,
+    pub(super) step: Option<watch::Sender<bool>>,
 }
 
 pub(super) type ActiveBuilds = BTreeMap<u64, ActiveBuild>;
@@ -441,13 +441,23 @@ impl Engine {
         })
     }
 
-    /// After a restart: running builds were interrupted (their processes are
-    /// already killed); queued ones queue again.
+    /// After a restart: running builds run their step again (its processes
+    /// are already killed); queued ones queue again.
     pub(super) async fn recover_builds(&mut self) -> anyhow::Result<()> {
         for mut build in self.store.unfinished_builds(1000)? {
             let id = build.id;
             if build.stage == BuildStage::Queued {
                 self.builds.insert(id, ActiveBuild { build, step: None });
+                continue;
+            }
+            // Branch deploys are by SHA, like lower environments: a step cut
+            // by a stop or a crash runs again on the node it holds (SPEC §12).
+            if let BuildStage::Running(pos) = build.stage
+                && self.build_step_config(pos).is_some()
+            {
+                tracing::info!(build = id, "Resuming a branch build.");
+                self.builds.insert(id, ActiveBuild { build, step: None });
+                self.start_build_step(id, pos).await?;
                 continue;
             }
             build.end(build.restart_outcome(self.build_plan()), self.now());

@@ -37,7 +37,11 @@ async fn head_facts(forge: &dyn Forge, sha: &Sha) -> (Option<Sha>, Option<Commit
 }
 
 /// Asks the forge for the main head every `interval` and reports changes.
-pub fn spawn_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<Event>) {
+pub fn spawn_poller(
+    forge: Arc<dyn Forge>,
+    interval: Duration,
+    tx: mpsc::Sender<Event>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last: Option<Sha> = None;
         let mut ticker = tokio::time::interval(interval);
@@ -60,7 +64,7 @@ pub fn spawn_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<
                 Err(error) => tracing::warn!(%error, "Cannot read the main branch."),
             }
         }
-    });
+    })
 }
 
 impl Engine {
@@ -237,7 +241,7 @@ async fn run_checks(
     let mut failure = None;
     for (step, req) in reqs {
         let log = req.log_path.display().to_string();
-        let outcome = runner.run(req, cancel.clone()).await;
+        let outcome = super::steps::run_caught(runner.clone(), req, cancel.clone()).await;
         if let Err(e) = outcome.result {
             // The author is named in chat: read here, not in the engine.
             let commit = tokio::time::timeout(deadline, head_facts(&*forge, &sha))

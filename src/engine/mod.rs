@@ -15,6 +15,7 @@ mod publish;
 mod recovery;
 mod status;
 mod steps;
+mod stopping;
 mod tags;
 #[cfg(test)]
 mod test_fakes;
@@ -141,6 +142,8 @@ pub struct Engine {
     answer_later: bool,
     /// Inputs waiting for a failing store, and when to try again.
     stalled: faults::Stalled,
+    /// A stop signal came: no new work, no new steps (SPEC §12).
+    stopping: bool,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -213,6 +216,7 @@ impl Engine {
             departing: None,
             answer_later: false,
             stalled: Default::default(),
+            stopping: false,
         }
     }
 
@@ -297,7 +301,7 @@ impl Engine {
         }
         // In the background: the first answer must not wait on GitHub.
         let (forge, tx) = (self.ports.forge.clone(), self.tx.clone());
-        tokio::spawn(async move {
+        crate::supervise::once("forge check", async move {
             match forge.check().await {
                 Ok(()) => {}
                 Err(crate::forge::ForgeError::Refused(text)) => {
@@ -310,17 +314,20 @@ impl Engine {
             self.baseline_tags().await?;
         }
         self.recover().await?;
-        main_branch::spawn_poller(
+        // A poller that panics is started again; the engine goes on.
+        let (forge, interval, tx) = (
             self.ports.forge.clone(),
             self.cfg.forge.poll_interval,
             self.tx.clone(),
         );
+        crate::supervise::restarting("main poller", move || {
+            main_branch::spawn_poller(forge.clone(), interval, tx.clone())
+        });
         if self.tags_configured() {
-            tags::spawn_tag_poller(
-                self.ports.forge.clone(),
-                self.cfg.forge.poll_interval,
-                self.tx.clone(),
-            );
+            let (forge, tx) = (self.ports.forge.clone(), self.tx.clone());
+            crate::supervise::restarting("tag poller", move || {
+                tags::spawn_tag_poller(forge.clone(), interval, tx.clone())
+            });
         }
         self.depart_queued_tag().await?;
         self.check_door().await?;
@@ -460,30 +467,5 @@ impl Engine {
             let text = crate::domain::messages::step_still_running(&self.ctx(), id, pos, minutes);
             self.say(Some(id), text).await;
         }
-    }
-
-    async fn shutdown(mut self) -> anyhow::Result<()> {
-        tracing::info!("Shutting down.");
-        let mut pending = 0;
-        if let Some(step) = self.step.take() {
-            let _ = step.cancel.send(true);
-            pending += 1;
-        }
-        if let Some((_, cancel)) = self.checking.take() {
-            let _ = cancel.send(true);
-            pending += 1;
-        }
-        // Give cancelled steps a moment to take their process groups down;
-        // whatever is left is killed by the next start (its groups are stored).
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while pending > 0 {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(Event::StepDone { .. } | Event::MainChecked { .. })) => pending -= 1,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        self.store.flush()?;
-        Ok(())
     }
 }

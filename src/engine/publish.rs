@@ -56,17 +56,25 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the task; refusals (bad token) go to the engine to be said.
     pub fn spawn(forge: Arc<dyn Results>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut task = Task {
-                forge,
-                store,
-                inbox,
-                open: HashMap::new(),
-            };
-            while let Some(job) = rx.recv().await {
-                task.publish(job).await;
-            }
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Restarted if it panics; the queue outlives it, open deployments
+        // are found again in the store.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        crate::supervise::restarting("publisher", move || {
+            let (forge, store, inbox, rx) =
+                (forge.clone(), store.clone(), inbox.clone(), rx.clone());
+            tokio::spawn(async move {
+                let mut task = Task {
+                    forge,
+                    store,
+                    inbox,
+                    open: HashMap::new(),
+                };
+                let mut rx = rx.lock().await;
+                while let Some(job) = rx.recv().await {
+                    task.publish(job).await;
+                }
+            })
         });
         Publisher { tx: Some(tx) }
     }

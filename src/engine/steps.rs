@@ -2,6 +2,7 @@
 //! back through the inbox.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::TimeDelta;
 use tokio::sync::watch;
@@ -12,7 +13,7 @@ use crate::config::Step;
 use crate::domain::ids::TrainId;
 use crate::domain::messages;
 use crate::domain::train::{Input, Phase, StepPos, Target, Train, phase_len};
-use crate::runner::{StepError, StepOutcome, StepRequest};
+use crate::runner::{StepError, StepOutcome, StepRequest, StepRunner};
 
 impl Engine {
     fn step_config(&self, pos: StepPos) -> Option<&Step> {
@@ -71,6 +72,16 @@ impl Engine {
         let Some(train) = self.train.as_ref() else {
             return Ok(());
         };
+        if self.stopping {
+            // Recorded as running but never started: the restart takes it
+            // up (a lower step runs again; a production one is interrupted).
+            tracing::info!(
+                train = train.id.0,
+                ?pos,
+                "Stopping: the next step is not started."
+            );
+            return Ok(());
+        }
         if pos.target == Target::Production {
             let claimed = self
                 .claim
@@ -144,7 +155,7 @@ impl Engine {
         tokio::spawn(async move {
             let started = clock.now();
             let log = req.log_path.display().to_string();
-            let outcome = runner.run(req, cancel).await;
+            let outcome = run_caught(runner, req, cancel).await;
             let took = clock.now() - started;
             let _ = tx.send(done(outcome, took, log)).await;
         });
@@ -230,6 +241,19 @@ impl Engine {
         self.say(Some(train.id), text).await;
         Ok(())
     }
+}
+
+/// Runs one step; a panicking runner must not leave its train (or build,
+/// or main check) running forever: the step fails with "internal error"
+/// and the panic goes to the log.
+pub(super) async fn run_caught(
+    runner: Arc<dyn StepRunner>,
+    req: StepRequest,
+    cancel: watch::Receiver<bool>,
+) -> StepOutcome {
+    crate::supervise::catch("step", async move { runner.run(req, cancel).await })
+        .await
+        .unwrap_or_else(|_| StepOutcome::internal_error())
 }
 
 fn mark_interrupted(train: &mut Train, pos: StepPos, now: crate::domain::clock::Ts) {

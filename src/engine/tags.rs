@@ -25,7 +25,11 @@ use crate::store::{QueuedTag, TagFailure};
 /// Lists the forge's tags every `interval`, starting one interval from now
 /// (the engine has just listed them), and reports the list when it changed.
 /// Only started when a tag regex is configured.
-pub fn spawn_tag_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sender<Event>) {
+pub fn spawn_tag_poller(
+    forge: Arc<dyn Forge>,
+    interval: Duration,
+    tx: mpsc::Sender<Event>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last: Option<Vec<TagRef>> = None;
         let first = tokio::time::Instant::now() + interval;
@@ -49,7 +53,7 @@ pub fn spawn_tag_poller(forge: Arc<dyn Forge>, interval: Duration, tx: mpsc::Sen
                 Err(error) => tracing::warn!(%error, "Cannot list tags."),
             }
         }
-    });
+    })
 }
 
 impl Engine {

@@ -291,6 +291,8 @@ impl Forge for FakeForge {
 #[derive(Default)]
 pub struct FakeRunner {
     pub durations: HashMap<String, Duration>,
+    /// The step of this name (`staging-deploy-1`) panics.
+    pub panics_in: Option<String>,
 }
 
 impl FakeRunner {
@@ -315,6 +317,10 @@ impl FakeRunner {
 impl StepRunner for FakeRunner {
     async fn run(&self, req: StepRequest, mut cancel: watch::Receiver<bool>) -> StepOutcome {
         let took = self.duration(&req);
+        let name = req.key.split('/').nth(1).unwrap_or_default();
+        if self.panics_in.as_deref() == Some(name) {
+            panic!("the fake runner panics in {name}");
+        }
         let result = tokio::select! {
             _ = tokio::time::sleep(took) => Ok(()),
             // A dropped sender is no cancel: only `true` stops the step.

@@ -39,6 +39,8 @@ struct Options {
     stored_tag: Option<QueuedTag>,
     /// `commits` fails this many times from the start.
     fail_commits: usize,
+    /// The step of this name (`staging-deploy-1`) panics.
+    panics_in: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             tags: false,
             stored_tag: None,
             fail_commits: 0,
+            panics_in: None,
         }
     }
 }
@@ -165,6 +168,7 @@ impl Bot {
         runner
             .durations
             .insert("production-deploy-1".into(), opts.production_deploy);
+        runner.panics_in = opts.panics_in.map(str::to_string);
         let ports = Ports {
             results: None,
             chat: chat.clone(),
@@ -717,6 +721,159 @@ async fn only_revert_claims_the_forge_confirms_count_and_a_failed_check_counts_a
     assert_eq!(
         super::trains::verified_reverts(&forge, claims).await,
         vec![]
+    );
+}
+
+/// The engine's task ends (after `Event::Shutdown`) and must end cleanly.
+async fn engine_ends(bot: Bot) -> Vec<(Ts, Message)> {
+    bot.task
+        .await
+        .expect("engine task")
+        .unwrap_or_else(|e| panic!("engine failed: {e:#}\n{}", bot.chat.transcript()));
+    bot.chat.messages()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_step_fails_with_internal_error_and_the_engine_goes_on() {
+    let bot = Bot::start(
+        "a_panicking_step_fails_with_internal_error_and_the_engine_goes_on",
+        Options {
+            panics_in: Some("staging-deploy-1"),
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line("!depart").await;
+    let (_, _, failed) = bot.chat.wait_for("staging deploy failed").await;
+    let failed = text_of(&failed);
+    assert!(failed.contains("internal error"), "{failed}");
+    // The panic's own text is for the log, never for chat.
+    assert!(!failed.contains("fake runner"), "{failed}");
+    bot.chat.wait_for("train #1 failed").await;
+    // The engine still answers, and the train is over.
+    bot.type_line("!status").await;
+    let (_, _, status) = bot.chat.wait_for("no train running").await;
+    assert!(matches!(status, Message::Reply { .. }), "{status:?}");
+    bot.inbox.send(Event::Shutdown).await.expect("engine runs");
+    let said = engine_ends(bot).await;
+    assert_eq!(count_containing(&said, "fake runner panics"), 0);
+}
+
+/// Force-deploys main's head and waits for its production deploy to start.
+async fn production_running(bot: &Bot) {
+    bot.type_line(&format!("!force {}", sha(HISTORY - 1).short()))
+        .await;
+    bot.chat
+        .wait_for("train #1 ▶ production deploy started")
+        .await;
+}
+
+/// The store the engine left, opened again once it has ended.
+fn store_left(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("data")).expect("the store opens again")
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_stop_signal_the_production_step_finishes_and_nothing_else_starts() {
+    let bot = Bot::start(
+        "on_a_stop_signal_the_production_step_finishes_and_nothing_else_starts",
+        Options {
+            production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    production_running(&bot).await;
+    bot.inbox.send(Event::Shutdown).await.expect("engine runs");
+    bot.chat
+        .wait_for("⏳ stopping: waiting for train #1's production deploy to finish (up to 10m)")
+        .await;
+    bot.type_line("!depart").await;
+    bot.chat.wait_for("trainbot is stopping").await;
+    let Bot {
+        task,
+        chat,
+        _dir,
+        store,
+        ..
+    } = bot;
+    // Only the engine may hold the store when it is opened again.
+    drop(store);
+    task.await.expect("engine task").expect("a clean stop");
+    let said = chat.messages();
+    assert_eq!(count_containing(&said, "production deploy passed in 5m"), 1);
+    assert_eq!(count_containing(&said, "⏳ stopping"), 1);
+    // No new work: the smoke waits for the restart, nothing departs.
+    assert_eq!(count_containing(&said, "smoke started"), 0);
+    assert_eq!(count_containing(&said, "departs"), 0);
+    let store = store_left(&_dir);
+    let production = store.production().unwrap().expect("production recorded");
+    assert_eq!(production.sha, sha(HISTORY - 1));
+    let train = store.last_train().unwrap().expect("the train");
+    assert_eq!(train.id, TrainId(1));
+    assert!(!train.is_done(), "{:?}", train.stage);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_stop_signal_cuts_the_production_step() {
+    let bot = Bot::start(
+        "a_second_stop_signal_cuts_the_production_step",
+        Options {
+            production_deploy: Duration::from_secs(5 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    production_running(&bot).await;
+    bot.inbox.send(Event::Shutdown).await.expect("engine runs");
+    bot.chat.wait_for("⏳ stopping").await;
+    bot.inbox.send(Event::Shutdown).await.expect("engine runs");
+    let Bot {
+        task,
+        chat,
+        _dir,
+        store,
+        ..
+    } = bot;
+    // Only the engine may hold the store when it is opened again.
+    drop(store);
+    task.await.expect("engine task").expect("a clean stop");
+    let said = chat.messages();
+    assert_eq!(count_containing(&said, "is stopped by a second signal"), 1);
+    assert_eq!(count_containing(&said, "production deploy passed"), 0);
+    let store = store_left(&_dir);
+    assert!(store.production().unwrap().is_none());
+    // Still recorded as running production: the restart says interrupted.
+    let train = store.last_train().unwrap().expect("the train");
+    assert!(
+        train
+            .running_step()
+            .is_some_and(|(pos, _)| pos.target == crate::domain::train::Target::Production),
+        "{:?}",
+        train.stage
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_production_step_longer_than_the_grace_is_cut_when_it_ends() {
+    let bot = Bot::start(
+        "a_production_step_longer_than_the_grace_is_cut_when_it_ends",
+        Options {
+            production_deploy: Duration::from_secs(11 * 60),
+            ..Options::default()
+        },
+    )
+    .await;
+    production_running(&bot).await;
+    bot.inbox.send(Event::Shutdown).await.expect("engine runs");
+    let (_, waiting, _) = bot.chat.wait_for("⏳ stopping").await;
+    let (_, cut, _) = bot.chat.wait_for("did not finish within 10m").await;
+    assert_eq!(cut - waiting, minutes(10));
+    let Bot { task, chat, .. } = bot;
+    task.await.expect("engine task").expect("a clean stop");
+    assert_eq!(
+        count_containing(&chat.messages(), "production deploy passed"),
+        0
     );
 }
 

@@ -43,6 +43,9 @@ pub enum StepError {
     Cancelled,
     #[error("{0}")]
     Other(String),
+    /// The step's task panicked (the panic is logged, not shown in chat).
+    #[error("internal error")]
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,18 @@ pub struct StepOutcome {
     pub tail: Vec<String>,
     /// Where the step's own run can be watched (a GitHub Actions run).
     pub link: Option<String>,
+}
+
+impl StepOutcome {
+    /// A step whose task panicked: failed, with nothing more to show.
+    pub fn internal_error() -> StepOutcome {
+        StepOutcome {
+            result: Err(StepError::Internal),
+            attempts: 1,
+            tail: Vec::new(),
+            link: None,
+        }
+    }
 }
 
 /// Where process groups of running steps are written down, so a restarted

@@ -611,9 +611,20 @@ impl Bot {
     }
 
     fn terminate(&mut self) {
+        self.sigterm();
+        self.expect_clean_exit();
+    }
+
+    /// Sends SIGTERM and returns at once (the bot may take its time).
+    pub fn sigterm(&mut self) {
         let pid = i32::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+    }
+
+    /// Waits for the bot to exit after a signal: exit 0, nothing said after
+    /// the last expected line, only chat on stdout.
+    pub fn expect_clean_exit(&mut self) {
         let (status, after) = self.wait_for_exit();
         if !status.success() {
             self.fail(&format!("the bot stopped with {status}, not 0"));

@@ -102,7 +102,7 @@ pub struct Pump {
 }
 
 impl Pump {
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Inbound>) {
+    pub async fn run(&self, rx: &mut mpsc::UnboundedReceiver<Inbound>) {
         while let Some(input) = rx.recv().await {
             if let Some(incoming) = self.check(input).await
                 && self.out.send(incoming).await.is_err()

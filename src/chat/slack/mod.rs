@@ -69,13 +69,22 @@ impl Slack {
             prefix: prefix.to_string(),
             out: inbox,
         };
-        tokio::spawn(pump.run(rx));
+        // Both tasks are restarted if they panic; their queues outlive them.
+        let (pump, rx) = (Arc::new(pump), Arc::new(tokio::sync::Mutex::new(rx)));
+        crate::supervise::restarting("slack listener", move || {
+            let (pump, rx) = (pump.clone(), rx.clone());
+            tokio::spawn(async move { pump.run(&mut *rx.lock().await).await })
+        });
         let (tx, out_rx) = lanes::lanes(OUTBOX);
-        let outbox = Outbox {
+        let outbox = Arc::new(Outbox {
             web: web.clone(),
             store: store.clone(),
-        };
-        let sender = tokio::spawn(outbox.run(out_rx));
+        });
+        let out_rx = Arc::new(tokio::sync::Mutex::new(out_rx));
+        let sender = crate::supervise::restarting("slack outbox", move || {
+            let (outbox, out_rx) = (outbox.clone(), out_rx.clone());
+            tokio::spawn(async move { outbox.run(&mut *out_rx.lock().await).await })
+        });
         Ok(Slack {
             outbox: Mutex::new(Some(Arc::new(tx))),
             sender: Mutex::new(Some(sender)),
@@ -144,7 +153,7 @@ fn approval_text_key(train: TrainId) -> String {
 }
 
 impl Outbox {
-    async fn run(self, mut lanes: lanes::Lanes) {
+    async fn run(&self, lanes: &mut lanes::Lanes) {
         while let Some(msg) = lanes.next().await {
             self.deliver(msg).await;
         }

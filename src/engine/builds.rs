@@ -331,9 +331,9 @@ impl Engine {
     }
 
     /// Says something in the build's thread (the channel, on the console).
-    async fn say_build(&self, id: u64, text: String) {
+    async fn say_build(&mut self, id: u64, text: String) {
         let run = Some(Run::Build(id));
-        self.ports.chat.send(Message::Notice { run, text }).await;
+        self.send_msg(Message::Notice { run, text }).await;
     }
 
     /// Publishes the commit status the build's stage means (GitHub).

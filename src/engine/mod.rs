@@ -142,6 +142,9 @@ pub struct Engine {
     answer_later: bool,
     /// Inputs waiting for a failing store, and when to try again.
     stalled: faults::Stalled,
+    /// Said while a batch of inputs is applied; sent after its one flush,
+    /// so nothing is said before it is in the store (group commit).
+    outbox: Option<Vec<Message>>,
     /// A stop signal came: no new work, no new steps (SPEC §12).
     stopping: bool,
 }
@@ -192,7 +195,8 @@ impl Engine {
         Engine {
             plan: plan_of(&cfg),
             cfg,
-            store,
+            // Its own handle: deferring its flushes defers nobody else's.
+            store: store.group_committing(),
             ports,
             tx,
             rx,
@@ -216,6 +220,7 @@ impl Engine {
             departing: None,
             answer_later: false,
             stalled: Default::default(),
+            outbox: None,
             stopping: false,
         }
     }
@@ -260,20 +265,59 @@ impl Engine {
         self.cfg.ops.iter().any(|o| o == user.as_str())
     }
 
-    async fn say(&self, train: Option<TrainId>, text: String) {
-        let run = train.map(Run::Train);
-        self.ports.chat.send(Message::Notice { run, text }).await;
+    /// Starts a batch: writes are not flushed and messages not sent until
+    /// `end_batch`.
+    fn begin_batch(&mut self) {
+        self.store.defer_flushes();
+        self.outbox.get_or_insert_with(Vec::new);
     }
 
-    async fn reply(&self, to: &ChatUser, text: String) {
-        self.ports
-            .chat
-            .send(Message::Reply {
-                to: to.clone(),
-                text,
-                private: self.private_replies,
-            })
-            .await;
+    /// Inputs that arrived while the last one was handled are applied in
+    /// the same batch (at most `BATCH` of them). True if a stop came.
+    async fn handle_waiting_inputs(&mut self) -> bool {
+        const BATCH: usize = 1024;
+        for _ in 1..BATCH {
+            match self.rx.try_recv() {
+                Ok(Event::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                Ok(ev) => self.handle_guarded(ev).await,
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+            }
+        }
+        false
+    }
+
+    /// One flush for the whole batch, then everything it said, in order.
+    async fn end_batch(&mut self) {
+        if let Err(error) = self.store.commit()
+            && !self.metrics.storage_failing()
+        {
+            self.storage_failed(error.into()).await;
+        }
+        for msg in self.outbox.take().unwrap_or_default() {
+            self.ports.chat.send(msg).await;
+        }
+    }
+
+    /// Sends a message, or keeps it for the end of the batch.
+    async fn send_msg(&mut self, msg: Message) {
+        match self.outbox.as_mut() {
+            Some(outbox) => outbox.push(msg),
+            None => self.ports.chat.send(msg).await,
+        }
+    }
+
+    async fn say(&mut self, train: Option<TrainId>, text: String) {
+        let run = train.map(Run::Train);
+        self.send_msg(Message::Notice { run, text }).await;
+    }
+
+    async fn reply(&mut self, to: &ChatUser, text: String) {
+        self.send_msg(Message::Reply {
+            to: to.clone(),
+            text,
+            private: self.private_replies,
+        })
+        .await;
     }
 
     /// Says a forge refusal ("GitHub refused: bad token for acme/web") in
@@ -338,17 +382,23 @@ impl Engine {
                 Some(at) => (at - self.now()).to_std().unwrap_or_default(),
                 None => std::time::Duration::from_secs(24 * 3600),
             };
-            tokio::select! {
+            let stop = tokio::select! {
                 ev = self.rx.recv() => match ev {
-                    None | Some(Event::Shutdown) => break,
-                    Some(ev) => self.handle_guarded(ev).await,
+                    None | Some(Event::Shutdown) => true,
+                    Some(ev) => {
+                        self.begin_batch();
+                        self.handle_guarded(ev).await;
+                        self.handle_waiting_inputs().await
+                    }
                 },
                 _ = tokio::time::sleep(sleep) => {
+                    self.begin_batch();
                     self.retry_storage().await;
                     let r = self.on_timer().await;
                     self.guarded(r).await;
+                    false
                 }
-            }
+            };
             if self.stalled.retry_at().is_none() {
                 let r = self.depart_queued_tag().await;
                 self.guarded(r).await;
@@ -357,6 +407,10 @@ impl Engine {
             }
             self.report_set_aside().await;
             self.publish();
+            self.end_batch().await;
+            if stop {
+                break;
+            }
         }
         self.shutdown().await
     }

@@ -56,7 +56,7 @@ impl Engine {
     /// Says once which stored records could not be read and were moved
     /// aside (the store logs each as it moves it). Called at start and
     /// after each input, since a page may meet a bad record at any time.
-    pub(super) async fn report_set_aside(&self) {
+    pub(super) async fn report_set_aside(&mut self) {
         let names = self.store.take_set_aside();
         if !names.is_empty() {
             self.say(None, messages::set_aside(&names)).await;

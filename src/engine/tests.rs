@@ -932,3 +932,45 @@ async fn a_failing_store_holds_inputs_says_so_once_and_never_stops_a_running_ste
         "the freeze was not taken"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn inputs_that_arrive_together_are_written_with_one_flush() {
+    let bot = Bot::start(
+        "inputs_that_arrive_together_are_written_with_one_flush",
+        Options::default(),
+    )
+    .await;
+    let audited = bot.store.audit_page(0, 1000).expect("audit").len();
+    let before = bot.store.flushes();
+    // A burst: every command is refused and audited (a write each).
+    for _ in 0..200 {
+        let msg =
+            crate::chat::console::parse_line("@mallory !good", &console_user()).expect("a message");
+        bot.inbox.send(Event::Chat(msg)).await.expect("engine runs");
+    }
+    let mut from = 0;
+    for _ in 0..200 {
+        let (i, _, _) = bot
+            .chat
+            .wait_for_from(from, "a refusal", |m| {
+                text_of(m).contains("no train is waiting for approval")
+            })
+            .await;
+        from = i + 1;
+    }
+    let flushes = bot.store.flushes() - before;
+    assert_eq!(
+        bot.store.audit_page(0, 1000).expect("audit").len() - audited,
+        200,
+        "every command is in the store"
+    );
+    assert!(
+        flushes <= 2,
+        "{flushes} flushes for one burst of 200 inputs"
+    );
+    let said = bot.finish().await;
+    assert_eq!(
+        count_containing(&said, "no train is waiting for approval"),
+        200
+    );
+}

@@ -304,16 +304,13 @@ impl Engine {
                 Effect::StopStep => self.stop_step(),
                 Effect::AskApproval => {
                     let text = messages::approval_request(&self.ctx(), train);
-                    self.ports
-                        .chat
-                        .send(Message::Approval { train: id, text })
-                        .await;
+                    self.send_msg(Message::Approval { train: id, text }).await;
                 }
                 Effect::Approved { by } => {
                     let text = messages::approved(&self.ctx(), train, &by);
                     let progress = approval_progress(train);
                     self.say(Some(id), text).await;
-                    self.ports.chat.send(progress).await;
+                    self.send_msg(progress).await;
                 }
                 Effect::ProductionLive => self.production_live().await?,
                 Effect::Resumed => {
@@ -352,10 +349,7 @@ impl Engine {
             return;
         }
         self.last_status.insert(run, text.clone());
-        self.ports
-            .chat
-            .send(Message::Status { run, text, url })
-            .await;
+        self.send_msg(Message::Status { run, text, url }).await;
     }
 
     /// A run that is over will not change its status again.
@@ -408,7 +402,7 @@ impl Engine {
         let text = messages::ended(&self.ctx(), &train, self.now());
         self.send_status(train.id, text.clone()).await;
         self.forget_status(Run::Train(train.id));
-        self.ports.chat.send(approval_progress(&train)).await;
+        self.send_msg(approval_progress(&train)).await;
         self.say(Some(train.id), text).await;
         Ok(())
     }

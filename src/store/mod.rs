@@ -61,6 +61,11 @@ pub struct Store {
     /// While on, every write fails before it changes anything: the switch
     /// the engine's storage-fault tests turn (a store that fails on demand).
     faults: Arc<AtomicBool>,
+    /// This handle's flushes wait for `commit` (group commit): the engine's
+    /// handle defers while it applies inputs that arrived together.
+    defer: Arc<AtomicBool>,
+    /// Flushes that reached the disk, for the group-commit tests.
+    flushes: Arc<std::sync::atomic::AtomicU64>,
     /// Unreadable records moved aside and not yet reported.
     set_aside: quarantine::SetAside,
 }
@@ -110,6 +115,8 @@ impl Store {
             train_outcomes: db.open_tree("train_outcomes")?,
             outcome_counts: db.open_tree("outcome_counts")?,
             faults: Arc::default(),
+            defer: Arc::default(),
+            flushes: Arc::default(),
             set_aside: Default::default(),
             db,
         };
@@ -177,7 +184,44 @@ impl Store {
 
     pub fn flush(&self) -> Result<()> {
         self.writable()?;
+        if self.defer.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    /// How many flushes reached the disk since the store was opened.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// A handle of its own whose flushes can be deferred (`defer_flushes`)
+    /// without deferring anyone else's: the engine's.
+    pub fn group_committing(&self) -> Store {
+        Store {
+            defer: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// From now on this handle's flushes wait for `commit`.
+    pub fn defer_flushes(&self) {
+        self.defer.store(true, Ordering::Relaxed);
+    }
+
+    /// Flushes once for everything written since `defer_flushes`, and
+    /// flushes at once again from then on.
+    pub fn commit(&self) -> Result<()> {
+        self.defer.store(false, Ordering::Relaxed);
+        self.flush()
+    }
+
+    /// A flush that is never deferred: a once-only claim is durable before
+    /// its step may start.
+    fn flush_now(&self) -> Result<()> {
+        self.writable()?;
         self.db.flush()?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -390,7 +434,7 @@ impl Store {
             Some(&b"claimed"[..]),
         )? {
             Ok(()) => {
-                self.flush()?;
+                self.flush_now()?;
                 Ok(ProductionClaim { train, attempt })
             }
             Err(_) => Err(StoreError::AlreadyClaimed { train, attempt }),

@@ -48,6 +48,8 @@ pub struct BotSettings {
     pub command_prefix: String,
     pub http_listen: SocketAddr,
     pub public_url: String,
+    /// Bytes a step log keeps at most (plus the cut marker).
+    pub max_step_log: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

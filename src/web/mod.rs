@@ -8,6 +8,7 @@ mod audit;
 mod build_runs;
 mod dashboard;
 mod html;
+mod logs;
 mod metrics;
 mod panels;
 mod pipeline;
@@ -63,6 +64,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/runs/{id}", get(runs::run_page))
+        .route("/runs/{id}/logs/{step}", get(logs::raw_log))
         .route("/audit", get(audit::audit_page))
         .route("/api/status", get(api::api_status))
         .route("/metrics", get(metrics::metrics))

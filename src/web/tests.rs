@@ -189,6 +189,81 @@ async fn a_run_page_shows_steps_with_their_logs() {
     assert!(current.contains("data-refresh=\"3\""));
 }
 
+/// Writes `bytes` as the log of train 3's failed acceptance step.
+fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
+    let log_dir = f.settings.bot.data_dir.join("logs").join("train-3");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let path = log_dir.join("staging-acceptance-1.log");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_show_as_replacement_characters() {
+    let f = Fixture::filled();
+    write_train_3_log(&f, b"before \xff\xfe bad bytes\nafter <ok>\n");
+    let (status, _, html) = f.get("/runs/train-3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("before \u{FFFD}\u{FFFD} bad bytes\nafter &lt;ok&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/runs/train-3/logs/staging-acceptance-1\""));
+}
+
+#[tokio::test]
+async fn a_big_log_shows_its_last_256_kib_and_links_the_whole_file() {
+    let f = Fixture::filled();
+    let text: String = (0..60_000).map(|i| format!("line {i:06}\n")).collect();
+    write_train_3_log(&f, text.as_bytes());
+    let (_, _, html) = f.get("/runs/train-3").await;
+    assert!(
+        html.contains("line 059999\n</pre>"),
+        "the real end is shown"
+    );
+    assert!(!html.contains("line 000000"), "the start is not");
+    let shown = 256 * 1024 / 12 * 12;
+    let hidden = text.len() - shown;
+    assert!(
+        html.contains(&format!("… the first {hidden} bytes are not shown")),
+        "{}",
+        &html[html.find("Steps").unwrap()..][..2000]
+    );
+    assert!(html.contains("<a href=\"/runs/train-3/logs/staging-acceptance-1\">whole log</a>"));
+
+    let (status, ctype, whole) = f.get("/runs/train-3/logs/staging-acceptance-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "text/plain; charset=utf-8");
+    assert_eq!(whole, text);
+}
+
+#[tokio::test]
+async fn the_raw_log_route_serves_only_logs_of_that_run() {
+    let f = Fixture::filled();
+    let path = write_train_3_log(&f, b"mine\n");
+    let data = &f.settings.bot.data_dir;
+    std::fs::write(data.join("secret.log"), "TOP SECRET\n").unwrap();
+    std::fs::write(data.join("logs").join("secret.log"), "TOP SECRET\n").unwrap();
+    std::os::unix::fs::symlink(data.join("secret.log"), path.with_file_name("link.log")).unwrap();
+    let (status, _, body) = f.get("/runs/train-3/logs/staging-acceptance-1").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "mine\n"));
+    for bad in [
+        "/runs/train-3/logs/..%2F..%2Fsecret",
+        "/runs/train-3/logs/..%2Fsecret",
+        "/runs/train-3/logs/..",
+        "/runs/train-3/logs/link",
+        "/runs/train-3/logs/staging-acceptance-1.log",
+        "/runs/train-3/logs/staging-deploy-1",
+        "/runs/train-99/logs/staging-acceptance-1",
+        "/runs/..%2Ftrain-3/logs/staging-acceptance-1",
+        "/runs/build-7/logs/checks-1",
+    ] {
+        let (status, _, body) = f.get(bad).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
+        assert!(!body.contains("TOP SECRET"), "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_runs_and_traversal_attempts_are_404() {
     let f = Fixture::filled();

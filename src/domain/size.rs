@@ -21,16 +21,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// `10485760` → `10MiB`: how sizes are written in the config.
-pub fn human_size(bytes: u64) -> String {
-    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if bytes >= unit && bytes % unit == 0 {
-            return format!("{}{name}", bytes / unit);
-        }
-    }
-    format!("{bytes}B")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,12 +47,5 @@ mod tests {
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn sizes_read_as_configured() {
-        assert_eq!(human_size(10 << 20), "10MiB");
-        assert_eq!(human_size(1536), "1536B");
-        assert_eq!(human_size(1024), "1KiB");
     }
 }

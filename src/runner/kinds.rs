@@ -235,7 +235,7 @@ async fn attempt(
     }
     let started = Instant::now();
     let result = tokio::select! {
-        result = tokio::time::timeout(req.step.timeout, step.attempt(&log)) => match result {
+        result = tokio::time::timeout(req.step.timeout, step.attempt(log)) => match result {
             Ok(result) => result,
             Err(_elapsed) => Err(StepError::Timeout(human_duration(req.step.timeout)).into()),
         },

@@ -101,6 +101,7 @@ async fn security_headers(mut res: Response) -> Response {
 #[derive(Debug)]
 pub enum Error {
     NotFound(String),
+    BadRequest(String),
     Store(StoreError),
 }
 
@@ -114,6 +115,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text) = match self {
             Error::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            Error::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
             Error::Store(error) => {
                 tracing::error!(%error, "Cannot read the store for a page.");
                 (

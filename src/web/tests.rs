@@ -299,15 +299,42 @@ async fn audit_is_newest_first_and_paged() {
     let newest = first.find("number 59").unwrap();
     let older = first.find("number 58").unwrap();
     assert!(newest < older);
-    assert!(!first.contains("number 9<"));
-    assert!(first.contains("href=\"/audit?page=2\""));
-    let (_, _, second) = f.get("/audit?page=2").await;
+    assert!(first.contains("number 10<") && !first.contains("number 9<"));
+    assert!(!first.contains(">newer<") && !first.contains(">newest<"));
+    // The cursor is the key of the last entry shown.
+    let next = link(&first, "older");
+    assert!(next.starts_with("/audit?before="), "{next}");
+    assert!(first.contains("href=\"/audit?oldest\""));
+
+    let (status, _, second) = f.get(&next).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(second.contains("number 9<") && second.contains("number 0<"));
     assert!(!second.contains("number 10<"));
-    let (status, _, _) = f.get("/audit?page=3").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = f.get("/audit?page=x").await;
+    assert!(!second.contains(">older<") && !second.contains(">oldest<"));
+    let back = link(&second, "newer");
+    assert!(back.starts_with("/audit?after="), "{back}");
+    let (_, _, again) = f.get(&back).await;
+    assert!(again.contains("number 59<") && again.contains("number 10<"));
+    assert!(!again.contains("number 9<"));
+
+    let (_, _, last) = f.get("/audit?oldest").await;
+    assert!(last.contains("number 0<") && last.contains("number 49<"));
+    assert!(!last.contains("number 50<") && !last.contains(">older<"));
+    assert!(last.contains(">newer<") && last.contains("href=\"/audit\">newest<"));
+
+    let (status, _, _) = f.get("/audit?before=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = f.get("/audit?before=1&after=2").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The href of the pager link labelled `label` (HTML-unescaped).
+fn link(html: &str, label: &str) -> String {
+    let end = html
+        .find(&format!("\">{label}</a>"))
+        .unwrap_or_else(|| panic!("no {label} link in {html}"));
+    let start = html[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    html[start..end].replace("&amp;", "&")
 }
 
 /// Every line of the Prometheus text is a comment or `name{labels} value`.

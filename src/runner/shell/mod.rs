@@ -198,11 +198,12 @@ impl ShellRunner {
                 () = cancelled(cancel) => Stop::Cancelled,
             };
             let result = self.stop_result(&mut child, pgid, req, stop).await;
+            guard.running = false;
             let _ = ended.send(());
             result
         };
+        // The output is copied while the command runs, and a little after.
         let (result, ()) = tokio::join!(wait, output::copy_to_log(output, log, ended_rx));
-        guard.running = false;
         result
     }
 

@@ -256,12 +256,52 @@ async fn the_raw_log_route_serves_only_logs_of_that_run() {
         "/runs/train-3/logs/staging-deploy-1",
         "/runs/train-99/logs/staging-acceptance-1",
         "/runs/..%2Ftrain-3/logs/staging-acceptance-1",
-        "/runs/build-7/logs/checks-1",
+        "/runs/build-8/logs/checks-1",
     ] {
         let (status, _, body) = f.get(bad).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
         assert!(!body.contains("TOP SECRET"), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn a_build_page_shows_the_end_of_its_logs_and_links_them() {
+    let f = Fixture::filled();
+    let build = crate::domain::build::Build::new(
+        7,
+        "feature/x".parse().unwrap(),
+        crate::domain::test_trains::sha(9),
+        crate::domain::ids::ChatUser::new("bob"),
+        now(),
+    );
+    f.store.save_build(&build).unwrap();
+    let dir = f.settings.bot.data_dir.join("logs").join("build-7");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("checks-1.log"), b"lint ok \xff\n").unwrap();
+    let (status, _, html) = f.get("/runs/build-7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("lint ok \u{FFFD}\n</pre>"), "{html}");
+    assert!(
+        html.contains("href=\"/runs/build-7/logs/checks-1\""),
+        "{html}"
+    );
+    let res = tower::ServiceExt::oneshot(
+        f.app(),
+        axum::http::Request::get("/runs/build-7/logs/checks-1")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        &body[..],
+        b"lint ok \xff\n",
+        "the raw log is the file as it is"
+    );
 }
 
 #[tokio::test]

@@ -169,10 +169,11 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
             (slack.clone(), Some(slack))
         }
     };
-    let shell = Arc::new(ShellRunner::with_default_grace(registry));
+    let max_log = settings.bot.max_step_log;
+    let shell = Arc::new(ShellRunner::with_default_grace(registry).with_log_cap(max_log));
     // `workflow_run` webhooks wake the workflow steps following a run.
     let (run_events, run_events_rx) = watch::channel(0u64);
-    let http = Arc::new(HttpRunner::new());
+    let http = Arc::new(HttpRunner::new().with_log_cap(max_log));
     type Github = (
         Arc<dyn Forge>,
         Option<Arc<dyn Results>>,
@@ -186,7 +187,8 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
                 token,
             )?);
             let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone())
-                .with_run_events(run_events_rx);
+                .with_run_events(run_events_rx)
+                .with_log_cap(max_log);
             (github.clone(), Some(github), Some(Arc::new(workflow)))
         }
         None => (

@@ -51,6 +51,26 @@ fn a_bad_duration_exits_2_naming_key_and_line() {
 }
 
 #[test]
+fn a_duration_over_30_days_exits_2_naming_key_and_line() {
+    let sandbox = Sandbox::new();
+    let text = BotConfig::default().render().replace(
+        "approval_timeout = \"30m\"",
+        "approval_timeout = \"100000000d\"",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("approval_timeout"))
+        .expect("approval_timeout")
+        + 1;
+    let path = sandbox.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write bad.toml");
+    let config = path.display().to_string();
+    assert_config_error(&config, sandbox.path(), "train.approval_timeout", line);
+    let (_, _, stderr) = run_to_end(&["--config", &config], sandbox.path());
+    assert!(stderr.contains("at most 30d"), "{stderr}");
+}
+
+#[test]
 fn a_missing_config_exits_2() {
     let sandbox = Sandbox::new();
     let (status, _, stderr) = run_to_end(&["--config", "nope.toml"], sandbox.path());

@@ -174,6 +174,42 @@ fn a_failing_acceptance_step_fails_the_train_with_its_last_lines() {
 }
 
 #[test]
+fn a_step_printing_past_max_step_log_keeps_its_start_and_end_and_says_its_real_last_lines() {
+    let config = BotConfig {
+        approval: "any-author",
+        max_step_log: Some("1KiB"),
+        production_deploy: Some(
+            r#"[{ run = "i=1; while [ $i -le 3000 ]; do echo \"deploy line $i\"; i=$((i+1)); done; exit 1" }]"#
+                .into(),
+        ),
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, _head) = bot_with_alice_and_bob(&config);
+    depart_through_lower_envs(&mut bot, 1);
+    bot.send("@bob !good");
+    bot.expect("train #1 ✘ production deploy failed");
+    // The report ends with the step's real last lines, not what the cap kept
+    // in the middle of the file.
+    bot.expect("| deploy line 2981");
+    bot.expect("| deploy line 3000");
+    bot.expect("❌ train #1 failed in production");
+
+    let path = sandbox
+        .path()
+        .join("data/logs/train-1/production-deploy-1.log");
+    let log = std::fs::read_to_string(&path).expect("the step log");
+    assert!(log.starts_with("== attempt 1/1: "), "{log}");
+    assert!(log.contains("\ndeploy line 1\ndeploy line 2\n"), "{log}");
+    assert!(log.contains(" bytes cut …\n"), "{log}");
+    assert!(
+        log.contains("deploy line 3000\n== attempt 1/1 exited with code 1 after "),
+        "{log}"
+    );
+    assert!(log.len() < 1024 + 40, "{} bytes:\n{log}", log.len());
+    bot.stop();
+}
+
+#[test]
 fn rollback_redeploys_the_previous_production_sha() {
     let config = BotConfig {
         approval: "any-author",

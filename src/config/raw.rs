@@ -59,6 +59,9 @@ pub(super) struct RawBot {
     /// How long a running production step may go on after SIGTERM/SIGINT
     /// before it is stopped. Default `"10m"`.
     pub shutdown_grace: Option<Spanned<String>>,
+    /// The most a step's log keeps (its start and its end), like `"512KiB"`
+    /// or `"1GiB"`; at least `"1KiB"`. Default `"10MiB"`.
+    pub max_step_log: Option<Spanned<String>>,
 }
 
 /// `[chat]`
@@ -279,6 +282,7 @@ mod tests {
         assert_eq!(settings.config_dir, dir);
         assert_eq!(settings.forge.git_path, dir);
         assert_eq!(settings.bot.data_dir, dir.join("trainbot-data"));
+        assert_eq!(settings.bot.max_step_log, 10 << 20);
         assert_eq!(settings.chat.adapter, ChatAdapter::Console);
         assert!(settings.ops.contains(&settings.chat.console_user));
         let names: Vec<&str> = settings
@@ -550,6 +554,37 @@ deploy = [
                 "[tags]\ngive_up_after = \"0s\"",
                 "tags.give_up_after",
                 "not a duration",
+            ),
+            // Every duration is at most 30 days, so none can overflow a clock.
+            (
+                "[train]\napproval_timeout = \"100000000d\"",
+                "train.approval_timeout",
+                "\"100000000d\" is too long: at most 30d",
+            ),
+            (
+                "[tags]\ngive_up_after = \"99999999999999999999999h\"",
+                "tags.give_up_after",
+                "at most 30d",
+            ),
+            (
+                "[forge]\npoll_interval = \"30d1s\"",
+                "forge.poll_interval",
+                "at most 30d",
+            ),
+            (
+                "[production]\ndeploy = [{ run = \"x\", timeout = \"31d\" }]",
+                "production.deploy[0].timeout",
+                "at most 30d",
+            ),
+            (
+                "[bot]\nmax_step_log = \"10MB\"",
+                "bot.max_step_log",
+                "\"10MB\" is not a size",
+            ),
+            (
+                "[bot]\nmax_step_log = \"100\"",
+                "bot.max_step_log",
+                "at least 1KiB",
             ),
             (
                 "[branch_builds]\nnode_url = \"http://x\"",

@@ -51,6 +51,8 @@ pub struct BotSettings {
     /// How long a running production step may finish after the first stop
     /// signal (SPEC §12).
     pub shutdown_grace: Duration,
+    /// Bytes a step log keeps at most (plus the cut marker).
+    pub max_step_log: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::problem::Problem;
 use super::raw::RawStep;
 use super::settings::{Step, StepKind};
-use crate::domain::duration::parse_duration;
+use crate::domain::duration::{MAX_DURATION, MAX_DURATION_TEXT, parse_duration};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_METHOD: &str = "POST";
@@ -194,8 +194,12 @@ fn unknown_placeholder(text: &str) -> Option<&str> {
 
 /// A duration, or the message that shows the accepted forms.
 pub(super) fn check_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration (use \"90s\", \"30m\", \"1h\")"))
+    let duration = parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (use \"90s\", \"30m\", \"1h\")"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("{text:?} is too long: at most {MAX_DURATION_TEXT}"));
+    }
+    Ok(duration)
 }
 
 /// An `http://` or `https://` URL, or the message saying it is not.

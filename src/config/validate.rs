@@ -20,6 +20,7 @@ use super::settings::{
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
+use crate::domain::size::parse_size;
 
 type Result<T> = std::result::Result<T, Problem>;
 
@@ -151,6 +152,18 @@ impl<'a> Field<'a> {
         Ok(self.value.trim_end_matches('/').to_string())
     }
 
+    /// A size of at least 1 KiB, so a capped log still shows its headers.
+    fn size(&self) -> Result<u64> {
+        match parse_size(self.value) {
+            Some(size) if size >= 1024 => Ok(size),
+            Some(_) => Err(self.problem(format!("{:?} is too small: at least 1KiB", self.value))),
+            None => Err(self.problem(format!(
+                "{:?} is not a size (use \"512KiB\", \"10MiB\", \"1GiB\")",
+                self.value
+            ))),
+        }
+    }
+
     fn path(&self, config_dir: &Path) -> Result<PathBuf> {
         if self.value.is_empty() {
             return Err(self.problem("the path is empty"));
@@ -189,6 +202,7 @@ fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
         public_url: Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080")
             .base_url()?,
         shutdown_grace: Field::new("bot.shutdown_grace", &raw.shutdown_grace, "10m").duration()?,
+        max_step_log: Field::new("bot.max_step_log", &raw.max_step_log, "10MiB").size()?,
     })
 }
 

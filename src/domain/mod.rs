@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod progress;
 pub mod refusal;
 pub mod schedule;
+pub mod size;
 pub mod tags;
 pub mod train;
 pub mod window;

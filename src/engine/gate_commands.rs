@@ -131,7 +131,8 @@ impl Engine {
                 l.by, l.reason
             ))));
         }
-        let until = for_.and_then(|d| chrono::TimeDelta::from_std(d).ok().map(|d| now + d));
+        // The parser bounds `for_`, and `to_delta` bounds it again.
+        let until = for_.map(|d| now + crate::domain::duration::to_delta(d));
         let lock = Lock {
             env: env.to_string(),
             by: actor.user.clone(),

@@ -184,7 +184,7 @@ pub fn plan_of(cfg: &Settings) -> Plan {
         production_deploy: cfg.production.deploy.len(),
         production_smoke: cfg.production.smoke.len(),
         approval: cfg.train.approval,
-        approval_timeout: TimeDelta::from_std(cfg.train.approval_timeout).unwrap_or(TimeDelta::MAX),
+        approval_timeout: crate::domain::duration::to_delta(cfg.train.approval_timeout),
     }
 }
 

@@ -311,9 +311,7 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let now = self.now();
         // Bounded, so `since + limit` cannot overflow.
-        let limit = chrono::TimeDelta::from_std(self.cfg.tags.give_up_after)
-            .unwrap_or(chrono::TimeDelta::MAX)
-            .min(chrono::TimeDelta::days(3650));
+        let limit = crate::domain::duration::to_delta(self.cfg.tags.give_up_after);
         let first = tag.failing.is_none();
         let failing = tag.failing.get_or_insert(TagFailure {
             since: now,

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::kinds::{Attempt, AttemptLog, Backoff, Failure, RETRY_BACKOFF, fact, not_run};
+use super::log::DEFAULT_MAX_STEP_LOG;
 use super::{StepError, StepOutcome, StepRequest, StepRunner};
 use crate::config::{StepKind, redact_url};
 
@@ -31,6 +32,8 @@ const FACTS: [(&str, &str); 7] = [
 pub struct HttpRunner {
     client: Client,
     retry: Backoff,
+    /// `bot.max_step_log`.
+    max_log: u64,
 }
 
 impl HttpRunner {
@@ -48,12 +51,18 @@ impl HttpRunner {
         HttpRunner {
             client,
             retry: RETRY_BACKOFF,
+            max_log: DEFAULT_MAX_STEP_LOG,
         }
     }
 
     /// Waits `retry` between attempts instead of 1s, 2s, … 10s.
     pub fn with_backoff(self, retry: Backoff) -> HttpRunner {
         HttpRunner { retry, ..self }
+    }
+
+    /// Caps each step's log at `max_log` bytes (plus the cut marker).
+    pub fn with_log_cap(self, max_log: u64) -> HttpRunner {
+        HttpRunner { max_log, ..self }
     }
 }
 
@@ -77,7 +86,7 @@ impl StepRunner for HttpRunner {
             body: facts_body(&req),
         };
         let span = info_span!("step", key = %req.key);
-        super::kinds::run_attempts(&req, &step, self.retry, cancel)
+        super::kinds::run_attempts(&req, &step, self.retry, self.max_log, cancel)
             .instrument(span)
             .await
     }

@@ -120,6 +120,10 @@ pub(super) struct AttemptLog {
 }
 
 impl AttemptLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StepLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Notes (and logs) the page where this attempt's run can be watched.
     pub fn link(&self, url: &str) {
         self.line(&format!("following run {url}"));
@@ -128,8 +132,7 @@ impl AttemptLog {
 
     /// Writes a line; a log that cannot be written does not fail the step.
     pub fn line(&self, text: &str) {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(error) = log.write_line(text) {
+        if let Err(error) = self.lock().write_line(text) {
             warn!(%error, "Cannot write step log.");
         }
     }
@@ -154,6 +157,7 @@ pub(super) async fn run_attempts(
     req: &StepRequest,
     step: &dyn Attempt,
     backoff: Backoff,
+    max_log: u64,
     mut cancel: watch::Receiver<bool>,
 ) -> StepOutcome {
     let total = req.step.retries.saturating_add(1);
@@ -162,6 +166,20 @@ pub(super) async fn run_attempts(
         attempts: 0,
         tail: Vec::new(),
         link: None,
+    };
+    // One log for all attempts, so the cap holds for the step as a whole.
+    let log = match StepLog::open(&req.log_path, max_log) {
+        Ok(log) => log,
+        Err(e) => {
+            let path = req.log_path.display();
+            outcome.attempts = 1;
+            outcome.result = Err(StepError::Spawn(format!("cannot open log {path}: {e}")));
+            return outcome;
+        }
+    };
+    let log = AttemptLog {
+        log: Mutex::new(log),
+        link: Mutex::new(None),
     };
     for number in 1..=total {
         if number > 1 {
@@ -177,7 +195,7 @@ pub(super) async fn run_attempts(
             outcome.result = Err(StepError::Cancelled);
             break;
         }
-        let (result, tail, link) = attempt(req, step, number, total, &mut cancel)
+        let (result, tail, link) = attempt(req, step, &log, number, total, &mut cancel)
             .instrument(info_span!("attempt", number))
             .await;
         let retry = result.as_ref().err().is_some_and(|failure| failure.retry);
@@ -200,37 +218,24 @@ pub(super) async fn run_attempts(
 async fn attempt(
     req: &StepRequest,
     step: &dyn Attempt,
+    log: &AttemptLog,
     number: u32,
     total: u32,
     cancel: &mut watch::Receiver<bool>,
 ) -> (Result<(), Failure>, Vec<String>, Option<String>) {
-    let mut log = match StepLog::open(&req.log_path) {
-        Ok(log) => log,
-        Err(e) => {
-            let error =
-                StepError::Spawn(format!("cannot open log {}: {e}", req.log_path.display()));
-            return (Err(error.into()), Vec::new(), None);
-        }
-    };
+    *log.link.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let header = format!(
         "== attempt {number}/{total}: {} (started {started_at})",
         step.label()
     );
-    let start = match log.write_line(&header) {
-        Ok(offset) => offset,
-        Err(e) => {
-            let error = StepError::Spawn(format!("cannot write log: {e}"));
-            return (Err(error.into()), Vec::new(), None);
-        }
-    };
-    let log = AttemptLog {
-        log: Mutex::new(log),
-        link: Mutex::new(None),
-    };
+    if let Err(e) = log.lock().start_attempt(&header) {
+        let error = StepError::Spawn(format!("cannot write log: {e}"));
+        return (Err(error.into()), Vec::new(), None);
+    }
     let started = Instant::now();
     let result = tokio::select! {
-        result = tokio::time::timeout(req.step.timeout, step.attempt(&log)) => match result {
+        result = tokio::time::timeout(req.step.timeout, step.attempt(log)) => match result {
             Ok(result) => result,
             Err(_elapsed) => Err(StepError::Timeout(human_duration(req.step.timeout)).into()),
         },
@@ -243,12 +248,9 @@ async fn attempt(
         log.line(note);
     }
 
-    let link = log.link.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut log = log.log.into_inner().unwrap_or_else(|e| e.into_inner());
-    let end = log.len().unwrap_or(start);
-    let tail = log
-        .tail(start, end)
-        .unwrap_or_else(|e| vec![format!("(cannot read log: {e})")]);
+    let link = log.link.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let mut log = log.lock();
+    let tail = log.attempt_tail();
     let ended = match &result {
         Ok(()) => "succeeded".to_string(),
         Err(failure) => failure.error.to_string(),

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod kinds;
 mod log;
+pub use log::DEFAULT_MAX_STEP_LOG;
 pub mod shell;
 pub mod workflow;
 

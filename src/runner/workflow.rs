@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
 use super::kinds::{Attempt, AttemptLog, Backoff, Failure, RETRY_BACKOFF, fact, not_run};
+use super::log::DEFAULT_MAX_STEP_LOG;
 use super::{StepError, StepOutcome, StepRequest, StepRunner};
 use crate::config::StepKind;
 use crate::domain::clock::Ts;
@@ -40,6 +41,8 @@ pub struct WorkflowRunner {
     main_branch: String,
     poll: Backoff,
     retry: Backoff,
+    /// `bot.max_step_log`.
+    max_log: u64,
     /// Runs some attempt already follows. GitHub does not say which dispatch
     /// started a run, so two steps dispatching the same workflow on the same
     /// head each take the oldest run nobody took yet.
@@ -56,10 +59,16 @@ impl WorkflowRunner {
             main_branch,
             poll: POLL_BACKOFF,
             retry: RETRY_BACKOFF,
+            max_log: DEFAULT_MAX_STEP_LOG,
             claimed: Mutex::new(HashSet::new()),
             // Without webhooks nothing is ever sent: backoff alone.
             run_events: watch::channel(0).1,
         }
+    }
+
+    /// Caps each step's log at `max_log` bytes (plus the cut marker).
+    pub fn with_log_cap(self, max_log: u64) -> WorkflowRunner {
+        WorkflowRunner { max_log, ..self }
     }
 
     /// Wakes followers when GitHub reports a workflow run changed.
@@ -118,7 +127,7 @@ impl StepRunner for WorkflowRunner {
             inputs: fill_inputs(inputs, &req.env),
         };
         let span = info_span!("step", key = %req.key);
-        super::kinds::run_attempts(&req, &step, self.retry, cancel)
+        super::kinds::run_attempts(&req, &step, self.retry, self.max_log, cancel)
             .instrument(span)
             .await
     }

@@ -1,6 +1,7 @@
 //! sled behind one module: trees, a versioned codec, the data_dir lock.
 //! Every write that the bot announces is flushed before it returns.
 
+mod audit_pages;
 mod builds;
 mod codec;
 mod locks;
@@ -18,6 +19,7 @@ use sled::transaction::TransactionError;
 use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
+pub use audit_pages::{AuditCursor, AuditPage};
 pub use records::*;
 pub use tags::{QueuedTag, TagFailure};
 
@@ -479,14 +481,6 @@ impl Store {
         let seq = self.db.generate_id()?;
         self.audit.insert(be(seq), codec::encode(entry))?;
         self.flush()
-    }
-
-    /// Audit entries newest first, skipping `skip`.
-    pub fn audit_page(&self, skip: usize, n: usize) -> Result<Vec<AuditEntry>> {
-        self.decoded(&self.audit, self.audit.iter().rev())
-            .skip(skip)
-            .take(n)
-            .collect()
     }
 
     // --- step process groups ---

@@ -99,27 +99,6 @@ fn records_carry_a_version_byte_and_v1_stays_readable() {
 }
 
 #[test]
-fn audit_pages_newest_first() {
-    let (_d, s) = open();
-    for i in 0..5 {
-        let e = AuditEntry {
-            at: Utc::now(),
-            user: ChatUser::new("u"),
-            action: format!("a{i}"),
-            result: "accepted".into(),
-        };
-        s.audit(&e).unwrap();
-    }
-    let page: Vec<_> = s
-        .audit_page(1, 2)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
-    assert_eq!(page, vec!["a3", "a2"]);
-}
-
-#[test]
 fn trains_are_counted_by_outcome_as_they_change_and_after_a_reopen() {
     use crate::domain::test_trains::train;
     use crate::domain::train::{Outcome, Stage};

@@ -1,4 +1,6 @@
-//! `GET /audit?page=N`: the audit log, newest first, paged.
+//! `GET /audit`: the audit log, newest first, a page at a time. Pages are
+//! key ranges next to a cursor (`?before=K`, `?after=K`, `?oldest`), so the
+//! oldest page costs what the newest does, however long the log.
 
 use std::fmt::Write;
 
@@ -8,38 +10,55 @@ use serde::Deserialize;
 
 use super::html::{Esc, Frame, page, time_tag};
 use super::{Error, WebState};
+use crate::store::AuditCursor;
 
 pub const PAGE_SIZE: usize = 50;
 
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
-    /// 1-based.
-    page: Option<usize>,
+    /// Entries older than this key.
+    before: Option<u64>,
+    /// Entries newer than this key.
+    after: Option<u64>,
+    /// Present: the oldest entries.
+    oldest: Option<String>,
+}
+
+impl AuditQuery {
+    fn cursor(&self) -> Result<AuditCursor, Error> {
+        match (self.before, self.after, &self.oldest) {
+            (None, None, None) => Ok(AuditCursor::Newest),
+            (Some(key), None, None) => Ok(AuditCursor::Before(key)),
+            (None, Some(key), None) => Ok(AuditCursor::After(key)),
+            (None, None, Some(_)) => Ok(AuditCursor::Oldest),
+            _ => Err(Error::BadRequest(
+                "use one of before, after and oldest".into(),
+            )),
+        }
+    }
 }
 
 pub async fn audit_page(
     State(s): State<WebState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Html<String>, Error> {
-    let total = s.store.audit_len();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let n = q.page.unwrap_or(1).max(1);
-    if n > pages {
-        return Err(Error::NotFound(format!("audit page {n}")));
-    }
-    let entries = s.store.audit_page((n - 1) * PAGE_SIZE, PAGE_SIZE)?;
+    let cursor = q.cursor()?;
+    let audit = s.store.audit_page(cursor, PAGE_SIZE)?;
+    let entries = &audit.entries;
     let tz = s.settings.train.timezone;
     let mut body = format!(
-        "<section class=\"card\"><h2>Audit log</h2><p class=\"sub\">{total} entries · page {n} of {pages} · newest first</p>"
+        "<section class=\"card\"><h2>Audit log</h2><p class=\"sub\">newest first · {PAGE_SIZE} a page</p>"
     );
-    if entries.is_empty() {
+    if entries.is_empty() && cursor == AuditCursor::Newest {
         body.push_str("<p class=\"sub\">nothing recorded yet</p>");
+    } else if entries.is_empty() {
+        body.push_str("<p class=\"sub\">nothing on this page</p>");
     } else {
         body.push_str(
             "<table class=\"audit\"><thead><tr><th>when</th><th>who</th><th>what</th>\
              <th>result</th></tr></thead><tbody>",
         );
-        for e in &entries {
+        for (_, e) in entries {
             let cls = if e.result == "accepted" {
                 "ok"
             } else {
@@ -61,19 +80,23 @@ pub async fn audit_page(
         body.push_str("</tbody></table>");
     }
     body.push_str("<nav class=\"pager\">");
-    if n > 1 {
-        let _ = write!(
-            body,
-            "<a rel=\"prev\" href=\"/audit?page={}\">newer</a>",
-            n - 1
-        );
+    if audit.newer {
+        body.push_str("<a href=\"/audit\">newest</a>");
+        if let Some((first, _)) = entries.first() {
+            let _ = write!(
+                body,
+                "<a rel=\"prev\" href=\"/audit?after={first}\">newer</a>"
+            );
+        }
     }
-    if n < pages {
-        let _ = write!(
-            body,
-            "<a rel=\"next\" href=\"/audit?page={}\">older</a>",
-            n + 1
-        );
+    if audit.older {
+        if let Some((last, _)) = entries.last() {
+            let _ = write!(
+                body,
+                "<a rel=\"next\" href=\"/audit?before={last}\">older</a>"
+            );
+        }
+        body.push_str("<a href=\"/audit?oldest\">oldest</a>");
     }
     body.push_str("</nav></section>");
     let frame = Frame {

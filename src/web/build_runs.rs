@@ -6,6 +6,7 @@ use std::fmt::Write;
 use axum::response::Html;
 
 use super::html::{Esc, Frame, ago, dur, page};
+use super::logs::render_log;
 use super::{Error, WebState};
 use crate::domain::build::{BuildPhase, BuildStage};
 
@@ -49,12 +50,8 @@ pub fn build_page(s: &WebState, id: u64) -> Result<Html<String>, Error> {
     );
     body.push_str("<section class=\"card\"><h2>Steps</h2>");
     let b = &s.settings.branch_builds;
-    let dir = s
-        .settings
-        .bot
-        .data_dir
-        .join("logs")
-        .join(format!("build-{id}"));
+    let run = format!("build-{id}");
+    let dir = s.settings.bot.data_dir.join("logs").join(&run);
     for (phase, n) in [
         (BuildPhase::Checks, b.checks.len()),
         (BuildPhase::Deploy, b.deploy.len()),
@@ -62,22 +59,9 @@ pub fn build_page(s: &WebState, id: u64) -> Result<Html<String>, Error> {
     ] {
         for step in 1..=n {
             let name = format!("{}-{step}", phase.name());
-            let log = std::fs::read_to_string(dir.join(format!("{name}.log")));
             let _ = write!(body, "<details open><summary>{}</summary>", Esc(&name));
-            match log {
-                Ok(text) => {
-                    let tail: String = text
-                        .chars()
-                        .rev()
-                        .take(64 * 1024)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    let _ = write!(body, "<pre class=\"log\">{}</pre>", Esc(&tail));
-                }
-                Err(_) => body.push_str("<p class=\"sub\">not run</p>"),
-            }
+            let running = matches!(&build.stage, BuildStage::Running(p) if p.phase == phase && p.step + 1 == step);
+            render_log(&mut body, &dir, &run, &name, running, "not run");
             body.push_str("</details>");
         }
     }

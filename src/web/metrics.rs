@@ -110,7 +110,7 @@ fn render(s: &WebState) -> Result<String, Error> {
     let _ = writeln!(
         out,
         "trainbot_production_deploys_total {}",
-        s.store.deploys_len()
+        s.store.deploys_len()?
     );
 
     let steps = m.steps();

@@ -8,6 +8,7 @@ mod audit;
 mod build_runs;
 mod dashboard;
 mod html;
+mod logs;
 mod metrics;
 mod panels;
 mod pipeline;
@@ -63,6 +64,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/runs/{id}", get(runs::run_page))
+        .route("/runs/{id}/logs/{step}", get(logs::raw_log))
         .route("/audit", get(audit::audit_page))
         .route("/api/status", get(api::api_status))
         .route("/metrics", get(metrics::metrics))
@@ -99,6 +101,7 @@ async fn security_headers(mut res: Response) -> Response {
 #[derive(Debug)]
 pub enum Error {
     NotFound(String),
+    BadRequest(String),
     Store(StoreError),
 }
 
@@ -112,6 +115,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text) = match self {
             Error::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            Error::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
             Error::Store(error) => {
                 tracing::error!(%error, "Cannot read the store for a page.");
                 (

@@ -3,22 +3,18 @@
 //! only from the parsed train number and configured environment names.
 
 use std::fmt::Write;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 
 use axum::extract::{Path, State};
 use axum::response::Html;
 
 use super::dashboard::kind_label;
 use super::html::{Esc, Frame, ago, dur, page, time_tag, when};
+use super::logs::render_log;
 use super::pipeline::{self, step_name, step_time};
 use super::{Error, WebState};
 use crate::domain::ids::TrainId;
 use crate::domain::messages::stage_label;
 use crate::domain::train::{Outcome, Plan, StepRecord, Target, Train, target_name};
-
-/// How much of a log's end is shown.
-const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 /// `train-N` → N; anything else is not a run.
 pub fn parse_run_id(id: &str) -> Option<TrainId> {
@@ -137,22 +133,13 @@ fn steps_card(s: &WebState, t: &Train, plan: &Plan, now: crate::domain::clock::T
             name = Esc(&name),
             took = dur(step_time(rec.started, rec.finished, now)),
         );
-        match log_path(s, t, plan, rec).map(read_tail) {
-            Some(Ok((text, skipped))) => {
-                if skipped > 0 {
-                    let _ = write!(
-                        out,
-                        "<p class=\"sub\">… first {skipped} bytes not shown</p>"
-                    );
-                }
-                let _ = write!(
-                    out,
-                    "<pre class=\"log{follow}\">{}</pre>",
-                    Esc(&text),
-                    follow = if cls == "running" { " follow" } else { "" }
-                );
+        match log_name(plan, rec) {
+            Some(step) => {
+                let run = format!("train-{}", t.id.0);
+                let dir = s.settings.bot.data_dir.join("logs").join(&run);
+                render_log(&mut out, &dir, &run, &step, cls == "running", "no log");
             }
-            Some(Err(_)) | None => out.push_str("<p class=\"sub\">no log</p>"),
+            None => out.push_str("<p class=\"sub\">no log</p>"),
         }
         out.push_str("</details>");
     }
@@ -160,8 +147,9 @@ fn steps_card(s: &WebState, t: &Train, plan: &Plan, now: crate::domain::clock::T
     out
 }
 
-/// `data_dir/logs/train-N/<env>-<phase>-<step>.log`, as the engine writes it.
-fn log_path(s: &WebState, t: &Train, plan: &Plan, rec: &StepRecord) -> Option<PathBuf> {
+/// `<env>-<phase>-<step>`: the name of the step's log in
+/// `data_dir/logs/train-N/`, as the engine writes it.
+fn log_name(plan: &Plan, rec: &StepRecord) -> Option<String> {
     let env = match rec.pos.target {
         Target::Lower(_) => target_name(plan, rec.pos.target),
         Target::Production => "production",
@@ -173,26 +161,11 @@ fn log_path(s: &WebState, t: &Train, plan: &Plan, rec: &StepRecord) -> Option<Pa
     if !safe {
         return None;
     }
-    let name = format!("{env}-{}-{}.log", rec.pos.phase.name(), rec.pos.step + 1);
-    Some(
-        s.settings
-            .bot
-            .data_dir
-            .join("logs")
-            .join(format!("train-{}", t.id.0))
-            .join(name),
-    )
-}
-
-/// The last `LOG_TAIL_BYTES` of a log, and how many bytes came before.
-fn read_tail(path: PathBuf) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let skip = len.saturating_sub(LOG_TAIL_BYTES);
-    f.seek(SeekFrom::Start(skip))?;
-    let mut buf = Vec::new();
-    f.take(LOG_TAIL_BYTES).read_to_end(&mut buf)?;
-    Ok((String::from_utf8_lossy(&buf).into_owned(), skip))
+    Some(format!(
+        "{env}-{}-{}",
+        rec.pos.phase.name(),
+        rec.pos.step + 1
+    ))
 }
 
 #[cfg(test)]

@@ -189,6 +189,121 @@ async fn a_run_page_shows_steps_with_their_logs() {
     assert!(current.contains("data-refresh=\"3\""));
 }
 
+/// Writes `bytes` as the log of train 3's failed acceptance step.
+fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
+    let log_dir = f.settings.bot.data_dir.join("logs").join("train-3");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let path = log_dir.join("staging-acceptance-1.log");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_show_as_replacement_characters() {
+    let f = Fixture::filled();
+    write_train_3_log(&f, b"before \xff\xfe bad bytes\nafter <ok>\n");
+    let (status, _, html) = f.get("/runs/train-3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("before \u{FFFD}\u{FFFD} bad bytes\nafter &lt;ok&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/runs/train-3/logs/staging-acceptance-1\""));
+}
+
+#[tokio::test]
+async fn a_big_log_shows_its_last_256_kib_and_links_the_whole_file() {
+    let f = Fixture::filled();
+    let text: String = (0..60_000).map(|i| format!("line {i:06}\n")).collect();
+    write_train_3_log(&f, text.as_bytes());
+    let (_, _, html) = f.get("/runs/train-3").await;
+    assert!(
+        html.contains("line 059999\n</pre>"),
+        "the real end is shown"
+    );
+    assert!(!html.contains("line 000000"), "the start is not");
+    let shown = 256 * 1024 / 12 * 12;
+    let hidden = text.len() - shown;
+    assert!(
+        html.contains(&format!("… the first {hidden} bytes are not shown")),
+        "{}",
+        &html[html.find("Steps").unwrap()..][..2000]
+    );
+    assert!(html.contains("<a href=\"/runs/train-3/logs/staging-acceptance-1\">whole log</a>"));
+
+    let (status, ctype, whole) = f.get("/runs/train-3/logs/staging-acceptance-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "text/plain; charset=utf-8");
+    assert_eq!(whole, text);
+}
+
+#[tokio::test]
+async fn the_raw_log_route_serves_only_logs_of_that_run() {
+    let f = Fixture::filled();
+    let path = write_train_3_log(&f, b"mine\n");
+    let data = &f.settings.bot.data_dir;
+    std::fs::write(data.join("secret.log"), "TOP SECRET\n").unwrap();
+    std::fs::write(data.join("logs").join("secret.log"), "TOP SECRET\n").unwrap();
+    std::os::unix::fs::symlink(data.join("secret.log"), path.with_file_name("link.log")).unwrap();
+    let (status, _, body) = f.get("/runs/train-3/logs/staging-acceptance-1").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "mine\n"));
+    for bad in [
+        "/runs/train-3/logs/..%2F..%2Fsecret",
+        "/runs/train-3/logs/..%2Fsecret",
+        "/runs/train-3/logs/..",
+        "/runs/train-3/logs/link",
+        "/runs/train-3/logs/staging-acceptance-1.log",
+        "/runs/train-3/logs/staging-deploy-1",
+        "/runs/train-99/logs/staging-acceptance-1",
+        "/runs/..%2Ftrain-3/logs/staging-acceptance-1",
+        "/runs/build-8/logs/checks-1",
+    ] {
+        let (status, _, body) = f.get(bad).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
+        assert!(!body.contains("TOP SECRET"), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_build_page_shows_the_end_of_its_logs_and_links_them() {
+    let f = Fixture::filled();
+    let build = crate::domain::build::Build::new(
+        7,
+        "feature/x".parse().unwrap(),
+        crate::domain::test_trains::sha(9),
+        crate::domain::ids::ChatUser::new("bob"),
+        now(),
+    );
+    f.store.save_build(&build).unwrap();
+    let dir = f.settings.bot.data_dir.join("logs").join("build-7");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("checks-1.log"), b"lint ok \xff\n").unwrap();
+    let (status, _, html) = f.get("/runs/build-7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("lint ok \u{FFFD}\n</pre>"), "{html}");
+    assert!(
+        html.contains("href=\"/runs/build-7/logs/checks-1\""),
+        "{html}"
+    );
+    let res = tower::ServiceExt::oneshot(
+        f.app(),
+        axum::http::Request::get("/runs/build-7/logs/checks-1")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        &body[..],
+        b"lint ok \xff\n",
+        "the raw log is the file as it is"
+    );
+}
+
 #[tokio::test]
 async fn unknown_runs_and_traversal_attempts_are_404() {
     let f = Fixture::filled();
@@ -224,15 +339,42 @@ async fn audit_is_newest_first_and_paged() {
     let newest = first.find("number 59").unwrap();
     let older = first.find("number 58").unwrap();
     assert!(newest < older);
-    assert!(!first.contains("number 9<"));
-    assert!(first.contains("href=\"/audit?page=2\""));
-    let (_, _, second) = f.get("/audit?page=2").await;
+    assert!(first.contains("number 10<") && !first.contains("number 9<"));
+    assert!(!first.contains(">newer<") && !first.contains(">newest<"));
+    // The cursor is the key of the last entry shown.
+    let next = link(&first, "older");
+    assert!(next.starts_with("/audit?before="), "{next}");
+    assert!(first.contains("href=\"/audit?oldest\""));
+
+    let (status, _, second) = f.get(&next).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(second.contains("number 9<") && second.contains("number 0<"));
     assert!(!second.contains("number 10<"));
-    let (status, _, _) = f.get("/audit?page=3").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = f.get("/audit?page=x").await;
+    assert!(!second.contains(">older<") && !second.contains(">oldest<"));
+    let back = link(&second, "newer");
+    assert!(back.starts_with("/audit?after="), "{back}");
+    let (_, _, again) = f.get(&back).await;
+    assert!(again.contains("number 59<") && again.contains("number 10<"));
+    assert!(!again.contains("number 9<"));
+
+    let (_, _, last) = f.get("/audit?oldest").await;
+    assert!(last.contains("number 0<") && last.contains("number 49<"));
+    assert!(!last.contains("number 50<") && !last.contains(">older<"));
+    assert!(last.contains(">newer<") && last.contains("href=\"/audit\">newest<"));
+
+    let (status, _, _) = f.get("/audit?before=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = f.get("/audit?before=1&after=2").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The href of the pager link labelled `label` (HTML-unescaped).
+fn link(html: &str, label: &str) -> String {
+    let end = html
+        .find(&format!("\">{label}</a>"))
+        .unwrap_or_else(|| panic!("no {label} link in {html}"));
+    let start = html[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    html[start..end].replace("&amp;", "&")
 }
 
 /// Every line of the Prometheus text is a comment or `name{labels} value`.

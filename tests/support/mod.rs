@@ -256,6 +256,8 @@ pub struct BotConfig {
     pub schedule: &'static str,
     /// `[production] windows`, each quoted (e.g. `"Mon 09:00-10:00"`).
     pub windows: Vec<String>,
+    /// `bot.max_step_log` (e.g. `"1KiB"`); default: not set.
+    pub max_step_log: Option<&'static str>,
 }
 
 pub mod http;
@@ -290,6 +292,7 @@ impl Default for BotConfig {
             extra: String::new(),
             schedule: "0 0 0 1 1 *",
             windows: Vec::new(),
+            max_step_log: None,
         }
     }
 }
@@ -307,7 +310,7 @@ impl BotConfig {
 data_dir = "./data"
 http_listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
-
+{max_step_log}
 [chat]
 adapter = "console"
 console_user = "local"
@@ -344,6 +347,10 @@ environments = ["staging", "preview", "preprod"]
                 "git"
             },
             poll = self.poll_interval,
+            max_step_log = self
+                .max_step_log
+                .map(|size| format!("max_step_log = \"{size}\"\n"))
+                .unwrap_or_default(),
             api_url = self.github.as_deref().unwrap_or("https://api.github.com"),
         );
         for env in ENVIRONMENTS {

@@ -1,6 +1,7 @@
 //! Shell steps: `sh -c` in its own process group, recorded before it starts,
 //! with an explicit environment, a per-attempt timeout, retries and cancel.
 
+mod output;
 mod process;
 
 use std::io;
@@ -11,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use self::process::GatedChild;
 pub use self::process::{boot_id, kill_process_group};
-use super::log::StepLog;
+use super::log::{DEFAULT_MAX_STEP_LOG, StepLog};
 use super::{ProcessRegistry, StepError, StepOutcome, StepRequest, StepRunner};
 use crate::config::StepKind;
 
@@ -28,6 +29,8 @@ pub struct ShellRunner {
     registry: Arc<dyn ProcessRegistry>,
     /// Time a step gets between SIGTERM and SIGKILL on timeout or cancel.
     grace: Duration,
+    /// `bot.max_step_log`.
+    max_log: u64,
 }
 
 /// How one attempt ended.
@@ -45,7 +48,16 @@ enum Stop {
 
 impl ShellRunner {
     pub fn new(registry: Arc<dyn ProcessRegistry>, grace: Duration) -> ShellRunner {
-        ShellRunner { registry, grace }
+        ShellRunner {
+            registry,
+            grace,
+            max_log: DEFAULT_MAX_STEP_LOG,
+        }
+    }
+
+    /// Caps each step's log at `max_log` bytes (plus the cut marker).
+    pub fn with_log_cap(self, max_log: u64) -> ShellRunner {
+        ShellRunner { max_log, ..self }
     }
 
     pub fn with_default_grace(registry: Arc<dyn ProcessRegistry>) -> ShellRunner {
@@ -65,13 +77,25 @@ impl ShellRunner {
             tail: Vec::new(),
             link: None,
         };
+        // One log for all attempts, so the cap holds for the step as a whole.
+        let mut log = match StepLog::open(&req.log_path, self.max_log) {
+            Ok(log) => log,
+            Err(e) => {
+                outcome.attempts = 1;
+                outcome.result = Err(StepError::Spawn(format!(
+                    "cannot open log {}: {e}",
+                    req.log_path.display()
+                )));
+                return outcome;
+            }
+        };
         for number in 1..=total {
             if *cancel.borrow_and_update() {
                 outcome.result = Err(StepError::Cancelled);
                 break;
             }
             let attempt = self
-                .attempt(req, cmd, number, total, cancel)
+                .attempt(req, cmd, &mut log, number, total, cancel)
                 .instrument(info_span!("attempt", number))
                 .await;
             outcome = StepOutcome {
@@ -93,34 +117,22 @@ impl ShellRunner {
         &self,
         req: &StepRequest,
         cmd: &str,
+        log: &mut StepLog,
         number: u32,
         total: u32,
         cancel: &mut watch::Receiver<bool>,
     ) -> Attempt {
-        let mut log = match StepLog::open(&req.log_path) {
-            Ok(log) => log,
-            Err(e) => {
-                return failed(StepError::Spawn(format!(
-                    "cannot open log {}: {e}",
-                    req.log_path.display()
-                )));
-            }
-        };
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let start = match log.write_line(&format!(
+        if let Err(e) = log.start_attempt(&format!(
             "== attempt {number}/{total}: {cmd} (started {started_at})"
         )) {
-            Ok(offset) => offset,
-            Err(e) => return failed(StepError::Spawn(format!("cannot write log: {e}"))),
-        };
+            return failed(StepError::Spawn(format!("cannot write log: {e}")));
+        }
         let started = Instant::now();
-        let result = self.supervise(req, cmd, &log, cancel).await;
+        let result = self.supervise(req, cmd, log, cancel).await;
         let elapsed = started.elapsed();
 
-        let end = log.len().unwrap_or(start);
-        let tail = log
-            .tail(start, end)
-            .unwrap_or_else(|e| vec![format!("(cannot read log: {e})")]);
+        let tail = log.attempt_tail();
         let ended = match &result {
             Ok(()) => "succeeded".to_string(),
             Err(error) => error.to_string(),
@@ -145,12 +157,13 @@ impl ShellRunner {
         &self,
         req: &StepRequest,
         cmd: &str,
-        log: &StepLog,
+        log: &mut StepLog,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<(), StepError> {
-        let GatedChild { mut child, pgid } =
-            process::spawn_gated(cmd, &req.cwd, &req.env, log.file())
-                .map_err(|e| StepError::Spawn(format!("cannot start sh: {e}")))?;
+        let (output, writer) =
+            output::pipe().map_err(|e| StepError::Spawn(format!("cannot make a pipe: {e}")))?;
+        let GatedChild { mut child, pgid } = process::spawn_gated(cmd, &req.cwd, &req.env, writer)
+            .map_err(|e| StepError::Spawn(format!("cannot start sh: {e}")))?;
         let mut guard = GroupGuard {
             registry: &*self.registry,
             key: &req.key,
@@ -173,30 +186,49 @@ impl ShellRunner {
             let _ = stdin.write_all(b"\n").await;
         }
 
-        let stop = tokio::select! {
-            status = child.wait() => match status {
-                Ok(status) => Stop::Exited(status),
-                // Should not happen; the guard kills the group we lost track of.
-                Err(e) => return Err(StepError::Other(format!("cannot wait for the step: {e}"))),
-            },
-            () = tokio::time::sleep(req.step.timeout) => Stop::TimedOut,
-            () = cancelled(cancel) => Stop::Cancelled,
+        let (ended, ended_rx) = oneshot::channel();
+        let wait = async {
+            let stop = tokio::select! {
+                status = child.wait() => match status {
+                    Ok(status) => Stop::Exited(status),
+                    // Should not happen; the guard kills the group we lost track of.
+                    Err(e) => return Err(StepError::Other(format!("cannot wait for the step: {e}"))),
+                },
+                () = tokio::time::sleep(req.step.timeout) => Stop::TimedOut,
+                () = cancelled(cancel) => Stop::Cancelled,
+            };
+            let result = self.stop_result(&mut child, pgid, req, stop).await;
+            guard.running = false;
+            let _ = ended.send(());
+            result
         };
-        let result = match stop {
+        // The output is copied while the command runs, and a little after.
+        let (result, ()) = tokio::join!(wait, output::copy_to_log(output, log, ended_rx));
+        result
+    }
+
+    /// What the way the command stopped means, after stopping its group if it
+    /// timed out or was cancelled.
+    async fn stop_result(
+        &self,
+        child: &mut tokio::process::Child,
+        pgid: i32,
+        req: &StepRequest,
+        stop: Stop,
+    ) -> Result<(), StepError> {
+        match stop {
             Stop::Exited(status) => status_result(status),
             Stop::TimedOut => {
                 warn!(pgid, "Step timed out; stopping its process group.");
-                log_terminate(process::terminate_group(&mut child, pgid, self.grace).await);
+                log_terminate(process::terminate_group(child, pgid, self.grace).await);
                 Err(StepError::Timeout(human_duration(req.step.timeout)))
             }
             Stop::Cancelled => {
                 info!(pgid, "Step cancelled; stopping its process group.");
-                log_terminate(process::terminate_group(&mut child, pgid, self.grace).await);
+                log_terminate(process::terminate_group(child, pgid, self.grace).await);
                 Err(StepError::Cancelled)
             }
-        };
-        guard.running = false;
-        result
+        }
     }
 }
 

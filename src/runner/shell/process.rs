@@ -26,14 +26,13 @@ pub(super) struct GatedChild {
     pub pgid: i32,
 }
 
-/// Spawns `cmd` behind the start gate in its own process group, with output
-/// going straight to `log` (a file, so that processes the step leaves behind
-/// never keep the bot waiting on a pipe).
+/// Spawns `cmd` behind the start gate in its own process group, with stdout
+/// and stderr both going to `output`.
 pub(super) fn spawn_gated(
     cmd: &str,
     cwd: &Path,
     env: &[(String, String)],
-    log: &std::fs::File,
+    output: std::io::PipeWriter,
 ) -> io::Result<GatedChild> {
     let mut command = Command::new("sh");
     command
@@ -45,8 +44,8 @@ pub(super) fn spawn_gated(
         .env_clear()
         .envs(step_env(env, |name| std::env::var_os(name)))
         .stdin(Stdio::piped())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log.try_clone()?))
+        .stdout(Stdio::from(output.try_clone()?))
+        .stderr(Stdio::from(output))
         .process_group(0);
     let child = command.spawn()?;
     let pid = child

@@ -161,6 +161,45 @@ async fn a_failing_command_reports_its_exit_code_and_last_lines() {
 }
 
 #[tokio::test]
+async fn output_past_the_cap_keeps_head_and_tail_and_reports_the_real_end() {
+    let fx = Fixture::new();
+    let cmd =
+        "i=1; while [ $i -le 2000 ]; do echo line $i; i=$((i+1)); done; echo oops >&2; exit 3";
+    let (_tx, rx) = watch::channel(false);
+    let runner = fx.runner(DEFAULT_GRACE).with_log_cap(1024);
+    let outcome = expect_within(runner.run(fx.request(cmd, TEST_TIMEOUT, 0), rx)).await;
+    assert_eq!(outcome.result, Err(StepError::Exit(3)));
+    assert_eq!(outcome.tail[0], "line 1982");
+    assert_eq!(outcome.tail[19], "oops");
+    let log = fx.log();
+    assert!(log.starts_with("== attempt 1/1: "), "{log}");
+    assert!(log.contains("\nline 1\nline 2\n"), "{log}");
+    assert!(log.contains(" bytes cut …\n"), "{log}");
+    assert!(
+        log.contains("line 2000\noops\n== attempt 1/1 exited with code 3 after "),
+        "{log}"
+    );
+    assert!(log.len() < 1024 + 40, "{} bytes", log.len());
+}
+
+#[tokio::test]
+async fn a_process_left_holding_the_output_does_not_hold_the_step() {
+    let fx = Fixture::new();
+    // The background sleep keeps the output pipe open after the step ends.
+    let cmd = "(sleep 5; echo late) & echo $! > child.pid; echo done";
+    let outcome = fx.run(fx.request(cmd, TEST_TIMEOUT, 0)).await;
+    assert_eq!(outcome.result, Ok(()));
+    assert_eq!(outcome.tail, ["done"]);
+    let pid: i32 = std::fs::read_to_string(fx.path("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+#[tokio::test]
 async fn the_command_sees_its_variables_but_not_the_bots_secrets() {
     // SAFETY: no other test reads or writes this variable; std serialises
     // environment access with process spawning.

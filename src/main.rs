@@ -160,7 +160,7 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
                 Slack::start(
                     cfg,
                     tokens,
-                    store.clone(),
+                    store.adapter_handle(),
                     &settings.bot.command_prefix,
                     chat_tx,
                 )

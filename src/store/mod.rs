@@ -21,6 +21,7 @@ use thiserror::Error;
 
 pub use audit_pages::{AuditCursor, AuditPage};
 pub use records::*;
+pub use seen::AdapterStore;
 pub use tags::{QueuedTag, TagFailure};
 
 use crate::domain::ids::{Sha, TrainId};

@@ -9,7 +9,41 @@ use super::{Result, Store, codec};
 const SEEN: &str = "seen";
 const NOTES: &str = "chat_notes";
 
+/// The narrow handle a chat adapter owns (SPEC §12): the ids of events it
+/// acted on and notes of its own, in trees nobody else writes. It cannot
+/// touch trains, approvals or anything else of the engine's, which goes
+/// through the engine's inbox.
+#[derive(Clone)]
+pub struct AdapterStore(Store);
+
+impl AdapterStore {
+    /// See [`Store::first_seen`].
+    pub fn first_seen(&self, key: &str, at: Ts) -> Result<bool> {
+        self.0.first_seen(key, at)
+    }
+
+    /// See [`Store::prune_seen`].
+    pub fn prune_seen(&self, before: Ts) -> Result<usize> {
+        self.0.prune_seen(before)
+    }
+
+    /// See [`Store::chat_note`].
+    pub fn chat_note(&self, key: &str) -> Result<Option<String>> {
+        self.0.chat_note(key)
+    }
+
+    /// See [`Store::set_chat_note`].
+    pub fn set_chat_note(&self, key: &str, value: &str) -> Result<()> {
+        self.0.set_chat_note(key, value)
+    }
+}
+
 impl Store {
+    /// The handle a chat adapter gets: its own trees, nothing else.
+    pub fn adapter_handle(&self) -> AdapterStore {
+        AdapterStore(self.clone())
+    }
+
     /// True the first time `key` (e.g. "slack:event:Ev123") is offered;
     /// recorded and flushed before it returns, so a redelivery after a
     /// restart is still known.

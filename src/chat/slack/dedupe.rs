@@ -3,19 +3,19 @@
 
 use chrono::{TimeDelta, Utc};
 
-use crate::store::Store;
+use crate::store::AdapterStore;
 
 /// How long a seen key is kept; Slack retries within minutes.
 const KEEP: TimeDelta = TimeDelta::days(7);
 
 #[derive(Clone)]
 pub struct Dedupe {
-    store: Store,
+    store: AdapterStore,
 }
 
 impl Dedupe {
     /// Forgets keys older than a week.
-    pub fn new(store: Store) -> Dedupe {
+    pub fn new(store: AdapterStore) -> Dedupe {
         match store.prune_seen(Utc::now() - KEEP) {
             Ok(0) => {}
             Ok(pruned) => tracing::debug!(pruned, "Forgot old Slack event ids."),
@@ -46,7 +46,11 @@ mod tests {
     #[test]
     fn an_input_with_any_key_seen_before_is_a_duplicate() {
         let dir = tempfile::tempdir().unwrap();
-        let dedupe = Dedupe::new(Store::open(dir.path()).unwrap());
+        let dedupe = Dedupe::new(
+            crate::store::Store::open(dir.path())
+                .unwrap()
+                .adapter_handle(),
+        );
         let keys = |a: &str, b: &str| vec![a.to_string(), b.to_string()];
         assert!(dedupe.first_time(&keys("event:1", "msg:C1:1.1")));
         assert!(!dedupe.first_time(&keys("event:1", "msg:C1:1.1")));

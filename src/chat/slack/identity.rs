@@ -10,16 +10,16 @@ use slack_morphism::prelude::*;
 
 use super::client::{Web, retrying};
 use crate::domain::ids::ChatUser;
-use crate::store::Store;
+use crate::store::AdapterStore;
 
 pub struct Identity {
     web: Web,
-    store: Store,
+    store: AdapterStore,
     misses: Mutex<HashSet<String>>,
 }
 
 impl Identity {
-    pub fn new(web: Web, store: Store) -> Identity {
+    pub fn new(web: Web, store: AdapterStore) -> Identity {
         Identity {
             web,
             store,

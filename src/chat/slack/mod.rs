@@ -26,7 +26,7 @@ use self::listener::OPEN_APPROVAL;
 use super::{Chat, Incoming, Message, Run};
 use crate::config::SlackSettings;
 use crate::domain::ids::{ChatUser, TrainId};
-use crate::store::Store;
+use crate::store::AdapterStore;
 
 /// Messages waiting for Slack; past this many, new ones are dropped (logged).
 const OUTBOX: usize = 1024;
@@ -44,7 +44,7 @@ impl Slack {
     pub async fn start(
         cfg: &SlackSettings,
         tokens: Tokens,
-        store: Store,
+        store: AdapterStore,
         prefix: &str,
         inbox: mpsc::Sender<Incoming>,
     ) -> Result<Slack, StartError> {
@@ -128,7 +128,7 @@ impl Chat for Slack {
 /// Sends messages in order; owns the status and approval message refs.
 struct Outbox {
     web: client::Web,
-    store: Store,
+    store: AdapterStore,
 }
 
 fn status_key(train: TrainId) -> String {

@@ -60,6 +60,8 @@ pub struct Metrics {
     steps: Mutex<BTreeMap<(String, String), StepStats>>,
     approval_wait: Mutex<Histogram>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The delivery metrics last computed for the web, and for what.
+    delivery: Mutex<Option<(String, crate::domain::metrics::Delivery)>>,
 }
 
 fn seconds(d: TimeDelta) -> f64 {
@@ -100,6 +102,19 @@ impl Metrics {
     }
 
     /// Something went wrong that did not stop the bot (`kind`: where).
+    /// The delivery metrics computed for `key`, if they still are.
+    pub fn cached_delivery(&self, key: &str) -> Option<crate::domain::metrics::Delivery> {
+        let cached = lock(&self.delivery);
+        cached
+            .as_ref()
+            .filter(|(k, _)| k == key)
+            .map(|(_, d)| d.clone())
+    }
+
+    pub fn cache_delivery(&self, key: String, delivery: crate::domain::metrics::Delivery) {
+        *lock(&self.delivery) = Some((key, delivery));
+    }
+
     pub fn set_storage_failing(&self, failing: bool) {
         self.storage_failing.store(failing, Ordering::Relaxed);
     }

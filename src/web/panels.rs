@@ -21,6 +21,25 @@ const DEPLOYS_SHOWN: usize = 10;
 
 /// The delivery metrics over the last `METRICS_DAYS` days.
 pub fn delivery_now(s: &WebState, now: Ts) -> Result<Delivery, Error> {
+    // Computed once per minute and per change of the newest train (the one
+    // a train's end changes), not per request: the window can hold many
+    // trains.
+    let last = s.store.last_train()?;
+    let key = format!(
+        "{:?}/{}",
+        last.as_ref()
+            .map(|t| (t.id.0, t.outcome().map(|o| o.word()), t.rolled_back)),
+        now.timestamp() / 60
+    );
+    if let Some(d) = s.metrics.cached_delivery(&key) {
+        return Ok(d);
+    }
+    let d = compute_delivery(s, now)?;
+    s.metrics.cache_delivery(key, d.clone());
+    Ok(d)
+}
+
+fn compute_delivery(s: &WebState, now: Ts) -> Result<Delivery, Error> {
     let from = now - TimeDelta::days(METRICS_DAYS);
     // A train may depart before the window and end inside it.
     let trains = s.store.trains_since(from - TimeDelta::days(2))?;

@@ -266,3 +266,40 @@ fn a_timed_lock_ends_by_itself() {
     bot.ask("!locks", "no environment is locked");
     bot.stop();
 }
+
+#[test]
+fn only_the_production_role_updates_live_and_only_from_main() {
+    let config = BotConfig {
+        production_role: Some(vec!["alice"]),
+        ..BotConfig::default()
+    };
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+    // local is ops, but not in roles.production.
+    bot.ask(
+        &format!("!force {}", short(&head)),
+        "only roles.production may update live: alice (rule: who)",
+    );
+    let root = sandbox.repo.rev(&format!("{head}^"));
+    bot.ask(&format!("!rollback {}", short(&root)), "(rule: who)");
+    bot.ask("!deploy main to production", "(rule: who)");
+    bot.ask(
+        "!lock production freeze for the release",
+        "🔒 production locked by local",
+    );
+    bot.ask("!unlock production", "(rule: who)");
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.stop();
+}
+
+#[test]
+fn force_of_a_sha_off_main_is_refused() {
+    let (sandbox, mut bot, _head) = bot_with_alice_and_bob(&BotConfig::default());
+    sandbox.repo.branch("feature/x");
+    let off = sandbox.repo.commit_on("feature/x", "bob", "Off main");
+    bot.ask(
+        &format!("!force {}", short(&off)),
+        &format!("{} is not on main (rule: on main)", short(&off)),
+    );
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.stop();
+}

@@ -258,6 +258,8 @@ pub struct BotConfig {
     pub windows: Vec<String>,
     /// `bot.max_step_log` (e.g. `"1KiB"`); default: not set.
     pub max_step_log: Option<&'static str>,
+    /// `[roles] production`, when set.
+    pub production_role: Option<Vec<&'static str>>,
 }
 
 pub mod http;
@@ -293,6 +295,7 @@ impl Default for BotConfig {
             schedule: "0 0 0 1 1 *",
             windows: Vec::new(),
             max_step_log: None,
+            production_role: None,
         }
     }
 }
@@ -390,6 +393,9 @@ environments = ["staging", "preview", "preprod"]
                 .join(", ")
         )
         .unwrap();
+        if let Some(role) = &self.production_role {
+            writeln!(out, "production = {role:?}").unwrap();
+        }
         if self.tags {
             out.push_str(
                 "\n[tags]\nstaging = '^v[0-9]+(\\.[0-9]+)*-rc\\.[0-9]+$'\nproduction = '^v[0-9]+(\\.[0-9]+)*$'\n",

@@ -6,7 +6,9 @@
 //! - `good_author`: an author's `!good` on a train awaiting the approval of
 //!   17 authors; the approval is saved and flushed before it is said. Every
 //!   16 approvals the engine is restarted (untimed) on a fresh copy of the
-//!   train, so the train never completes.
+//!   train, so the train never completes. The command's audit entry is
+//!   written after the approval is said, so its flush lands in the time of
+//!   the next `!good`.
 //! - `good_refused`: `!good` by someone who is not an author: audited (a
 //!   flushed write), then refused.
 //! - `burst_2000_good`: 2,000 refused `!good` sent at once, timed until the

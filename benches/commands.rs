@@ -1,82 +1,163 @@
-//! The bot's own cost of answering a command, with 10,000 trains stored:
-//! parsing plus the store reads `!status` and `!history` do. Target: well
-//! under a millisecond.
+//! Chat commands through the real engine: each command goes into the
+//! engine's inbox as a console line (`Event::Chat`) and is timed until its
+//! answer reaches the chat port, with 0, 10,000 and 100,000 trains stored.
+//!
+//! - `status`, `history_5`: the bot idle, production at the last train.
+//! - `good_author`: an author's `!good` on a train awaiting the approval of
+//!   17 authors; the approval is saved and flushed before it is said. Every
+//!   16 approvals the engine is restarted (untimed) on a fresh copy of the
+//!   train, so the train never completes. The command's audit entry is
+//!   written after the approval is said, so its flush lands in the time of
+//!   the next `!good`.
+//! - `good_refused`: `!good` by someone who is not an author: audited (a
+//!   flushed write), then refused.
+//! - `burst_2000_good`: 2,000 refused `!good` sent at once, timed until the
+//!   2,000th answer; the throughput line is answers per second.
+//!
+//! Targets (issue 10): each within 1.2× of its empty-store figure, `!status`
+//! well under 100 µs, the burst at least 50,000 answers/s.
 
-use chrono::{TimeDelta, Utc};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+mod support;
 
-use trainbot::domain::approval::ApprovalPolicy;
-use trainbot::domain::command;
-use trainbot::domain::ids::{Sha, TrainId};
-use trainbot::domain::train::{EnvPlan, Kind, NewTrain, Plan, Route, Train};
-use trainbot::store::{Production, Store};
+use std::time::{Duration, Instant};
 
-fn sha(n: u64) -> Sha {
-    Sha::new(&format!("{n:040x}")).unwrap()
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use tokio::runtime::Runtime;
+
+use support::{Bot, Filled, OPS, SIZES, awaiting_train};
+use trainbot::chat::Incoming;
+use trainbot::domain::ids::ChatUser;
+use trainbot::engine::Event;
+
+/// Authors of the train awaiting approval; one never approves.
+const AUTHORS: u64 = 17;
+/// Approvals between restarts.
+const CHUNK: u64 = AUTHORS - 1;
+/// Commands in a burst.
+const BURST: u64 = 2_000;
+/// Who says `!good` without being an author.
+const VISITOR: &str = "visitor";
+
+/// Says `text` as `user` `iters` times, one after the other; the time from
+/// each send to its answer, summed.
+async fn timed(bot: &mut Bot, iters: u64, user: &str, text: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        bot.ask(user, text).await;
+        total += start.elapsed();
+    }
+    total
 }
 
-fn filled_store(dir: &std::path::Path, trains: u64) -> Store {
-    let store = Store::open(dir).unwrap();
-    let plan = Plan {
-        envs: vec![EnvPlan {
-            name: "staging".into(),
-            deploy: 1,
-            acceptance: 1,
-        }],
-        production_deploy: 1,
-        production_smoke: 1,
-        approval: ApprovalPolicy::AllAuthors,
-        approval_timeout: TimeDelta::minutes(30),
-    };
-    let now = Utc::now();
-    for n in 1..=trains {
-        let seq = store.allocate(&sha(n), None, now).unwrap().unwrap();
-        let new = NewTrain {
-            id: TrainId(n),
-            sha: sha(n),
-            base: None,
-            commits: Vec::new(),
-            reverted: Vec::new(),
-            authors: Vec::new(),
-            kind: Kind::Scheduled,
-            route: Route::Full,
-        };
-        let (train, _) = Train::depart(new, &plan, now);
-        store.save_train(&train).unwrap();
-        let prod = Production {
-            sha: sha(n),
-            train: TrainId(n),
-            since: now,
-            alloc_seq: Some(seq),
-            previous: None,
-            previous_train: None,
-        };
-        store.set_production(&prod).unwrap();
+/// `iters` authors' approvals, `CHUNK` per fresh train.
+async fn approvals(bot: &mut Bot, iters: u64, train: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        bot.restart_with(&awaiting_train(train, AUTHORS)).await;
+        let k = CHUNK.min(iters - done);
+        for a in 0..k {
+            let user = format!("dev{a}");
+            let start = Instant::now();
+            let said = bot.ask(&user, "!good").await;
+            total += start.elapsed();
+            assert!(said.contains("approved"), "{user}: {said}");
+        }
+        done += k;
     }
-    store
+    total
+}
+
+/// `iters` bursts of `BURST` refused `!good`, each timed from the first
+/// send until the last answer.
+async fn bursts(bot: &mut Bot, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        bot.drain();
+        let events: Vec<Event> = (0..BURST)
+            .map(|_| {
+                Event::Chat(Incoming {
+                    user: ChatUser::new(VISITOR),
+                    text: "!good".into(),
+                    button: false,
+                    train: None,
+                })
+            })
+            .collect();
+        let inbox = bot.inbox.clone();
+        let start = Instant::now();
+        let sender = tokio::spawn(async move {
+            for ev in events {
+                inbox.send(ev).await.expect("engine runs");
+            }
+        });
+        for _ in 0..BURST {
+            bot.answer().await;
+        }
+        total += start.elapsed();
+        sender.await.expect("sender");
+    }
+    total
+}
+
+fn idle(c: &mut Criterion, rt: &Runtime, bot: &mut Bot, trains: u64) {
+    rt.block_on(bot.expect_one(OPS, "!status", "no train running"));
+    rt.block_on(bot.expect_one(OPS, "!history 5", "deploy"));
+    let mut group = c.benchmark_group("chat");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sampling_mode(SamplingMode::Flat);
+    group.bench_function(BenchmarkId::new("status", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(timed(bot, iters, OPS, "!status")))
+    });
+    group.bench_function(BenchmarkId::new("history_5", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(timed(bot, iters, OPS, "!history 5")))
+    });
+    group.finish();
+}
+
+fn approving(c: &mut Criterion, rt: &Runtime, bot: &mut Bot, trains: u64) {
+    let train = trains + 1;
+    rt.block_on(async {
+        bot.restart_with(&awaiting_train(train, AUTHORS)).await;
+        bot.expect_one("dev0", "!good", "approved").await;
+        bot.expect_one(VISITOR, "!good", "can approve it").await;
+    });
+    let mut group = c.benchmark_group("chat");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sampling_mode(SamplingMode::Flat);
+    group.bench_function(BenchmarkId::new("good_author", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(approvals(bot, iters, train)))
+    });
+    group.bench_function(BenchmarkId::new("good_refused", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(timed(bot, iters, VISITOR, "!good")))
+    });
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(BURST));
+    group.bench_function(BenchmarkId::new("burst_2000_good", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(bursts(bot, iters)))
+    });
+    group.finish();
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = filled_store(dir.path(), 10_000);
-    c.bench_function("status with 10k trains", |b| {
-        b.iter(|| {
-            let cmd = command::parse(black_box("!status"), "!");
-            let prod = store.production().unwrap().unwrap();
-            let waiting = store
-                .allocations_after(prod.alloc_seq.unwrap_or(0), 20)
-                .unwrap();
-            let last = store.last_train().unwrap();
-            let frozen = store.freeze().unwrap();
-            black_box((cmd, waiting, last, frozen))
-        })
-    });
-    c.bench_function("history 5 with 10k trains", |b| {
-        b.iter(|| {
-            let cmd = command::parse(black_box("!history 5"), "!");
-            black_box((cmd, store.deploy_history(5).unwrap()))
-        })
-    });
+    let rt = support::runtime();
+    for trains in SIZES {
+        let filled = Filled::new(trains);
+        let mut bot = rt.block_on(Bot::start(&filled));
+        idle(c, &rt, &mut bot, trains);
+        approving(c, &rt, &mut bot, trains);
+        rt.block_on(bot.stop());
+    }
 }
 
 criterion_group!(benches, bench);

@@ -24,8 +24,6 @@ use support::{AUDIT_ENTRIES, Bot, Filled, SIZES};
 use trainbot::domain::clock::SystemClock;
 use trainbot::web::{WebState, router};
 
-/// Entries on one `/audit` page (`web::audit::PAGE_SIZE`).
-
 /// GETs `uri` and reads the whole body; it must be 200 OK.
 async fn get(app: &Router, uri: &str) -> usize {
     let req = Request::get(uri).body(Body::empty()).expect("request");

@@ -40,13 +40,19 @@ impl Engine {
             self.stalled.events.push_back(ev);
             return;
         }
-        if let Err(error) = self.try_input(ev.clone()).await {
-            match ev {
-                Event::Chat(msg) => {
+        // What a failure needs: who to answer, or the input to try again
+        // (a command is answered, not replayed). No copy of a command.
+        let keep = match &ev {
+            Event::Chat(msg) => Err(msg.user.clone()),
+            other => Ok(other.clone()),
+        };
+        if let Err(error) = self.try_input(ev).await {
+            match keep {
+                Err(user) => {
                     let text = format!("⚠️ not done: storage is failing ({error})");
-                    self.reply(&msg.user, text).await;
+                    self.reply(&user, text).await;
                 }
-                other => self.stalled.events.push_back(other),
+                Ok(ev) => self.stalled.events.push_back(ev),
             }
             self.storage_failed(error).await;
         }
@@ -55,15 +61,18 @@ impl Engine {
     /// `handle`, with the in-memory state put back if it fails midway, so
     /// memory never runs ahead of the store.
     async fn try_input(&mut self, ev: Event) -> anyhow::Result<()> {
-        let (train, locks, departing) = (
-            self.train.clone(),
-            self.locks.clone(),
-            self.departing.clone(),
-        );
+        // Only cheap copies up front: a failed write left the store as it
+        // was, so the train and the locks are read back from it.
+        let (train, departing) = (self.train.as_ref().map(|t| t.id), self.departing.clone());
         let result = self.handle(ev).await;
         if result.is_err() {
-            self.train = train;
-            self.locks = locks;
+            self.train = match train {
+                Some(id) => self.store.train(id).ok().flatten(),
+                None => None,
+            };
+            if let Ok(locks) = self.store.locks() {
+                self.locks = locks;
+            }
             self.departing = departing;
             self.private_replies = false;
             self.answer_later = false;

@@ -276,10 +276,21 @@ impl Engine {
     /// the same batch (at most `BATCH` of them). True if a stop came.
     async fn handle_waiting_inputs(&mut self) -> bool {
         const BATCH: usize = 1024;
-        for _ in 1..BATCH {
+        let mut yielded = false;
+        let mut n = 1;
+        while n < BATCH {
             match self.rx.try_recv() {
                 Ok(Event::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => return true,
-                Ok(ev) => self.handle_guarded(ev).await,
+                Ok(ev) => {
+                    self.handle_guarded(ev).await;
+                    n += 1;
+                }
+                // Once, let a sender that is mid-burst catch up: one flush
+                // then covers what it sends, at the cost of a scheduler turn.
+                Err(mpsc::error::TryRecvError::Empty) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
                 Err(mpsc::error::TryRecvError::Empty) => return false,
             }
         }

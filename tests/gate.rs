@@ -4,7 +4,7 @@
 mod support;
 
 use chrono::{Datelike, TimeDelta, Utc};
-use support::{Bot, BotConfig, ENVIRONMENTS, bot_with_alice_and_bob, short};
+use support::{Bot, BotConfig, ENVIRONMENTS, Sandbox, bot_with_alice_and_bob, short};
 
 fn through_lower_envs(bot: &mut Bot, train: u32) {
     for env in ENVIRONMENTS {
@@ -51,13 +51,14 @@ fn the_clock_does_not_reship_a_rolled_back_head_and_says_so_once() {
     bot.stop();
 }
 
-#[test]
-fn an_interrupted_train_holds_departures_until_cancelled() {
+/// Train #1 (alice's and bob's commits) cut by `kill -9` in its production
+/// deploy, and the bot started again: it says the train is interrupted.
+fn interrupted_train() -> (Sandbox, Bot, String) {
     let config = BotConfig {
         blocking_production: true,
         ..BotConfig::default()
     };
-    let (sandbox, mut bot, _head) = bot_with_alice_and_bob(&config);
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
     bot.ask("!depart", "🚂 train #1 departs");
     through_lower_envs(&mut bot, 1);
     bot.send("@alice !good");
@@ -68,6 +69,12 @@ fn an_interrupted_train_holds_departures_until_cancelled() {
 
     let mut bot = Bot::spawn(&sandbox.path().join("bot.toml"));
     bot.expect("⚠️ train #1 was interrupted during production deploy");
+    (sandbox, bot, head)
+}
+
+#[test]
+fn an_interrupted_train_holds_departures_until_cancelled() {
+    let (sandbox, mut bot, _head) = interrupted_train();
     let next = sandbox.repo.commit("carol", "Fix the header");
     bot.expect_allocated(&next);
     bot.ask(
@@ -223,22 +230,8 @@ fn why_and_next_explain_the_next_departure() {
 
 #[test]
 fn a_rollback_settles_an_interrupted_train_and_holds_its_head() {
-    let config = BotConfig {
-        blocking_production: true,
-        ..BotConfig::default()
-    };
-    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&config);
+    let (sandbox, mut bot, head) = interrupted_train();
     let root = sandbox.repo.rev(&format!("{head}^"));
-    bot.ask("!depart", "🚂 train #1 departs");
-    through_lower_envs(&mut bot, 1);
-    bot.send("@alice !good");
-    bot.ask("@bob !good", "train #1 ▶ production deploy started");
-    sandbox.wait_for_file("production.pid");
-    bot.kill9();
-    sandbox.touch("release");
-
-    let mut bot = Bot::spawn(&sandbox.path().join("bot.toml"));
-    bot.expect("⚠️ train #1 was interrupted during production deploy");
     bot.ask(
         &format!("!rollback {}", short(&root)),
         "🚂 train #2 rolls production back (by local)",

@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::{BIN, Bot, BotConfig, Sandbox, short};
 
@@ -52,31 +51,10 @@ impl GoldenRepo {
         sha
     }
 
+    /// Commits at fixed dates, so the same scenario gives the same SHAs.
     fn git(&self, author: &str, args: &[&str]) -> String {
-        let mut name = author.to_string();
-        name[..1].make_ascii_uppercase();
-        let email = format!("{author}@example.com");
         let date = format!("2026-11-30T12:{:02}:00Z", self.commits);
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.path)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", &name)
-            .env("GIT_AUTHOR_EMAIL", &email)
-            .env("GIT_COMMITTER_NAME", &name)
-            .env("GIT_COMMITTER_EMAIL", &email)
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        support::git_as(&self.path, author, Some(&date), args)
     }
 }
 

@@ -193,6 +193,7 @@ pub struct Facts<'a> {
 
 impl<'a> Facts<'a> {
     /// Facts with nothing holding anything.
+    #[cfg(test)]
     pub fn open(now: Ts, windows: &'a Windows, locks: &'a [Lock]) -> Facts<'a> {
         Facts {
             now,
@@ -226,6 +227,24 @@ fn hold(rule: Rule, detail: String, until: Option<Ts>) -> Hold {
     }
 }
 
+/// Rule *who*: with `[roles] production` set, only its users update live
+/// (the production roads, and `!unlock production`).
+pub fn who(actor: Option<&ChatUser>, production_role: Option<&[String]>) -> Option<Hold> {
+    let allowed = production_role?;
+    if actor.is_some_and(|a| allowed.iter().any(|u| u == a.as_str())) {
+        return None;
+    }
+    let detail = format!(
+        "only roles.production may update live: {}",
+        if allowed.is_empty() {
+            "nobody".to_string()
+        } else {
+            allowed.join(", ")
+        }
+    );
+    Some(hold(Rule::Who, detail, None))
+}
+
 /// May `road` move now? The rules are asked in a fixed order; the first
 /// that holds answers.
 pub fn gate(road: &Road, f: &Facts) -> Verdict {
@@ -238,20 +257,9 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
         }
     };
     if road.updates_live()
-        && let Some(allowed) = f.production_role
-        && !f
-            .actor
-            .is_some_and(|a| allowed.iter().any(|u| u == a.as_str()))
+        && let Some(h) = who(f.actor, f.production_role)
     {
-        let detail = format!(
-            "only roles.production may update live: {}",
-            if allowed.is_empty() {
-                "nobody".to_string()
-            } else {
-                allowed.join(", ")
-            }
-        );
-        return Verdict::No(hold(Rule::Who, detail, None));
+        return Verdict::No(h);
     }
     if let Some(t) = f.interrupted {
         let exempt = match road {

@@ -10,8 +10,8 @@ use crate::store::{AuditEntry, Freeze};
 
 use super::Engine;
 use super::calls::{Asked, Purpose, Reply};
-use super::gate::Ask;
-use crate::domain::gate::{Road, Verdict};
+use super::gate::{Ask, GateState};
+use crate::domain::gate::{Road, Rule, Verdict};
 use crate::domain::ids::{Sha, ShaPrefix};
 use crate::forge::ForgeError;
 
@@ -245,16 +245,42 @@ impl Engine {
         prefix: &ShaPrefix,
         result: Result<Sha, ForgeError>,
     ) -> anyhow::Result<Result<(), Refusal>> {
+        let road = Road::Force { train: None };
+        let (sha, overrides) = match self.production_road(asked, &road, Some(prefix), result)? {
+            Ok((Some(sha), overrides, _)) => (sha, overrides),
+            Ok((None, ..)) => return Ok(Err(Refusal::NothingToForce)),
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let kind = Kind::ForcedSha {
+            by: asked.actor.user.clone(),
+        };
+        self.depart_overriding(sha, kind, Route::ProductionOnly, overrides)?;
+        Ok(Ok(()))
+    }
+
+    /// What `!force <sha>` and `!rollback [sha]` share once their SHA is
+    /// known: one run at a time, then the gate with the SHA's place on
+    /// main. Gives the SHA (None: not on main, which the gate refuses),
+    /// the rule it overrides and the gate's facts.
+    #[allow(clippy::type_complexity)]
+    fn production_road(
+        &self,
+        asked: &Asked,
+        road: &Road,
+        prefix: Option<&ShaPrefix>,
+        result: Result<Sha, ForgeError>,
+    ) -> anyhow::Result<Result<(Option<Sha>, Option<Rule>, GateState), Refusal>> {
         // The world may have moved while the forge was asked.
-        if let Some(t) = &self.train {
-            return Ok(Err(Refusal::TrainRunning(t.id)));
-        }
-        if let Some(sha) = &self.departing {
-            return Ok(Err(Refusal::Departing(sha.short().to_string())));
+        if let Some(busy) = self.busy() {
+            return Ok(Err(busy));
         }
         let (sha, shown, on_main) = match result {
             Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
-            Err(ForgeError::NotOnMain(_)) => (None, prefix.to_string(), false),
+            Err(ForgeError::NotOnMain(_)) => (
+                None,
+                prefix.map(|p| p.to_string()).unwrap_or_default(),
+                false,
+            ),
             Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
         };
         let st = self.gate_state()?;
@@ -263,18 +289,10 @@ impl Engine {
             on_main: Some((&shown, on_main)),
             ..Ask::default()
         };
-        let overrides = match self.ask_gate(&Road::Force { train: None }, &st, ask) {
-            Verdict::Go { overrides } => overrides,
-            Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
-        };
-        let Some(sha) = sha else {
-            return Ok(Err(Refusal::NothingToForce));
-        };
-        let kind = Kind::ForcedSha {
-            by: asked.actor.user.clone(),
-        };
-        self.depart_overriding(sha, kind, Route::ProductionOnly, overrides)?;
-        Ok(Ok(()))
+        match self.ask_gate(road, &st, ask) {
+            Verdict::Go { overrides } => Ok(Ok((sha, overrides, st))),
+            Verdict::Wait(h) | Verdict::No(h) => Ok(Err(Refusal::Held(h))),
+        }
     }
 
     /// Asks the gate for `!force` of train `id`.
@@ -384,36 +402,13 @@ impl Engine {
         prefix: Option<&ShaPrefix>,
         target: Result<Sha, ForgeError>,
     ) -> anyhow::Result<Result<(), Refusal>> {
-        if let Some(t) = &self.train {
-            return Ok(Err(Refusal::TrainRunning(t.id)));
-        }
-        if let Some(sha) = &self.departing {
-            return Ok(Err(Refusal::Departing(sha.short().to_string())));
-        }
-        let (target, shown, on_main) = match target {
-            Ok(sha) => (Some(sha.clone()), sha.short().to_string(), true),
-            Err(ForgeError::NotOnMain(_)) => (
-                None,
-                prefix.map(|p| p.to_string()).unwrap_or_default(),
-                false,
-            ),
-            Err(e) => return Ok(Err(Refusal::Forge(e.to_string()))),
-        };
-        let st = self.gate_state()?;
-        let ask = Ask {
-            actor: Some(&asked.actor.user),
-            on_main: Some((&shown, on_main)),
-            ..Ask::default()
-        };
         let road = Road::Rollback {
             sha_given: prefix.is_some(),
         };
-        let overrides = match self.ask_gate(&road, &st, ask) {
-            Verdict::Go { overrides } => overrides,
-            Verdict::Wait(h) | Verdict::No(h) => return Ok(Err(Refusal::Held(h))),
-        };
-        let Some(target) = target else {
-            return Ok(Err(Refusal::NothingToRollBack));
+        let (target, overrides, st) = match self.production_road(asked, &road, prefix, target)? {
+            Ok((Some(sha), overrides, st)) => (sha, overrides, st),
+            Ok((None, ..)) => return Ok(Err(Refusal::NothingToRollBack)),
+            Err(refusal) => return Ok(Err(refusal)),
         };
         // A rollback settles an interrupted train: it ends as rolled back.
         if let Some(id) = st.interrupted()

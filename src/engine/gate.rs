@@ -4,6 +4,7 @@
 use crate::domain::gate::{self, Facts, Frozen, Hold, Rejected, Road, Verdict};
 use crate::domain::ids::{ChatUser, TrainId};
 use crate::domain::lock::{self, Lock};
+use crate::domain::refusal::Refusal;
 use crate::domain::train::{Input, Outcome, Stage, Target, target_name};
 use crate::store::{AuditEntry, Freeze};
 
@@ -22,6 +23,19 @@ pub(super) struct Ask<'a> {
     pub on_main: Option<(&'a str, bool)>,
     pub rejected: Option<Rejected<'a>>,
     pub tag_problem: Option<&'a str>,
+}
+
+impl Engine {
+    /// One run at a time: a train running, or one listing its commits to
+    /// leave, refuses a new one.
+    pub(super) fn busy(&self) -> Option<Refusal> {
+        if let Some(t) = &self.train {
+            return Some(Refusal::TrainRunning(t.id));
+        }
+        self.departing
+            .as_ref()
+            .map(|sha| Refusal::Departing(sha.short().to_string()))
+    }
 }
 
 impl GateState {

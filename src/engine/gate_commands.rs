@@ -2,7 +2,7 @@
 //! `!locks`, `!why`, `!next`.
 
 use crate::domain::command::TrainOrSha;
-use crate::domain::gate::{PRODUCTION, Road, Verdict};
+use crate::domain::gate::{self, PRODUCTION, Road, Verdict};
 use crate::domain::ids::{BranchName, Sha, ShaPrefix, TrainId};
 use crate::domain::lock::Lock;
 use crate::domain::messages;
@@ -75,11 +75,8 @@ impl Engine {
             Ok(i) => i,
             Err(r) => return Ok(Err(r)),
         };
-        if let Some(t) = &self.train {
-            return Ok(Err(Refusal::TrainRunning(t.id)));
-        }
-        if let Some(sha) = &self.departing {
-            return Ok(Err(Refusal::Departing(sha.short().to_string())));
+        if let Some(busy) = self.busy() {
+            return Ok(Err(busy));
         }
         let (sha, on_main) = match resolved {
             Ok(found) => found,
@@ -175,21 +172,9 @@ impl Engine {
             ))));
         }
         if env == PRODUCTION
-            && let Some(role) = &self.cfg.production_role
-            && !role.iter().any(|u| u == actor.user.as_str())
+            && let Some(h) = gate::who(Some(&actor.user), self.cfg.production_role.as_deref())
         {
-            let st = self.gate_state()?;
-            let ask = Ask {
-                actor: Some(&actor.user),
-                ..Ask::default()
-            };
-            // The gate's *who* rule words the refusal.
-            if let Some(h) = self
-                .ask_gate(&Road::Rollback { sha_given: false }, &st, ask)
-                .hold()
-            {
-                return Ok(Err(Refusal::Held(h.clone())));
-            }
+            return Ok(Err(Refusal::Held(h)));
         }
         self.store.remove_lock(env)?;
         self.locks.retain(|l| l.env != env);
@@ -439,9 +424,6 @@ async fn resolve_ref(
     if !production {
         return Ok((sha, true));
     }
-    match forge.resolve_on_main(&sha.as_prefix()).await {
-        Ok(_) => Ok((sha, true)),
-        Err(ForgeError::NotOnMain(_)) => Ok((sha, false)),
-        Err(e) => Err(refused(e)),
-    }
+    let on_main = forge.is_on_main(&sha).await.map_err(refused)?;
+    Ok((sha, on_main))
 }

@@ -196,11 +196,7 @@ impl Engine {
             move |forge| async move {
                 let now_at = forge.tag(&name).await?;
                 let on_main = match (&now_at, production) {
-                    (Some(t), true) => match forge.resolve_on_main(&t.sha.as_prefix()).await {
-                        Ok(_) => Some(true),
-                        Err(ForgeError::NotOnMain(_)) => Some(false),
-                        Err(e) => return Err(e),
-                    },
+                    (Some(t), true) => Some(forge.is_on_main(&t.sha).await?),
                     _ => None,
                 };
                 Ok((now_at, on_main))

@@ -76,6 +76,16 @@ pub trait Forge: Send + Sync {
     /// such tag (deleted). Asked right before a queued tag deploy starts.
     async fn tag(&self, name: &str) -> Result<Option<TagRef>, ForgeError>;
 
+    /// Whether a known commit is in the main branch's history (SPEC §11
+    /// rule *on main*).
+    async fn is_on_main(&self, sha: &Sha) -> Result<bool, ForgeError> {
+        match self.resolve_on_main(&sha.as_prefix()).await {
+            Ok(_) => Ok(true),
+            Err(ForgeError::NotOnMain(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether the repository can be seen with the credentials given;
     /// asked once at start so a wrong token or name is said at once.
     async fn check(&self) -> Result<(), ForgeError> {

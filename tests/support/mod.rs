@@ -191,28 +191,37 @@ impl TestRepo {
     /// Runs git with author and committer set explicitly (no global config
     /// of the machine leaks in).
     fn git(&self, author: &str, args: &[&str]) -> String {
-        let mut name = author.to_string();
-        name[..1].make_ascii_uppercase();
-        let email = format!("{author}@example.com");
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.path)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", &name)
-            .env("GIT_AUTHOR_EMAIL", &email)
-            .env("GIT_COMMITTER_NAME", &name)
-            .env("GIT_COMMITTER_EMAIL", &email)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        git_as(&self.path, author, None, args)
     }
+}
+
+/// Runs git in `path` as `author` (`alice` is "Alice <alice@example.com>"),
+/// committing at `date` when given; no global config of the machine leaks in.
+pub fn git_as(path: &Path, author: &str, date: Option<&str>, args: &[&str]) -> String {
+    let mut name = author.to_string();
+    name[..1].make_ascii_uppercase();
+    let email = format!("{author}@example.com");
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
+        .arg(path)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", &name)
+        .env("GIT_AUTHOR_EMAIL", &email)
+        .env("GIT_COMMITTER_NAME", &name)
+        .env("GIT_COMMITTER_EMAIL", &email)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    if let Some(date) = date {
+        cmd.env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date);
+    }
+    let out = cmd.output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 pub fn short(sha: &str) -> &str {

@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod engine;
 pub mod forge;

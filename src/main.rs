@@ -8,12 +8,14 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
 
-use trainbot::chat::Chat;
 use trainbot::chat::console::Console;
+use trainbot::chat::{Chat, Scope, ScopedChat};
 use trainbot::chat::slack::{Slack, StartError, Tokens};
 use trainbot::cli::{Cli, Cmd};
 use trainbot::config::{ChatAdapter, ForgeKind, Settings};
+use trainbot::dispatch::Dispatcher;
 use trainbot::domain::clock::{Clock, SystemClock};
+use trainbot::domain::ids::TRAIN_LABEL;
 use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
 use trainbot::forge::git::GitForge;
 use trainbot::forge::github::GithubForge;
@@ -23,8 +25,8 @@ use trainbot::runner::http::HttpRunner;
 use trainbot::runner::kinds::StepKinds;
 use trainbot::runner::shell::ShellRunner;
 use trainbot::runner::workflow::WorkflowRunner;
-use trainbot::store::{Store, StoreError};
-use trainbot::web::{WebState, Webhook, router};
+use trainbot::store::{Store, StoreError, Wanted};
+use trainbot::web::{WebState, Webhook, router_for};
 
 fn main() -> ExitCode {
     // One TLS provider for every client (Slack's connector needs it set).
@@ -38,8 +40,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let settings = match Settings::load(&cli.config) {
-        Ok(s) => s,
+    let pipelines = match trainbot::config::load_pipelines(&cli.config) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("trainbot: {e}");
             return ExitCode::from(2);
@@ -54,13 +56,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run => {
-            let token = match github_token(&settings) {
-                Ok(token) => token,
-                Err(e) => {
-                    eprintln!("trainbot: {}: {e}", cli.config.display());
-                    return ExitCode::from(2);
+            let mut planned = Vec::new();
+            for settings in pipelines {
+                match github_token(&settings) {
+                    Ok(github_token) => planned.push(Planned {
+                        settings,
+                        github_token,
+                    }),
+                    Err(e) => {
+                        eprintln!("trainbot: {}: {e}", cli.config.display());
+                        return ExitCode::from(2);
+                    }
                 }
-            };
+            }
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -68,7 +76,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = rt.block_on(run(settings, token));
+            let result = rt.block_on(run(planned));
             // The console reads stdin in a blocking thread that never returns
             // while stdin stays open (a terminal): stop without waiting for it.
             rt.shutdown_timeout(std::time::Duration::from_millis(250));
@@ -132,21 +140,36 @@ fn webhook(
     })
 }
 
-async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
+/// One pipeline before its engine starts.
+struct Planned {
+    settings: Settings,
+    github_token: Option<String>,
+}
+
+async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
     // Listening from the start: a signal during start-up stops the bot
-    // cleanly once the engine runs, instead of killing it outright.
+    // cleanly once the engines run, instead of killing it outright.
     let signals = Signals::new();
-    let store = match Store::open(&settings.bot.data_dir) {
+    let first = &planned[0].settings;
+    let (root_dir, multi) = (first.bot.data_dir.clone(), first.pipeline.multi);
+    let (bot, chat_cfg) = (first.bot.clone(), first.chat.clone());
+    let root = match Store::open(&root_dir) {
         Ok(s) => s,
         Err(e @ StoreError::Locked(_)) => anyhow::bail!("{e}"),
         Err(e) => return Err(e).context("Cannot open the store"),
     };
-    let registry = Arc::new(StoreRegistry(store.clone()));
+    let wanted: Vec<Wanted<'_>> = planned
+        .iter()
+        .map(|p| Wanted {
+            name: &p.settings.pipeline.name,
+            heir: p.settings.pipeline.name == repository_name(&p.settings),
+        })
+        .collect();
+    let stores = root.pipelines(&wanted, multi)?;
     let (chat_tx, chat_rx) = mpsc::channel(256);
-    let (chat, slack): (Arc<dyn Chat>, Option<Arc<Slack>>) = match settings.chat.adapter {
+    let (chat, slack): (Arc<dyn Chat>, Option<Arc<Slack>>) = match chat_cfg.adapter {
         ChatAdapter::Console => {
-            let console = Arc::new(Console::new(&settings.chat.console_user));
+            let console = Arc::new(Console::new(&chat_cfg.console_user));
             let reader = console.clone();
             trainbot::supervise::restarting("console reader", move || {
                 reader.read_stdin(chat_tx.clone())
@@ -154,14 +177,21 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
             (console, None)
         }
         ChatAdapter::Slack => {
-            let cfg = &settings.chat.slack;
+            let cfg = &chat_cfg.slack;
             let tokens = Tokens::from_env(cfg)?;
+            let mut channels: Vec<String> = Vec::new();
+            for p in &planned {
+                if !channels.contains(&p.settings.chat.slack.channel) {
+                    channels.push(p.settings.chat.slack.channel.clone());
+                }
+            }
             let slack = Arc::new(
                 Slack::start(
                     cfg,
+                    channels,
                     tokens,
-                    store.adapter_handle(),
-                    &settings.bot.command_prefix,
+                    root.adapter_handle(),
+                    &bot.command_prefix,
                     chat_tx,
                 )
                 .await?,
@@ -169,6 +199,173 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
             (slack.clone(), Some(slack))
         }
     };
+    let console = chat_cfg.adapter == ChatAdapter::Console;
+    let channel_count = |channel: &str| {
+        planned
+            .iter()
+            .filter(|p| p.settings.chat.slack.channel == channel)
+            .count()
+    };
+    let mut engines = Vec::new();
+    let mut webs = Vec::new();
+    let mut routes = Vec::new();
+    for (p, store) in planned.into_iter().zip(stores) {
+        let mut settings = p.settings;
+        if !store.legacy {
+            settings.bot.data_dir = root_dir.join("p").join(&settings.pipeline.name);
+        }
+        let settings = Arc::new(settings);
+        let scope = Scope {
+            pipeline: settings.pipeline.name.clone(),
+            channel: settings.chat.slack.channel.clone(),
+            multi,
+            shared: multi && (console || channel_count(&settings.chat.slack.channel) > 1),
+        };
+        let chat: Arc<dyn Chat> = Arc::new(ScopedChat::new(chat.clone(), scope));
+        let built = pipeline(settings.clone(), store.store, chat, p.github_token)?;
+        routes.push(trainbot::dispatch::Pipeline {
+            name: settings.pipeline.name.clone(),
+            channel: settings.chat.slack.channel.clone(),
+            inbox: built.engine.inbox(),
+            snapshots: built.engine.snapshots(),
+        });
+        webs.push(built.web);
+        engines.push((settings.pipeline.name.clone(), built.engine));
+    }
+    let inboxes: Vec<mpsc::Sender<Event>> = routes.iter().map(|r| r.inbox.clone()).collect();
+    let listener = tokio::net::TcpListener::bind(bot.http_listen)
+        .await
+        .with_context(|| format!("Cannot listen on {}", bot.http_listen))?;
+    // With port 0 in the config, the log is the only place the port shows.
+    let listening = listener
+        .local_addr()
+        .map_or_else(|_| bot.http_listen.to_string(), |a| a.to_string());
+    let app = router_for(webs);
+    let (stop_web, stop_web_rx) = watch::channel(false);
+    // A restarted server accepts on a copy of the same socket: the port
+    // stays the one announced, even with port 0 in the config.
+    let listener = listener.into_std().context("Cannot keep the listener")?;
+    let web = trainbot::supervise::restarting("web server", move || {
+        let (app, mut stop) = (app.clone(), stop_web_rx.clone());
+        let listener = listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        tokio::spawn(async move {
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(error) => return tracing::error!(%error, "Cannot serve HTTP."),
+            };
+            let stopped = async move {
+                let _ = stop.wait_for(|&stop| stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "The web server stopped.");
+            }
+        })
+    });
+
+    // The dispatcher takes every chat message to its pipeline's inbox; a
+    // restarted one goes on with the same receiver.
+    let chat_rx = Arc::new(tokio::sync::Mutex::new(chat_rx));
+    let dispatcher = Arc::new(tokio::sync::Mutex::new(Dispatcher::new(
+        routes,
+        &bot.command_prefix,
+        chat.clone(),
+    )));
+    trainbot::supervise::restarting("chat dispatcher", move || {
+        let (chat_rx, dispatcher) = (chat_rx.clone(), dispatcher.clone());
+        tokio::spawn(async move {
+            let mut chat_rx = chat_rx.lock().await;
+            let mut dispatcher = dispatcher.lock().await;
+            while let Some(msg) = chat_rx.recv().await {
+                if !dispatcher.dispatch(msg).await {
+                    return;
+                }
+            }
+        })
+    });
+    // Every signal goes to every engine: the first stops them gently (a
+    // running production step may finish), a second at once (SPEC §12).
+    trainbot::supervise::once("signals", async move {
+        let Some(mut signals) = signals else {
+            return;
+        };
+        for n in 1u32.. {
+            signals.next().await;
+            match n {
+                1 => tracing::info!("Signal received; stopping."),
+                _ => tracing::warn!("Another signal received; stopping at once."),
+            }
+            for inbox in &inboxes {
+                let _ = inbox.send(Event::Shutdown).await;
+            }
+        }
+    });
+
+    tracing::info!(listen = %listening, pipelines = engines.len(), "trainbot is running.");
+    // Each engine is its own task: pipelines never wait for one another.
+    let running: Vec<_> = engines
+        .into_iter()
+        .map(|(name, engine)| {
+            let label: Arc<str> = Arc::from(name.as_str());
+            let run = engine.run();
+            let task = if multi {
+                tokio::spawn(TRAIN_LABEL.scope(label, run))
+            } else {
+                tokio::spawn(run)
+            };
+            (name, task)
+        })
+        .collect();
+    let mut result = Ok(());
+    for (name, task) in running {
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(anyhow::anyhow!("the engine task ended: {e}")),
+        };
+        if let Err(e) = outcome
+            && result.is_ok()
+        {
+            result = Err(e.context(format!("pipeline {name}")));
+        }
+    }
+    if let Some(slack) = slack {
+        slack.shutdown().await;
+    }
+    let _ = stop_web.send(true);
+    let _ = web.await;
+    result
+}
+
+/// The name the single-pipeline version went by: its repository's.
+fn repository_name(s: &Settings) -> String {
+    match s.forge.kind {
+        ForgeKind::Github => s.forge.github.repo.clone(),
+        ForgeKind::Git => std::fs::canonicalize(&s.forge.git_path)
+            .unwrap_or_else(|_| s.forge.git_path.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// One pipeline's engine and its pages.
+struct Built {
+    engine: Engine,
+    web: WebState,
+}
+
+/// The engine of one pipeline with its own forge, runners and store.
+fn pipeline(
+    settings: Arc<Settings>,
+    store: Store,
+    chat: Arc<dyn Chat>,
+    github_token: Option<String>,
+) -> anyhow::Result<Built> {
+    let registry = Arc::new(StoreRegistry(store.clone()));
     let max_log = settings.bot.max_step_log;
     let shell = Arc::new(ShellRunner::with_default_grace(registry).with_log_cap(max_log));
     // `workflow_run` webhooks wake the workflow steps following a run.
@@ -208,88 +405,21 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(settings.clone(), store.clone(), ports);
-    let inbox = engine.inbox();
-    let listener = tokio::net::TcpListener::bind(settings.bot.http_listen)
-        .await
-        .with_context(|| format!("Cannot listen on {}", settings.bot.http_listen))?;
-    // With port 0 in the config, the log is the only place the port shows.
-    let listening = listener
-        .local_addr()
-        .map_or_else(|_| settings.bot.http_listen.to_string(), |a| a.to_string());
-    let app = router(WebState {
+    let web = WebState {
         snapshots: engine.snapshots(),
         store,
         settings: settings.clone(),
         metrics: engine.metrics(),
         clock: Arc::new(SystemClock),
-        webhook: webhook(&settings, &inbox, run_events),
-    });
-    let (stop_web, stop_web_rx) = watch::channel(false);
-    // A restarted server accepts on a copy of the same socket: the port
-    // stays the one announced, even with port 0 in the config.
-    let listener = listener.into_std().context("Cannot keep the listener")?;
-    let web = trainbot::supervise::restarting("web server", move || {
-        let (app, mut stop) = (app.clone(), stop_web_rx.clone());
-        let listener = listener
-            .try_clone()
-            .and_then(tokio::net::TcpListener::from_std);
-        tokio::spawn(async move {
-            let listener = match listener {
-                Ok(listener) => listener,
-                Err(error) => return tracing::error!(%error, "Cannot serve HTTP."),
-            };
-            let stopped = async move {
-                let _ = stop.wait_for(|&stop| stop).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(%error, "The web server stopped.");
-            }
-        })
-    });
-
-    // One receiver for every run of the forwarder, restarted or not.
-    let chat_rx = Arc::new(tokio::sync::Mutex::new(chat_rx));
-    let forward = inbox.clone();
-    trainbot::supervise::restarting("chat forwarder", move || {
-        let (chat_rx, forward) = (chat_rx.clone(), forward.clone());
-        tokio::spawn(async move {
-            let mut chat_rx = chat_rx.lock().await;
-            while let Some(msg) = chat_rx.recv().await {
-                if forward.send(Event::Chat(msg)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    });
-    // Every signal goes to the engine: the first stops it gently (a running
-    // production step may finish), a second at once (SPEC §12).
-    trainbot::supervise::once("signals", async move {
-        let Some(mut signals) = signals else {
-            return;
-        };
-        for n in 1u32.. {
-            signals.next().await;
-            match n {
-                1 => tracing::info!("Signal received; stopping."),
-                _ => tracing::warn!("Another signal received; stopping at once."),
-            }
-            if inbox.send(Event::Shutdown).await.is_err() {
-                return;
-            }
-        }
-    });
-
-    tracing::info!(listen = %listening, "trainbot is running.");
-    let result = engine.run().await;
-    if let Some(slack) = slack {
-        slack.shutdown().await;
-    }
-    let _ = stop_web.send(true);
-    let _ = web.await;
-    result
+        webhook: webhook(&settings, &engine.inbox(), run_events),
+        base: if settings.pipeline.multi {
+            format!("/p/{}", settings.pipeline.name)
+        } else {
+            String::new()
+        },
+        name: settings.pipeline.name.clone(),
+    };
+    Ok(Built { engine, web })
 }
 
 /// SIGTERM and SIGINT, as one stream.

@@ -98,9 +98,20 @@ impl FromStr for TrainId {
     }
 }
 
+tokio::task_local! {
+    /// The pipeline whose engine runs this task, when several share the bot:
+    /// its trains show as `web#12` (SPEC §16). Each engine runs inside its
+    /// own scope, so every message it formats carries the label without
+    /// threading a name through every message function.
+    pub static TRAIN_LABEL: std::sync::Arc<str>;
+}
+
 impl fmt::Display for TrainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        match TRAIN_LABEL.try_with(|label| write!(f, "{label}#{}", self.0)) {
+            Ok(written) => written,
+            Err(_) => write!(f, "#{}", self.0),
+        }
     }
 }
 
@@ -218,6 +229,10 @@ mod tests {
         assert_eq!("#12".parse::<TrainId>().unwrap(), TrainId(12));
         assert_eq!("7".parse::<TrainId>().unwrap(), TrainId(7));
         assert!("#".parse::<TrainId>().is_err());
+        let label = std::sync::Arc::from("web");
+        let shown = TRAIN_LABEL.sync_scope(label, || TrainId(12).to_string());
+        assert_eq!(shown, "web#12");
+        assert_eq!(TrainId(12).to_string(), "#12");
         assert!("x1".parse::<TrainId>().is_err());
     }
 

@@ -5,6 +5,7 @@ mod audit_pages;
 mod builds;
 mod codec;
 mod locks;
+mod pipelines;
 mod quarantine;
 mod queries;
 mod records;
@@ -20,6 +21,7 @@ use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
 pub use audit_pages::{AuditCursor, AuditPage};
+pub use pipelines::{PipelineStore, Wanted};
 pub use records::*;
 pub use seen::AdapterStore;
 pub use tags::{QueuedTag, TagFailure};
@@ -44,6 +46,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// Prefix of this pipeline's tree names: "" for the pipeline that owns
+    /// the trees of the single-pipeline layout, `p/NAME/` for the others.
+    ns: Arc<str>,
     meta: Tree,
     trains: Tree,
     allocations: Tree,
@@ -102,29 +107,41 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        let store = Store {
-            meta: db.open_tree("meta")?,
-            trains: db.open_tree("trains")?,
-            allocations: db.open_tree("allocations")?,
-            alloc_by_sha: db.open_tree("alloc_by_sha")?,
-            train_by_sha: db.open_tree("train_by_sha")?,
-            deploys: db.open_tree("deploys")?,
-            audit: db.open_tree("audit")?,
-            procs: db.open_tree("procs")?,
-            claims: db.open_tree("claims")?,
-            builds: db.open_tree("builds")?,
-            nodes: db.open_tree("nodes")?,
-            branch_builds: db.open_tree("branch_builds")?,
-            train_outcomes: db.open_tree("train_outcomes")?,
-            outcome_counts: db.open_tree("outcome_counts")?,
+        let store = Store::with_namespace(db, "")?;
+        store.count_outcomes_once()?;
+        Ok(store)
+    }
+
+    /// The trees of one namespace of the same database.
+    fn with_namespace(db: Db, ns: &str) -> Result<Store> {
+        let tree = |name: &str| db.open_tree(format!("{ns}{name}"));
+        Ok(Store {
+            meta: tree("meta")?,
+            trains: tree("trains")?,
+            allocations: tree("allocations")?,
+            alloc_by_sha: tree("alloc_by_sha")?,
+            train_by_sha: tree("train_by_sha")?,
+            deploys: tree("deploys")?,
+            audit: tree("audit")?,
+            procs: tree("procs")?,
+            claims: tree("claims")?,
+            builds: tree("builds")?,
+            nodes: tree("nodes")?,
+            branch_builds: tree("branch_builds")?,
+            train_outcomes: tree("train_outcomes")?,
+            outcome_counts: tree("outcome_counts")?,
             faults: Arc::default(),
             defer: Arc::default(),
             flushes: Arc::default(),
             set_aside: Default::default(),
+            ns: Arc::from(ns),
             db,
-        };
-        store.count_outcomes_once()?;
-        Ok(store)
+        })
+    }
+
+    /// A tree of this store's namespace that is not kept open in the struct.
+    fn tree(&self, name: &str) -> Result<Tree> {
+        Ok(self.db.open_tree(format!("{}{name}", self.ns))?)
     }
 
     /// A store written before outcomes were counted gets its counts once.

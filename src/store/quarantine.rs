@@ -97,7 +97,7 @@ impl Store {
     /// Moves the record, raw, in one transaction, if it still holds what
     /// was read; flushed. False if it had changed or gone.
     fn move_to_quarantine(&self, tree: &Tree, key: &[u8], bytes: &[u8]) -> Result<bool> {
-        let quarantine = self.db.open_tree(QUARANTINE)?;
+        let quarantine = self.tree(QUARANTINE)?;
         let aside = [&tree.name()[..], b"/", key].concat();
         let res: std::result::Result<bool, TransactionError<()>> =
             (tree, &quarantine).transaction(|(t, q)| {
@@ -123,8 +123,7 @@ impl Store {
 
     /// Everything in quarantine: each record's name and its raw bytes.
     pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        self.db
-            .open_tree(QUARANTINE)?
+        self.tree(QUARANTINE)?
             .iter()
             .map(|entry| {
                 let (key, bytes) = entry?;
@@ -139,7 +138,7 @@ impl Store {
     /// even when the record that had one is in quarantine.
     pub(super) fn last_id_set_aside(&self, tree: &Tree) -> Result<u64> {
         let prefix = [&tree.name()[..], b"/"].concat();
-        let last = self.db.open_tree(QUARANTINE)?.scan_prefix(&prefix).last();
+        let last = self.tree(QUARANTINE)?.scan_prefix(&prefix).last();
         Ok(match last.transpose()? {
             Some((key, _)) if key.len() == prefix.len() + 8 => from_be(&key[prefix.len()..]),
             _ => 0,

@@ -49,7 +49,7 @@ impl Store {
     /// restart is still known.
     pub fn first_seen(&self, key: &str, at: Ts) -> Result<bool> {
         self.writable()?;
-        let tree = self.db.open_tree(SEEN)?;
+        let tree = self.tree(SEEN)?;
         let fresh = tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(codec::encode(&at)))?
             .is_ok();
@@ -63,14 +63,14 @@ impl Store {
     /// e.g. a webhook delivery the engine could not take); flushed.
     pub fn forget_seen(&self, key: &str) -> Result<()> {
         self.writable()?;
-        self.db.open_tree(SEEN)?.remove(key)?;
+        self.tree(SEEN)?.remove(key)?;
         self.flush()
     }
 
     /// Forgets seen keys recorded before `before`; returns how many.
     pub fn prune_seen(&self, before: Ts) -> Result<usize> {
         self.writable()?;
-        let tree = self.db.open_tree(SEEN)?;
+        let tree = self.tree(SEEN)?;
         let mut pruned = 0;
         for entry in self.decoded_entries(&tree, tree.iter()) {
             let (key, at): (_, Ts) = entry?;
@@ -84,7 +84,7 @@ impl Store {
 
     /// A note an adapter kept under `key`.
     pub fn chat_note(&self, key: &str) -> Result<Option<String>> {
-        let tree = self.db.open_tree(NOTES)?;
+        let tree = self.tree(NOTES)?;
         match tree.get(key)? {
             Some(v) => self.read(&tree, key.as_bytes(), &v),
             None => Ok(None),
@@ -94,8 +94,7 @@ impl Store {
     /// Keeps `value` under `key`, flushed.
     pub fn set_chat_note(&self, key: &str, value: &str) -> Result<()> {
         self.writable()?;
-        self.db
-            .open_tree(NOTES)?
+        self.tree(NOTES)?
             .insert(key, codec::encode(&value))?;
         self.flush()
     }

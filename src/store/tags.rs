@@ -51,7 +51,7 @@ fn queued_entry(entry: Result<(sled::IVec, QueuedTag)>) -> Result<(u64, QueuedTa
 impl Store {
     /// The commit `name` pointed at when it was last acted on.
     pub fn tag_seen(&self, name: &str) -> Result<Option<Sha>> {
-        let tree = self.db.open_tree(TREE)?;
+        let tree = self.tree(TREE)?;
         let key = format!("{SEEN}{name}");
         match tree.get(&key)? {
             Some(v) => self.read(&tree, key.as_bytes(), &v),
@@ -65,7 +65,7 @@ impl Store {
     /// Returns the queue position (1 = next).
     pub fn record_tag(&self, name: &str, sha: &Sha, deploy: Option<&QueuedTag>) -> Result<usize> {
         self.writable()?;
-        let tree = self.db.open_tree(TREE)?;
+        let tree = self.tree(TREE)?;
         let mut batch = sled::Batch::default();
         batch.insert(format!("{SEEN}{name}").as_bytes(), codec::encode(sha));
         let mut seq = None;
@@ -111,7 +111,7 @@ impl Store {
     /// at the same commit, it counts as new.
     pub fn forget_tag(&self, name: &str) -> Result<()> {
         self.writable()?;
-        self.db.open_tree(TREE)?.remove(format!("{SEEN}{name}"))?;
+        self.tree(TREE)?.remove(format!("{SEEN}{name}"))?;
         self.flush()
     }
 
@@ -120,7 +120,7 @@ impl Store {
     /// True if this was the first time.
     pub fn tag_baseline(&self, tags: &[(String, Sha)]) -> Result<bool> {
         self.writable()?;
-        let tree = self.db.open_tree(TREE)?;
+        let tree = self.tree(TREE)?;
         if tree.contains_key(BASELINE)? {
             return Ok(false);
         }
@@ -136,7 +136,7 @@ impl Store {
 
     /// The tag deploys waiting, oldest first, with their queue keys.
     pub fn queued_tags(&self) -> Result<Vec<(u64, QueuedTag)>> {
-        let tree = self.db.open_tree(TREE)?;
+        let tree = self.tree(TREE)?;
         self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .map(queued_entry)
             .collect()
@@ -146,15 +146,14 @@ impl Store {
     /// updates it there (its failures, a moved SHA).
     pub fn requeue_tag(&self, seq: u64, tag: &QueuedTag) -> Result<()> {
         self.writable()?;
-        self.db
-            .open_tree(TREE)?
+        self.tree(TREE)?
             .insert(queue_key(seq), codec::encode(tag))?;
         self.flush()
     }
 
     /// The tag deploy waiting longest, if any.
     pub fn next_queued_tag(&self) -> Result<Option<(u64, QueuedTag)>> {
-        let tree = self.db.open_tree(TREE)?;
+        let tree = self.tree(TREE)?;
         self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .next()
             .map(queued_entry)
@@ -164,7 +163,7 @@ impl Store {
     /// Takes a tag deploy off the queue (it has become a train).
     pub fn dequeue_tag(&self, seq: u64) -> Result<()> {
         self.writable()?;
-        self.db.open_tree(TREE)?.remove(queue_key(seq))?;
+        self.tree(TREE)?.remove(queue_key(seq))?;
         self.flush()
     }
 }

@@ -1,0 +1,141 @@
+//! Several pipelines, one chat (SPEC §16): every chat message passes here
+//! and goes to the inbox of the pipeline it is for. A single-pipeline bot
+//! forwards everything unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::chat::{Chat, Incoming, Message, Scope};
+use crate::domain::route::{Route, Said, Summary, route};
+use crate::engine::{Event, Snapshot};
+
+/// One pipeline as the dispatcher sees it.
+pub struct Pipeline {
+    pub name: String,
+    /// Its chat channel as configured; messages from the console carry
+    /// none and reach every pipeline.
+    pub channel: String,
+    pub inbox: mpsc::Sender<Event>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+pub struct Dispatcher {
+    pipelines: Vec<Pipeline>,
+    prefix: String,
+    chat: Arc<dyn Chat>,
+    /// `!use`: the default pipeline of a place (a channel, or the console).
+    defaults: HashMap<Option<String>, String>,
+}
+
+impl Dispatcher {
+    pub fn new(pipelines: Vec<Pipeline>, prefix: &str, chat: Arc<dyn Chat>) -> Dispatcher {
+        Dispatcher {
+            pipelines,
+            prefix: prefix.to_string(),
+            chat,
+            defaults: HashMap::new(),
+        }
+    }
+
+    /// Takes chat messages until the chat ends or every engine has stopped.
+    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+        while let Some(msg) = incoming.recv().await {
+            if !self.dispatch(msg).await {
+                return;
+            }
+        }
+    }
+
+    /// False once the engines are gone.
+    pub async fn dispatch(&mut self, msg: Incoming) -> bool {
+        if let [only] = self.pipelines.as_slice() {
+            return only.inbox.send(Event::Chat(msg)).await.is_ok();
+        }
+        let here: Vec<usize> = (0..self.pipelines.len())
+            .filter(|&i| match &msg.channel {
+                Some(channel) => self.pipelines[i].channel == *channel,
+                None => true,
+            })
+            .collect();
+        if here.is_empty() {
+            return true;
+        }
+        let summaries: Vec<Summary> = here.iter().map(|&i| self.summary(i)).collect();
+        let said = Said {
+            text: &msg.text,
+            prefix: &self.prefix,
+            user: msg.user.as_str(),
+            button: msg.pipeline.as_deref(),
+        };
+        let place = msg.channel.clone();
+        let answer = match route(&said, &summaries, self.defaults.get(&place).map(String::as_str)) {
+            Route::Ignore => return true,
+            Route::To { pipeline, text } => {
+                let Some(p) = self.pipelines.iter().find(|p| p.name == pipeline) else {
+                    return true;
+                };
+                let sent = p.inbox.send(Event::Chat(Incoming { text, ..msg })).await;
+                return sent.is_ok();
+            }
+            Route::Choose(names) => format!(
+                "Which pipeline? {} — name it first, e.g. `{}status {}`",
+                names.join(", "),
+                self.prefix,
+                names.first().map_or("NAME", String::as_str)
+            ),
+            Route::Use(name) => {
+                let answer = format!("Commands here go to {name} now.");
+                self.defaults.insert(place.clone(), name);
+                answer
+            }
+            Route::UseUnknown(names) => format!(
+                "Usage: {}use <pipeline> — pipelines here: {}",
+                self.prefix,
+                names.join(", ")
+            ),
+        };
+        let scope = Scope {
+            pipeline: summaries[0].name.clone(),
+            channel: self.pipelines[here[0]].channel.clone(),
+            multi: true,
+            shared: false,
+        };
+        let reply = Message::Reply {
+            to: msg.user.clone(),
+            text: answer,
+            private: msg.button,
+        };
+        self.chat.send_in(&scope, reply).await;
+        true
+    }
+
+    fn summary(&self, i: usize) -> Summary {
+        let p = &self.pipelines[i];
+        let snap = p.snapshots.borrow().clone();
+        let train = snap.train.as_ref();
+        let approval = train.is_some_and(|t| t.stage == "approval");
+        Summary {
+            name: p.name.clone(),
+            awaiting: match train {
+                Some(t) if approval => t.waiting_for.clone(),
+                _ => Vec::new(),
+            },
+            approval,
+            running: train.is_some_and(|t| !ENDED.contains(&t.stage.as_str())),
+            frozen: snap.frozen.is_some(),
+        }
+    }
+}
+
+/// Stage words of an ended train (`Outcome::word`).
+const ENDED: &[&str] = &[
+    "deployed",
+    "done",
+    "vetoed",
+    "failed",
+    "expired",
+    "cancelled",
+    "interrupted",
+];

@@ -159,6 +159,7 @@ async fn run(settings: Settings, github_token: Option<String>) -> anyhow::Result
             let slack = Arc::new(
                 Slack::start(
                     cfg,
+                    vec![cfg.channel.clone()],
                     tokens,
                     store.adapter_handle(),
                     &settings.bot.command_prefix,

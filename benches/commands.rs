@@ -84,6 +84,8 @@ async fn bursts(bot: &mut Bot, iters: u64) -> Duration {
                     text: "!good".into(),
                     button: false,
                     train: None,
+                    channel: None,
+                    pipeline: None,
                 })
             })
             .collect();

@@ -395,6 +395,8 @@ impl Bot {
             text: text.into(),
             button: false,
             train: None,
+            channel: None,
+            pipeline: None,
         };
         self.inbox
             .send(Event::Chat(msg))

@@ -54,6 +54,8 @@ pub fn parse_line(line: &str, default_user: &ChatUser) -> Option<Incoming> {
             text: text.trim().to_string(),
             button: false,
             train: None,
+            channel: None,
+            pipeline: None,
         });
     }
     Some(Incoming {
@@ -61,6 +63,8 @@ pub fn parse_line(line: &str, default_user: &ChatUser) -> Option<Incoming> {
         text: line.to_string(),
         button: false,
         train: None,
+        channel: None,
+        pipeline: None,
     })
 }
 
@@ -114,6 +118,8 @@ mod tests {
                 text: "!good".into(),
                 button: false,
                 train: None,
+                channel: None,
+                pipeline: None,
             })
         );
         assert_eq!(
@@ -123,6 +129,8 @@ mod tests {
                 text: "!status".into(),
                 button: false,
                 train: None,
+                channel: None,
+                pipeline: None,
             })
         );
         assert_eq!(parse_line("   ", &local), None);

@@ -3,6 +3,11 @@
 pub mod console;
 pub mod slack;
 
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::domain::ids::{ChatUser, TrainId};
@@ -52,6 +57,27 @@ pub struct Incoming {
     /// The train a clicked button belongs to: the click counts for that
     /// train only (SPEC §11 "train identity"). None for typed text.
     pub train: Option<TrainId>,
+    /// Where it was said, as configured (the `chat.slack.channel` string of
+    /// the pipeline(s) whose channel it is, e.g. "#deploys" or "C123"); None
+    /// on the console.
+    pub channel: Option<String>,
+    /// The pipeline a clicked button belongs to; None for typed text (and
+    /// for buttons of a single-pipeline bot, whose values stay as they were).
+    pub pipeline: Option<String>,
+}
+
+/// Where one pipeline's messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub pipeline: String,
+    /// The configured channel (name or id) of this pipeline.
+    pub channel: String,
+    /// Several pipelines are configured: buttons and message refs carry the
+    /// pipeline.
+    pub multi: bool,
+    /// Several pipelines share this channel (or the console): texts get a
+    /// `[NAME] ` prefix.
+    pub shared: bool,
 }
 
 #[async_trait]
@@ -60,9 +86,72 @@ pub trait Chat: Send + Sync {
     /// log, never the train's problem.
     async fn send(&self, msg: Message);
 
+    /// Delivers a message of one pipeline to its channel. Chats with one
+    /// place to speak (the console) just `send`.
+    async fn send_in(&self, scope: &Scope, msg: Message) {
+        let _ = scope;
+        self.send(msg).await
+    }
+
     /// SPEC §3 rule 2: the chat user with this commit email, where the chat
     /// can look it up.
     async fn lookup_email(&self, _email: &str) -> Option<ChatUser> {
         None
+    }
+}
+
+/// One pipeline's view of the shared chat: what the engine of that pipeline
+/// holds, so the engine never needs to know how many pipelines there are.
+pub struct ScopedChat {
+    inner: Arc<dyn Chat>,
+    scope: Scope,
+}
+
+impl ScopedChat {
+    pub fn new(inner: Arc<dyn Chat>, scope: Scope) -> ScopedChat {
+        ScopedChat { inner, scope }
+    }
+}
+
+/// `[NAME] ` before the text of what people read; progress updates carry no
+/// text of their own.
+fn prefixed(pipeline: &str, msg: Message) -> Message {
+    let tag = |text: String| format!("[{pipeline}] {text}");
+    match msg {
+        Message::Reply { to, text, private } => Message::Reply {
+            to,
+            text: tag(text),
+            private,
+        },
+        Message::Notice { run, text } => Message::Notice {
+            run,
+            text: tag(text),
+        },
+        Message::Status { run, text, url } => Message::Status {
+            run,
+            text: tag(text),
+            url,
+        },
+        Message::Approval { train, text } => Message::Approval {
+            train,
+            text: tag(text),
+        },
+        msg @ Message::ApprovalProgress { .. } => msg,
+    }
+}
+
+#[async_trait]
+impl Chat for ScopedChat {
+    async fn send(&self, msg: Message) {
+        let msg = if self.scope.shared {
+            prefixed(&self.scope.pipeline, msg)
+        } else {
+            msg
+        };
+        self.inner.send_in(&self.scope, msg).await
+    }
+
+    async fn lookup_email(&self, email: &str) -> Option<ChatUser> {
+        self.inner.lookup_email(email).await
     }
 }

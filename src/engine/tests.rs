@@ -261,6 +261,8 @@ impl Bot {
             text: text.into(),
             button: true,
             train: Some(TrainId(train)),
+            channel: None,
+            pipeline: None,
         };
         self.inbox
             .send(Event::Chat(msg))

@@ -23,6 +23,9 @@ pub const TEAM: &str = "T0TEAM";
 pub const BOT_USER: &str = "U0BOT";
 pub const CHANNEL_ID: &str = "C0DEPLOY";
 pub const CHANNEL_NAME: &str = "deploys";
+/// A second channel the bot is in, for a pipeline of its own.
+pub const CHANNEL2_ID: &str = "C0WEBDEPLOY";
+pub const CHANNEL2_NAME: &str = "web-deploys";
 
 /// One Web API call as the fake saw it.
 #[derive(Debug, Clone)]
@@ -300,7 +303,8 @@ fn answer(st: &mut State, method: &str, token: Option<&str>, args: &Value, ws_ur
             "ok": true,
             "channels": [
                 {"id": "C0OTHER", "name": "random", "created": 1600000000, "is_channel": true},
-                {"id": CHANNEL_ID, "name": CHANNEL_NAME, "created": 1600000000, "is_channel": true}
+                {"id": CHANNEL_ID, "name": CHANNEL_NAME, "created": 1600000000, "is_channel": true},
+                {"id": CHANNEL2_ID, "name": CHANNEL2_NAME, "created": 1600000000, "is_channel": true}
             ],
             "response_metadata": {"next_cursor": ""}
         }),
@@ -347,12 +351,24 @@ pub mod envelope {
 
     /// An `events_api` envelope with a `message` event in our channel.
     pub fn message(envelope_id: &str, event_id: &str, user: &str, text: &str, ts: &str) -> Value {
+        message_in(CHANNEL_ID, envelope_id, event_id, user, text, ts)
+    }
+
+    /// The same in `channel`.
+    pub fn message_in(
+        channel: &str,
+        envelope_id: &str,
+        event_id: &str,
+        user: &str,
+        text: &str,
+        ts: &str,
+    ) -> Value {
         events_api(
             envelope_id,
             event_id,
             0,
             json!({
-                "type": "message", "channel": CHANNEL_ID, "user": user, "text": text,
+                "type": "message", "channel": channel, "user": user, "text": text,
                 "ts": ts, "event_ts": ts, "channel_type": "channel"
             }),
         )
@@ -390,6 +406,25 @@ pub mod envelope {
         value: &str,
         message_ts: &str,
     ) -> Value {
+        click_in(
+            (CHANNEL_ID, super::CHANNEL_NAME),
+            envelope_id,
+            user,
+            action,
+            value,
+            message_ts,
+        )
+    }
+
+    /// The same in `channel` (id, name).
+    pub fn click_in(
+        (channel, name): (&str, &str),
+        envelope_id: &str,
+        user: &str,
+        action: &str,
+        value: &str,
+        message_ts: &str,
+    ) -> Value {
         json!({
             "envelope_id": envelope_id,
             "type": "interactive",
@@ -401,9 +436,9 @@ pub mod envelope {
                 "api_app_id": "A0APP",
                 "token": "verification-token",
                 "container": {"type": "message", "message_ts": message_ts,
-                              "channel_id": CHANNEL_ID, "is_ephemeral": false},
+                              "channel_id": channel, "is_ephemeral": false},
                 "trigger_id": format!("trigger-{envelope_id}"),
-                "channel": {"id": CHANNEL_ID, "name": super::CHANNEL_NAME},
+                "channel": {"id": channel, "name": name},
                 "message": {"type": "message", "user": super::BOT_USER, "bot_id": "B0BOT",
                             "text": "approve?", "ts": message_ts},
                 "response_url": "https://hooks.slack.invalid/actions/T0/1/x",

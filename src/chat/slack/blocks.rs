@@ -82,9 +82,9 @@ pub fn status(text: &str, url: &str) -> SlackMessageContent {
 }
 
 /// The approval request: the text, who approved so far, and (while the
-/// train waits) Good / Bad buttons whose value is the train id.
+/// train waits) Good / Bad buttons whose `value` names the train.
 pub fn approval(
-    train: u64,
+    value: &str,
     text: &str,
     approved_by: &[ChatUser],
     open: bool,
@@ -101,7 +101,7 @@ pub fn approval(
             SlackActionBlockElement::Button(
                 SlackBlockButtonElement::new(SlackBlockPlainTextOnly::from(label))
                     .with_action_id(action.into())
-                    .with_value(train.to_string())
+                    .with_value(value.to_string())
                     .with_style(style),
             )
         };
@@ -133,11 +133,12 @@ mod tests {
 
     #[test]
     fn the_approval_message_has_buttons_only_while_open() {
-        let open = serde_json::to_value(approval(3, "ok?", &[], true)).unwrap();
+        let open = serde_json::to_value(approval("web#3", "ok?", &[], true)).unwrap();
         let actions = &open["blocks"][2];
         assert_eq!(actions["type"], "actions");
         assert_eq!(actions["elements"][0]["action_id"], "good");
-        assert_eq!(actions["elements"][0]["value"], "3");
+        assert_eq!(actions["elements"][0]["value"], "web#3");
+        assert_eq!(actions["elements"][1]["value"], "web#3");
         assert_eq!(actions["elements"][1]["action_id"], "bad");
         assert_eq!(
             open["blocks"][1]["elements"][0]["text"],
@@ -145,7 +146,7 @@ mod tests {
         );
 
         let closed =
-            serde_json::to_value(approval(3, "ok?", &[ChatUser::new("U1")], false)).unwrap();
+            serde_json::to_value(approval("3", "ok?", &[ChatUser::new("U1")], false)).unwrap();
         assert_eq!(closed["blocks"].as_array().unwrap().len(), 2);
         assert_eq!(
             closed["blocks"][1]["elements"][0]["text"],

@@ -1,6 +1,7 @@
 //! The Web API side: tokens, the connector, start-up checks (`auth.test`,
-//! the channel), and posting with retries.
+//! the channels), and posting with retries.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,21 +74,22 @@ pub struct BotIdentity {
     pub user: String,
 }
 
-/// The Web API with the bot token and the channel it works in.
+/// The Web API with the bot token; every call names its channel.
 #[derive(Clone)]
 pub struct Web {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
-    pub channel: SlackChannelId,
 }
 
 impl Web {
-    /// Checks the bot token (`auth.test`) and finds the channel.
+    /// Checks the bot token (`auth.test`) and finds the channels: each
+    /// configured string with its id, in the order given.
     pub async fn connect(
         client: Arc<SlackHyperClient>,
         cfg: &SlackSettings,
         token: SlackApiToken,
-    ) -> Result<(Web, BotIdentity), StartError> {
+        channels: &[String],
+    ) -> Result<(Web, BotIdentity, Vec<(String, SlackChannelId)>), StartError> {
         let api_error = |error: SlackClientError| StartError::Api {
             url: cfg.api_url.clone(),
             error: error.to_string(),
@@ -100,38 +102,47 @@ impl Web {
             }
             Err(e) => return Err(api_error(e)),
         };
-        let channel = match channel_id(&cfg.channel) {
-            Some(id) => SlackChannelId(id),
-            None => find_channel(&session, &cfg.channel)
-                .await
-                .map_err(api_error)?
-                .ok_or_else(|| StartError::NoSuchChannel(cfg.channel.clone()))?,
+        let names: Vec<&str> = channels
+            .iter()
+            .filter(|c| channel_id(c).is_none())
+            .map(|c| c.trim_start_matches('#'))
+            .collect();
+        let found = if names.is_empty() {
+            HashMap::new()
+        } else {
+            find_channels(&session, &names).await.map_err(api_error)?
         };
+        let mut resolved = Vec::with_capacity(channels.len());
+        for configured in channels {
+            let id = match channel_id(configured) {
+                Some(id) => SlackChannelId(id),
+                None => found
+                    .get(configured.trim_start_matches('#'))
+                    .cloned()
+                    .ok_or_else(|| StartError::NoSuchChannel(configured.clone()))?,
+            };
+            tracing::info!(channel = configured, id = %id, "Slack channel found.");
+            resolved.push((configured.clone(), id));
+        }
         let bot = BotIdentity { user: me.user_id.0 };
-        tracing::info!(channel = %channel, bot_user = bot.user, "Connected to Slack.");
-        Ok((
-            Web {
-                client,
-                token,
-                channel,
-            },
-            bot,
-        ))
+        tracing::info!(bot_user = bot.user, "Connected to Slack.");
+        Ok((Web { client, token }, bot, resolved))
     }
 
     pub fn session(&self) -> SlackClientSession<'_, SlackClientHyperHttpsConnector> {
         self.client.open_session(&self.token)
     }
 
-    /// Posts in the channel (in a thread with `thread_ts`); the new ts.
+    /// Posts in `channel` (in a thread with `thread_ts`); the new ts.
     pub async fn post(
         &self,
+        channel: &SlackChannelId,
         content: SlackMessageContent,
         thread_ts: Option<SlackTs>,
         broadcast: bool,
     ) -> Option<SlackTs> {
-        let mut req = SlackApiChatPostMessageRequest::new(self.channel.clone(), content)
-            .opt_thread_ts(thread_ts);
+        let mut req =
+            SlackApiChatPostMessageRequest::new(channel.clone(), content).opt_thread_ts(thread_ts);
         if broadcast && req.thread_ts.is_some() {
             req = req.with_reply_broadcast(true);
         }
@@ -142,8 +153,13 @@ impl Web {
     }
 
     /// Replaces the message at `ts`; false if that did not work.
-    pub async fn update(&self, ts: SlackTs, content: SlackMessageContent) -> bool {
-        let req = SlackApiChatUpdateRequest::new(self.channel.clone(), content, ts);
+    pub async fn update(
+        &self,
+        channel: &SlackChannelId,
+        ts: SlackTs,
+        content: SlackMessageContent,
+    ) -> bool {
+        let req = SlackApiChatUpdateRequest::new(channel.clone(), content, ts);
         let session = self.session();
         retrying("chat.update", || session.chat_update(&req))
             .await
@@ -151,9 +167,14 @@ impl Web {
     }
 
     /// A message only `user` sees.
-    pub async fn ephemeral(&self, user: &str, content: SlackMessageContent) {
+    pub async fn ephemeral(
+        &self,
+        channel: &SlackChannelId,
+        user: &str,
+        content: SlackMessageContent,
+    ) {
         let req = SlackApiChatPostEphemeralRequest::new(
-            self.channel.clone(),
+            channel.clone(),
             SlackUserId(user.to_string()),
             content,
         );
@@ -202,11 +223,13 @@ fn channel_id(channel: &str) -> Option<String> {
     looks_like_id.then(|| channel.to_string())
 }
 
-async fn find_channel(
+/// One walk through the channel list finds every name: the first page may
+/// already hold them all.
+async fn find_channels(
     session: &SlackClientSession<'_, SlackClientHyperHttpsConnector>,
-    channel: &str,
-) -> Result<Option<SlackChannelId>, SlackClientError> {
-    let name = channel.trim_start_matches('#');
+    names: &[&str],
+) -> Result<HashMap<String, SlackChannelId>, SlackClientError> {
+    let mut found = HashMap::new();
     let mut cursor = None;
     // Bounded: a workspace with more than 100k channels is not expected.
     for _ in 0..100 {
@@ -219,12 +242,15 @@ async fn find_channel(
             ])
             .opt_cursor(cursor);
         let page = session.conversations_list(&req).await?;
-        if let Some(found) = page
-            .channels
-            .iter()
-            .find(|c| c.name.as_deref() == Some(name))
-        {
-            return Ok(Some(found.id.clone()));
+        for c in &page.channels {
+            if let Some(name) = c.name.as_deref().filter(|n| names.contains(n)) {
+                found
+                    .entry(name.to_string())
+                    .or_insert_with(|| c.id.clone());
+            }
+        }
+        if names.iter().all(|n| found.contains_key(*n)) {
+            break;
         }
         cursor = page
             .response_metadata
@@ -234,7 +260,7 @@ async fn find_channel(
             break;
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Runs a Web API call, retrying what may pass on a second try (network

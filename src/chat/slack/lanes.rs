@@ -6,16 +6,20 @@
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::chat::Message;
+use crate::chat::{Message, Scope};
+
+/// A message and the pipeline it belongs to (None: unscoped, the first
+/// channel).
+pub type Outgoing = (Option<Scope>, Message);
 
 pub struct LaneSenders {
-    urgent: mpsc::Sender<Message>,
-    normal: mpsc::Sender<Message>,
+    urgent: mpsc::Sender<Outgoing>,
+    normal: mpsc::Sender<Outgoing>,
 }
 
 pub struct Lanes {
-    urgent: mpsc::Receiver<Message>,
-    normal: mpsc::Receiver<Message>,
+    urgent: mpsc::Receiver<Outgoing>,
+    normal: mpsc::Receiver<Outgoing>,
 }
 
 /// Two lanes of `capacity` messages each.
@@ -32,19 +36,24 @@ pub fn lanes(capacity: usize) -> (LaneSenders, Lanes) {
 }
 
 impl LaneSenders {
-    /// Answers to commands take the urgent lane; everything else the normal one.
-    pub fn try_send(&self, msg: Message) -> Result<(), TrySendError<Message>> {
-        match msg {
-            Message::Reply { .. } => self.urgent.try_send(msg),
-            _ => self.normal.try_send(msg),
-        }
+    /// Answers to commands take the urgent lane; everything else the normal
+    /// one. A refused message is dropped (the caller only logs why).
+    pub fn try_send(&self, out: Outgoing) -> Result<(), TrySendError<()>> {
+        let sent = match out.1 {
+            Message::Reply { .. } => self.urgent.try_send(out),
+            _ => self.normal.try_send(out),
+        };
+        sent.map_err(|e| match e {
+            TrySendError::Full(_) => TrySendError::Full(()),
+            TrySendError::Closed(_) => TrySendError::Closed(()),
+        })
     }
 }
 
 impl Lanes {
     /// The next message, urgent first; None once both lanes are closed and
     /// empty.
-    pub async fn next(&mut self) -> Option<Message> {
+    pub async fn next(&mut self) -> Option<Outgoing> {
         tokio::select! {
             biased;
             Some(msg) = self.urgent.recv() => Some(msg),
@@ -91,12 +100,12 @@ mod tests {
             notice("n3"),
             reply("r2"),
         ] {
-            tx.try_send(m).unwrap();
+            tx.try_send((None, m)).unwrap();
         }
         drop(tx);
         let mut got = Vec::new();
         while let Some(m) = lanes.next().await {
-            got.push(text(&m).to_string());
+            got.push(text(&m.1).to_string());
         }
         assert_eq!(got, ["r1", "r2", "n1", "n2", "n3"]);
     }

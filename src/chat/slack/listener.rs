@@ -10,14 +10,12 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tokio::sync::mpsc;
 
-use super::client::{BotIdentity, Web};
+use super::client::BotIdentity;
 use super::dedupe::Dedupe;
 use super::inbound::{self, Action, Inbound, What};
+use super::routing::{Channels, parse_button_value};
 use crate::chat::Incoming;
-use crate::domain::ids::{ChatUser, TrainId};
-
-/// The note naming the train whose approval buttons are live.
-pub const OPEN_APPROVAL: &str = "slack:approval:open";
+use crate::domain::ids::ChatUser;
 
 /// The callbacks' way out (they are plain `fn`s: state goes through the
 /// listener environment).
@@ -94,8 +92,8 @@ pub async fn listen(
 
 /// Checks each input and forwards the ones that are commands.
 pub struct Pump {
-    pub web: Web,
     pub bot: BotIdentity,
+    pub channels: Channels,
     pub dedupe: Dedupe,
     pub prefix: String,
     pub out: mpsc::Sender<Incoming>,
@@ -113,9 +111,12 @@ impl Pump {
     }
 
     async fn check(&self, input: Inbound) -> Option<Incoming> {
-        if input.channel.as_deref() != Some(self.web.channel.0.as_str())
-            || input.user == self.bot.user
-        {
+        let channel = input
+            .channel
+            .as_deref()
+            .and_then(|id| self.channels.configured(id))?
+            .to_string();
+        if input.user == self.bot.user {
             return None;
         }
         if !self.dedupe.first_time(&input.keys) {
@@ -132,26 +133,31 @@ impl Pump {
                     text,
                     button: false,
                     train: None,
+                    channel: Some(channel),
+                    pipeline: None,
                 })
             }
             What::Click { action, train } => {
-                // The button's value is its train's id; whether that train
-                // still waits is the engine's to say ("train #12 already
-                // ended"), so a stale click never counts for another train.
-                let Ok(id) = train.trim_start_matches('#').parse::<u64>() else {
+                // The button's value is its train's id (and pipeline, when
+                // there are several); whether that train still waits is the
+                // engine's to say ("train #12 already ended"), so a stale
+                // click never counts for another train.
+                let Some((pipeline, id)) = parse_button_value(&train) else {
                     tracing::warn!(user = %user, value = %train, "A button without a train id; ignored.");
                     return None;
                 };
                 let text = match action {
-                    Action::Good => format!("{}good {id}", self.prefix),
+                    Action::Good => format!("{}good {}", self.prefix, id.0),
                     Action::Bad => format!("{}bad", self.prefix),
                 };
-                tracing::info!(user = %user, command = text, train = id, "Slack button clicked.");
+                tracing::info!(user = %user, command = text, train = id.0, ?pipeline, "Slack button clicked.");
                 Some(Incoming {
                     user,
                     text,
                     button: true,
-                    train: Some(TrainId(id)),
+                    train: Some(id),
+                    channel: Some(channel),
+                    pipeline,
                 })
             }
         }

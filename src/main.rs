@@ -49,9 +49,26 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::Check => {
+            let pipelines = match trainbot::config::load_pipelines(&cli.config) {
+                Ok(pipelines) => pipelines,
+                Err(e) => {
+                    eprintln!("trainbot: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             eprintln!("{}: ok", cli.config.display());
-            for t in trainbot::config::next_departures(&settings, SystemClock.now(), 5) {
-                println!("{}", t.to_rfc3339());
+            let now = SystemClock.now();
+            for pipeline in &pipelines {
+                // A single pipeline prints as it always has: scripts read it.
+                let indent = if pipeline.pipeline.multi {
+                    println!("{}:", pipeline.pipeline.name);
+                    "  "
+                } else {
+                    ""
+                };
+                for t in trainbot::config::next_departures(pipeline, now, 5) {
+                    println!("{indent}{}", t.to_rfc3339());
+                }
             }
             ExitCode::SUCCESS
         }

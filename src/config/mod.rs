@@ -2,12 +2,16 @@
 //! validated, typed form the rest of the bot uses.
 
 mod environments;
+mod pipelines;
 mod problem;
 mod raw;
 mod schedule_preview;
 mod settings;
 mod steps;
 mod validate;
+
+#[cfg(test)]
+mod pipelines_tests;
 
 pub use schedule_preview::next_departures;
 pub use settings::*;

@@ -86,7 +86,7 @@ pub(super) fn from_toml_error(text: &str, err: &toml::de::Error) -> Problem {
 
 /// The dotted path (`environments.staging.deploy[0].run`) of the innermost
 /// key or value that contains `offset`.
-fn key_at(text: &str, offset: usize) -> Option<String> {
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
     let root = DeTable::parse(text).ok()?;
     let mut path = String::new();
     walk_table(root.get_ref(), offset, &mut path).then_some(path)

@@ -8,24 +8,25 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::pipelines;
 use super::problem::{Problem, from_toml_error};
 use super::settings::{ConfigError, Settings};
-use super::validate;
 
-/// Reads the TOML text and validates it into [`Settings`]. `path` is where the
-/// text came from: relative paths in it start at its directory.
-pub(super) fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+/// Reads the TOML text and validates it into every pipeline's [`Settings`],
+/// in name order. `path` is where the text came from: relative paths in it
+/// start at its directory.
+pub(super) fn parse(text: &str, path: &Path) -> Result<Vec<Settings>, ConfigError> {
     let invalid = |problem: Problem| ConfigError::Invalid {
         path: path.to_path_buf(),
         message: problem.render(text),
     };
     let raw: RawConfig =
         toml::from_str(text).map_err(|err| invalid(from_toml_error(text, &err)))?;
-    validate::settings(raw, path).map_err(invalid)
+    pipelines::settings(raw, text, path).map_err(invalid)
 }
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub bot: RawBot,
@@ -42,10 +43,43 @@ pub(super) struct RawConfig {
     pub roles: RawRoles,
     /// Commit email or forge login -> chat user id/name. Default: empty.
     pub people: BTreeMap<String, String>,
+    /// `[pipelines.NAME]`: several pipelines, each over the sections above
+    /// as defaults. Absent: the file is one pipeline. Spanned so an empty
+    /// `[pipelines]` table can be pointed at.
+    pub pipelines: Option<Spanned<BTreeMap<Spanned<String>, RawPipeline>>>,
+}
+
+/// A list of steps. `None` (absent) differs from `Some([])`: a pipeline's
+/// `deploy = []` overrides the top level's steps with none.
+pub(super) type RawSteps = Option<Vec<Spanned<RawStep>>>;
+
+/// `[pipelines.NAME]`: the sections a pipeline may override, key by key.
+/// `bot`, `people` and all of `chat` but the channel are shared by every
+/// pipeline, so they are unknown keys here.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub chat: RawPipelineChat,
+    pub forge: RawForge,
+    pub main: RawMain,
+    pub train: RawTrain,
+    pub environments: BTreeMap<Spanned<String>, RawEnv>,
+    pub production: RawProduction,
+    pub branch_builds: RawBranchBuilds,
+    pub tags: RawTags,
+    pub roles: RawRoles,
+}
+
+/// `[pipelines.NAME.chat]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawPipelineChat {
+    /// This pipeline's Slack channel. Default: `chat.slack.channel`, shared.
+    pub channel: Option<Spanned<String>>,
 }
 
 /// `[bot]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawBot {
     /// Default `"./trainbot-data"`, relative to the config file's directory.
@@ -65,7 +99,7 @@ pub(super) struct RawBot {
 }
 
 /// `[chat]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawChat {
     /// `"console"` | `"slack"`. Default `"console"`.
@@ -76,7 +110,7 @@ pub(super) struct RawChat {
 }
 
 /// `[chat.slack]`, validated even when the console is selected.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawSlack {
     /// Name or id. Default `"#deploys"`.
@@ -90,7 +124,7 @@ pub(super) struct RawSlack {
 }
 
 /// `[forge]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawForge {
     /// `"git"` | `"github"`. Default `"git"`.
@@ -107,7 +141,7 @@ pub(super) struct RawForge {
 }
 
 /// `[forge.git]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawGit {
     /// Default `"."`, relative to the config file's directory.
@@ -115,7 +149,7 @@ pub(super) struct RawGit {
 }
 
 /// `[forge.github]`, validated even when the git forge is selected.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawGithub {
     /// Default `""`.
@@ -131,15 +165,15 @@ pub(super) struct RawGithub {
 }
 
 /// `[main]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawMain {
     /// Checks a merged SHA must pass to be allocated. Default: none.
-    pub checks: Vec<Spanned<RawStep>>,
+    pub checks: RawSteps,
 }
 
 /// `[train]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawTrain {
     /// Cron, seconds first. Default `"0 0 * * * *"` (hourly).
@@ -155,46 +189,49 @@ pub(super) struct RawTrain {
 }
 
 /// `[environments.NAME]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawEnv {
     /// Default: none.
-    pub deploy: Vec<Spanned<RawStep>>,
+    pub deploy: RawSteps,
     /// Default: none.
-    pub acceptance: Vec<Spanned<RawStep>>,
+    pub acceptance: RawSteps,
 }
 
 /// `[production]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawProduction {
     /// Default: none.
-    pub deploy: Vec<Spanned<RawStep>>,
+    pub deploy: RawSteps,
     /// Default: none.
-    pub smoke: Vec<Spanned<RawStep>>,
+    pub smoke: RawSteps,
     /// Deploy windows, `"Mon-Fri 09:00-17:00"`, in `train.timezone`.
     /// Default: none (always open).
-    pub windows: Vec<Spanned<String>>,
+    pub windows: Option<Vec<Spanned<String>>>,
 }
 
 /// `[branch_builds]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawBranchBuilds {
     /// Default: none (branch builds are off).
-    pub nodes: Vec<Spanned<String>>,
+    pub nodes: Option<Vec<Spanned<String>>>,
     /// Must contain `{node}`. Default `"http://{node}.localhost"`.
     pub node_url: Option<Spanned<String>>,
     /// Default: none.
-    pub checks: Vec<Spanned<RawStep>>,
+    pub checks: RawSteps,
     /// Default: none.
-    pub deploy: Vec<Spanned<RawStep>>,
+    pub deploy: RawSteps,
     /// Default: none.
-    pub smoke: Vec<Spanned<RawStep>>,
+    pub smoke: RawSteps,
+    /// Pipelines naming the same pool share its nodes. Default: none (the
+    /// nodes are this pipeline's own).
+    pub pool: Option<Spanned<String>>,
 }
 
 /// `[tags]`: regexes; a tag matching one deploys its SHA.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawTags {
     /// Default: none (tags do nothing).
@@ -207,18 +244,18 @@ pub(super) struct RawTags {
 }
 
 /// `[roles]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawRoles {
     /// Chat user ids/names allowed to `!force`, freeze and cancel. Default: none.
-    pub ops: Vec<String>,
+    pub ops: Option<Vec<String>>,
     /// Who may update live (`!force`, `!rollback`, `!deploy … to
     /// production`, `!unlock production`). Default: unset (ops may).
     pub production: Option<Vec<String>>,
 }
 
 /// One step: exactly one of `run`, `http`, `workflow`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     /// A shell command, run by `sh -c` in the config file's directory.

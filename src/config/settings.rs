@@ -22,10 +22,23 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// Which pipeline a [`Settings`] is (SPEC §16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineId {
+    /// `[pipelines.NAME]`'s NAME; for a config without [pipelines], the
+    /// repository's name (forge.github.repo for github; the git path's
+    /// directory name for git, canonicalized, e.g. "main" for /work/main).
+    pub name: String,
+    /// True when the config has a [pipelines] table (even with only one
+    /// entry): labels like `web#12` are used.
+    pub multi: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The config file's directory: relative paths and shell steps start here.
     pub config_dir: PathBuf,
+    pub pipeline: PipelineId,
     pub bot: BotSettings,
     pub chat: ChatSettings,
     pub forge: ForgeSettings,
@@ -47,7 +60,12 @@ pub struct BotSettings {
     pub data_dir: PathBuf,
     pub command_prefix: String,
     pub http_listen: SocketAddr,
+    /// Where this pipeline's pages are: `root_url` itself for a single
+    /// pipeline, `<root_url>/p/NAME` for one of several, so chat links land
+    /// on the pipeline they are about. Without a trailing slash.
     pub public_url: String,
+    /// `bot.public_url` as configured: the dashboard's overview.
+    pub root_url: String,
     /// How long a running production step may finish after the first stop
     /// signal (SPEC §12).
     pub shutdown_grace: Duration,
@@ -137,6 +155,8 @@ pub struct BranchBuildSettings {
     pub checks: Vec<Step>,
     pub deploy: Vec<Step>,
     pub smoke: Vec<Step>,
+    /// `[branch_builds] pool`: pipelines naming the same pool share nodes.
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -184,19 +204,39 @@ impl Step {
 }
 
 impl Settings {
-    /// Reads and validates the config file.
+    /// Reads and validates the config file. With several `[pipelines]` it
+    /// returns the first by name; [`load_pipelines`] returns them all.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        load_pipelines(path).map(first)
     }
 
-    /// Validates config text as if it were read from `path`.
+    /// Validates config text as if it were read from `path`; with several
+    /// pipelines, the first by name (see [`Settings::parse_pipelines`]).
     pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        Self::parse_pipelines(text, path).map(first)
+    }
+
+    /// Every pipeline's effective settings, in name order. Never empty.
+    pub fn parse_pipelines(text: &str, path: &Path) -> Result<Vec<Settings>, ConfigError> {
         super::raw::parse(text, path)
     }
+}
+
+/// Every pipeline's effective settings, in name order. Never empty: a
+/// config without `[pipelines]` is one pipeline.
+pub fn load_pipelines(path: &Path) -> Result<Vec<Settings>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Settings::parse_pipelines(&text, path)
+}
+
+fn first(pipelines: Vec<Settings>) -> Settings {
+    pipelines
+        .into_iter()
+        .next()
+        .expect("validation yields at least one pipeline")
 }
 
 /// `https://user:pass@host/x` → `https://***@host/x`. Works on text that is

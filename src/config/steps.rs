@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::problem::Problem;
-use super::raw::RawStep;
+use super::raw::{RawStep, RawSteps};
 use super::settings::{Step, StepKind};
 use crate::domain::duration::{MAX_DURATION, MAX_DURATION_TEXT, parse_duration};
 
@@ -19,8 +19,9 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const PLACEHOLDERS: [&str; 6] = ["sha", "prev_sha", "env", "train", "branch", "node"];
 
 /// Validates a list of steps; `key` is its dotted key, e.g. `production.deploy`.
-pub(super) fn steps(key: &str, raw: &[Spanned<RawStep>]) -> Result<Vec<Step>, Problem> {
+pub(super) fn steps(key: &str, raw: &RawSteps) -> Result<Vec<Step>, Problem> {
     raw.iter()
+        .flatten()
         .enumerate()
         .map(|(i, step_raw)| step(&format!("{key}[{i}]"), step_raw))
         .collect()

@@ -9,14 +9,16 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::environments::{environments, is_name};
+use super::pipelines::{pool, repository_name};
 use super::problem::Problem;
 use super::raw::{
-    RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawSlack, RawTags,
-    RawTrain,
+    RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawSlack, RawSteps,
+    RawTags, RawTrain,
 };
 use super::settings::{
     BotSettings, BranchBuildSettings, ChatAdapter, ChatSettings, ForgeKind, ForgeSettings,
-    GithubSettings, ProductionSettings, Settings, SlackSettings, TagSettings, TrainSettings,
+    GithubSettings, PipelineId, ProductionSettings, Settings, SlackSettings, TagSettings,
+    TrainSettings,
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
@@ -26,20 +28,28 @@ type Result<T> = std::result::Result<T, Problem>;
 
 pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
     let config_dir = config_dir(path)?;
+    // In the file's order, so the first problem reported stays the same.
+    let bot = bot(&raw.bot, &config_dir)?;
+    let chat = chat(&raw.chat)?;
+    let forge = forge(&raw.forge, &config_dir)?;
     let settings = Settings {
-        bot: bot(&raw.bot, &config_dir)?,
-        chat: chat(&raw.chat)?,
-        forge: forge(&raw.forge, &config_dir)?,
+        pipeline: PipelineId {
+            name: repository_name(&forge),
+            multi: false,
+        },
+        bot,
+        chat,
+        forge,
         main_checks: steps("main.checks", &raw.main.checks)?,
         train: train(&raw.train, &raw.environments)?,
         production: ProductionSettings {
             deploy: steps("production.deploy", &raw.production.deploy)?,
             smoke: steps("production.smoke", &raw.production.smoke)?,
-            windows: windows(&raw.production.windows)?,
+            windows: windows(raw.production.windows.as_deref().unwrap_or_default())?,
         },
         branch_builds: branch_builds(&raw.branch_builds)?,
         tags: tags(&raw.tags)?,
-        ops: raw.roles.ops.clone(),
+        ops: raw.roles.ops.clone().unwrap_or_default(),
         production_role: raw.roles.production.clone(),
         people: raw.people.clone(),
         config_dir,
@@ -53,7 +63,7 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
 /// Workflow steps are dispatched on GitHub Actions: with the git forge
 /// there is nowhere to run them.
 fn workflows_need_github(raw: &RawConfig) -> Result<()> {
-    let mut lists: Vec<(String, &Vec<Spanned<super::raw::RawStep>>)> = vec![
+    let mut lists: Vec<(String, &RawSteps)> = vec![
         ("main.checks".into(), &raw.main.checks),
         ("production.deploy".into(), &raw.production.deploy),
         ("production.smoke".into(), &raw.production.smoke),
@@ -69,6 +79,7 @@ fn workflows_need_github(raw: &RawConfig) -> Result<()> {
     for (key, steps) in lists {
         if let Some((i, step)) = steps
             .iter()
+            .flatten()
             .enumerate()
             .find(|(_, s)| s.get_ref().workflow.is_some())
         {
@@ -195,12 +206,14 @@ fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
             listen.value
         ))
     })?;
+    let public_url =
+        Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080").base_url()?;
     Ok(BotSettings {
         data_dir: Field::new("bot.data_dir", &raw.data_dir, "./trainbot-data").path(config_dir)?,
         command_prefix: Field::new("bot.command_prefix", &raw.command_prefix, "!").word()?,
         http_listen,
-        public_url: Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080")
-            .base_url()?,
+        root_url: public_url.clone(),
+        public_url,
         shutdown_grace: Field::new("bot.shutdown_grace", &raw.shutdown_grace, "10m").duration()?,
         max_step_log: Field::new("bot.max_step_log", &raw.max_step_log, "10MiB").size()?,
     })
@@ -372,7 +385,7 @@ fn schedule(field: &Field<'_>) -> Result<cron::Schedule> {
 
 fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
     let mut nodes = Vec::new();
-    for node in &raw.nodes {
+    for node in raw.nodes.iter().flatten() {
         let name = node.get_ref();
         let problem = |message: String| Problem::at(node.span(), "branch_builds.nodes", message);
         if !is_name(name) {
@@ -399,6 +412,7 @@ fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
         checks: steps("branch_builds.checks", &raw.checks)?,
         deploy: steps("branch_builds.deploy", &raw.deploy)?,
         smoke: steps("branch_builds.smoke", &raw.smoke)?,
+        pool: raw.pool.as_ref().map(pool).transpose()?,
     })
 }
 

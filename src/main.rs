@@ -49,13 +49,6 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::Check => {
-            let pipelines = match trainbot::config::load_pipelines(&cli.config) {
-                Ok(pipelines) => pipelines,
-                Err(e) => {
-                    eprintln!("trainbot: {e}");
-                    return ExitCode::from(2);
-                }
-            };
             eprintln!("{}: ok", cli.config.display());
             let now = SystemClock.now();
             for pipeline in &pipelines {

@@ -60,6 +60,7 @@ impl Engine {
             ("TRAINBOT_BRANCH", branch),
             ("TRAINBOT_NODE", ""),
             ("TRAINBOT_NODE_URL", ""),
+            ("TRAINBOT_PIPELINE", &self.cfg.pipeline.name),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -18,7 +18,7 @@ use crate::config::{StepKind, redact_url};
 const BODY_BYTES: usize = 2048;
 
 /// The facts a step learns: variable, and its name in the JSON body.
-const FACTS: [(&str, &str); 7] = [
+const FACTS: [(&str, &str); 8] = [
     ("TRAINBOT_SHA", "sha"),
     ("TRAINBOT_PREV_SHA", "prev_sha"),
     ("TRAINBOT_ENV", "env"),
@@ -26,6 +26,7 @@ const FACTS: [(&str, &str); 7] = [
     ("TRAINBOT_BRANCH", "branch"),
     ("TRAINBOT_NODE", "node"),
     ("TRAINBOT_NODE_URL", "node_url"),
+    ("TRAINBOT_PIPELINE", "pipeline"),
 ];
 
 /// Runs `{ http = "…" }` steps with one shared client.

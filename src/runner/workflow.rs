@@ -26,13 +26,14 @@ pub const POLL_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Durat
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
 /// What may appear in input values, and the variable it stands for.
-const PLACEHOLDERS: [(&str, &str); 6] = [
+const PLACEHOLDERS: [(&str, &str); 7] = [
     ("{sha}", "TRAINBOT_SHA"),
     ("{prev_sha}", "TRAINBOT_PREV_SHA"),
     ("{env}", "TRAINBOT_ENV"),
     ("{train}", "TRAINBOT_TRAIN"),
     ("{branch}", "TRAINBOT_BRANCH"),
     ("{node}", "TRAINBOT_NODE"),
+    ("{pipeline}", "TRAINBOT_PIPELINE"),
 ];
 
 /// Runs `{ workflow = "…" }` steps through GitHub Actions.

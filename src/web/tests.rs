@@ -378,7 +378,7 @@ fn link(html: &str, label: &str) -> String {
 }
 
 /// Every line of the Prometheus text is a comment or `name{labels} value`.
-fn assert_prometheus(text: &str) {
+pub fn assert_prometheus(text: &str) {
     let sample =
         regex::Regex::new(r#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|\+Inf|-Inf)$"#)
             .unwrap();

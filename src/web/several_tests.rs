@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 
 use super::router_for;
 use super::test_support::{Fixture, get};
-use super::tests::assert_prometheus;
+use super::tests::{assert_prometheus, write_train_3_log};
 use crate::domain::test_trains::train;
 
 const API_SUBJECT: &str = "api-only change";
@@ -79,7 +79,26 @@ async fn the_overview_escapes_pipeline_names() {
 #[tokio::test]
 async fn a_pipeline_page_links_only_within_its_pipeline() {
     let t = two();
-    for path in ["/p/web/", "/p/web/runs/train-4", "/p/web/audit"] {
+    write_train_3_log(&t.web, b"boom\n");
+    for i in 0..60 {
+        t.web
+            .store
+            .audit(&crate::store::AuditEntry {
+                at: super::test_support::now(),
+                user: crate::domain::ids::ChatUser::new("local"),
+                action: format!("!freeze number {i}"),
+                result: "accepted".into(),
+            })
+            .unwrap();
+    }
+    let pages = [
+        "/p/web/",
+        "/p/web/runs/train-4",
+        "/p/web/runs/train-3",
+        "/p/web/audit",
+        "/p/web/audit?oldest",
+    ];
+    for path in pages {
         let (status, _, html) = get(&t.app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         let links = hrefs(&html);
@@ -93,6 +112,14 @@ async fn a_pipeline_page_links_only_within_its_pipeline() {
     assert!(html.contains("<title>web#4 awaiting approval"), "{html}");
     assert!(html.contains("href=\"/p/web/runs/train-2\""), "{html}");
     assert!(html.contains("href=\"/p/web/audit\""), "{html}");
+    let (_, _, html) = get(&t.app, "/p/web/runs/train-3").await;
+    let raw = "/p/web/runs/train-3/logs/staging-acceptance-1";
+    assert!(html.contains(&format!("href=\"{raw}\"")), "{html}");
+    let (status, _, log) = get(&t.app, raw).await;
+    assert_eq!((status, log.as_str()), (StatusCode::OK, "boom\n"));
+    let (_, _, html) = get(&t.app, "/p/web/audit").await;
+    assert!(html.contains("href=\"/p/web/audit?before="), "{html}");
+    assert!(html.contains("href=\"/p/web/audit?oldest\""), "{html}");
     let (status, _, _) = get(&t.app, "/p/web").await;
     assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
 }

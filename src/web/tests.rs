@@ -190,7 +190,7 @@ async fn a_run_page_shows_steps_with_their_logs() {
 }
 
 /// Writes `bytes` as the log of train 3's failed acceptance step.
-fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
+pub fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
     let log_dir = f.settings.bot.data_dir.join("logs").join("train-3");
     std::fs::create_dir_all(&log_dir).unwrap();
     let path = log_dir.join("staging-acceptance-1.log");

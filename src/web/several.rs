@@ -201,7 +201,7 @@ async fn github(
         // ping, malformed JSON): any pipeline's secret may vouch for it, and
         // that pipeline answers as a lone pipeline would (ignored, pong,
         // 400) — never acting, as the repository is not its own.
-        let signature = webhook::header(&headers, "x-hub-signature-256");
+        let signature = webhook::header_text(&headers, webhook::SIGNATURE);
         let Some(first) = hooked
             .iter()
             .find(|(_, h)| webhook::verify(h.secret.as_deref(), &body, signature))

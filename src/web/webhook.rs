@@ -30,7 +30,7 @@ const INBOX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[cfg(test)]
 const INBOX_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
-const SIGNATURE: &str = "x-hub-signature-256";
+pub const SIGNATURE: &str = "x-hub-signature-256";
 const DELIVERY: &str = "x-github-delivery";
 const EVENT: &str = "x-github-event";
 
@@ -110,18 +110,22 @@ pub async fn github(
     deliver(&s, hook, &headers, &body).await
 }
 
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Whether the delivery carries `hook`'s signature; a refusal is logged and
 /// counted on `s`, the pipeline it was meant for.
 pub fn signed_for(s: &WebState, hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> bool {
-    if verify(hook.secret.as_deref(), body, header(headers, SIGNATURE)) {
+    if verify(
+        hook.secret.as_deref(),
+        body,
+        header_text(headers, SIGNATURE),
+    ) {
         return true;
     }
     tracing::warn!(
-        delivery = ?header(headers, DELIVERY),
+        delivery = ?header_text(headers, DELIVERY),
         pipeline = %s.name,
         secret_configured = hook.secret.is_some(),
         "Refused a webhook delivery: bad or missing signature."
@@ -139,7 +143,7 @@ pub fn unsigned() -> Response {
 
 /// Acts on a delivery whose signature [`signed_for`] has verified.
 pub async fn deliver(s: &WebState, hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> Response {
-    let text = |name: &str| header(headers, name);
+    let text = |name: &str| header_text(headers, name);
     let delivery = text(DELIVERY);
     let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,

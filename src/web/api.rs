@@ -70,6 +70,10 @@ impl From<Delivery> for DeliveryView {
 }
 
 pub async fn api_status(State(s): State<WebState>) -> Result<Json<ApiStatus>, Error> {
+    status(&s).map(Json)
+}
+
+pub fn status(s: &WebState) -> Result<ApiStatus, Error> {
     let now = s.clock.now();
     let tz = s.settings.train.timezone;
     let recent_deploys = s
@@ -85,9 +89,9 @@ pub async fn api_status(State(s): State<WebState>) -> Result<Json<ApiStatus>, Er
             rolled_back: t.rolled_back,
         })
         .collect();
-    Ok(Json(ApiStatus {
+    Ok(ApiStatus {
         snapshot: s.snapshot().as_ref().clone(),
-        delivery: delivery_now(&s, now)?.into(),
+        delivery: delivery_now(s, now)?.into(),
         recent_deploys,
-    }))
+    })
 }

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
-use super::html::{Esc, Frame, page, time_tag};
+use super::html::{Esc, page, time_tag};
 use super::{Error, WebState};
 use crate::store::AuditCursor;
 
@@ -79,13 +79,14 @@ pub async fn audit_page(
         }
         body.push_str("</tbody></table>");
     }
+    let base = Esc(&s.base);
     body.push_str("<nav class=\"pager\">");
     if audit.newer {
-        body.push_str("<a href=\"/audit\">newest</a>");
+        let _ = write!(body, "<a href=\"{base}/audit\">newest</a>");
         if let Some((first, _)) = entries.first() {
             let _ = write!(
                 body,
-                "<a rel=\"prev\" href=\"/audit?after={first}\">newer</a>"
+                "<a rel=\"prev\" href=\"{base}/audit?after={first}\">newer</a>"
             );
         }
     }
@@ -93,16 +94,12 @@ pub async fn audit_page(
         if let Some((last, _)) = entries.last() {
             let _ = write!(
                 body,
-                "<a rel=\"next\" href=\"/audit?before={last}\">older</a>"
+                "<a rel=\"next\" href=\"{base}/audit?before={last}\">older</a>"
             );
         }
-        body.push_str("<a href=\"/audit?oldest\">oldest</a>");
+        let _ = write!(body, "<a href=\"{base}/audit?oldest\">oldest</a>");
     }
     body.push_str("</nav></section>");
-    let frame = Frame {
-        title: "audit · trainbot",
-        class: "audit-page",
-        refresh: None,
-    };
+    let frame = s.frame("audit · trainbot", "audit-page", None);
     Ok(Html(page(&frame, "", &body)))
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use axum::response::Html;
 
-use super::html::{Esc, Frame, ago, dur, page};
+use super::html::{Esc, ago, dur, page};
 use super::logs::render_log;
 use super::{Error, WebState};
 use crate::domain::build::{BuildPhase, BuildStage};
@@ -61,17 +61,13 @@ pub fn build_page(s: &WebState, id: u64) -> Result<Html<String>, Error> {
             let name = format!("{}-{step}", phase.name());
             let _ = write!(body, "<details open><summary>{}</summary>", Esc(&name));
             let running = matches!(&build.stage, BuildStage::Running(p) if p.phase == phase && p.step + 1 == step);
-            render_log(&mut body, &dir, &run, &name, running, "not run");
+            render_log(&mut body, &s.base, &dir, &run, &name, running, "not run");
             body.push_str("</details>");
         }
     }
     body.push_str("</section>");
     let title = format!("build {id} {} · trainbot", build.branch);
-    let frame = Frame {
-        title: &title,
-        class: "run",
-        refresh: (!build.is_done()).then_some(3),
-    };
+    let frame = s.frame(&title, "run", (!build.is_done()).then_some(3));
     Ok(Html(page(&frame, "", &body)))
 }
 

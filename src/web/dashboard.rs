@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Html;
 use chrono::{DateTime, TimeDelta};
 
-use super::html::{Esc, Frame, ago, dur, page, run_link, time_tag, until, when};
+use super::html::{Esc, ago, dur, page, run_link, time_tag, until, when};
 use super::{Error, WebState, panels, pipeline};
 use crate::domain::clock::Ts;
 use crate::domain::ids::TrainId;
@@ -67,18 +67,16 @@ pub async fn dashboard(State(s): State<WebState>) -> Result<Html<String>, Error>
     body.push_str(&panels::deploys_card(&s, now)?);
     body.push_str(&panels::nodes_card(&s));
     body.push_str("</div>");
-    let frame = Frame {
-        title: &title(&snap),
-        class: "radiator",
-        refresh: Some(5),
-    };
+    let title = title(&s, &snap);
+    let frame = s.frame(&title, "radiator", Some(5));
     Ok(Html(page(&frame, &header_right(&s, &snap, now), &body)))
 }
 
-fn title(snap: &Snapshot) -> String {
+fn title(s: &WebState, snap: &Snapshot) -> String {
     match &snap.train {
-        Some(t) => format!("#{} {} · trainbot", t.id, t.stage_detail),
-        None => "trainbot".to_string(),
+        Some(t) => format!("{} {} · trainbot", s.train_label(t.id), t.stage_detail),
+        None if s.base.is_empty() => "trainbot".to_string(),
+        None => format!("{} · trainbot", s.name),
     }
 }
 
@@ -123,10 +121,12 @@ fn train_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Error> {
     let _ = write!(
         out,
         "<section class=\"card train-card {state}\" id=\"train\"><h2>{heading}</h2>\
-         <div class=\"train-head\"><a class=\"train-no\" href=\"/runs/train-{id}\">#{id}</a>\
+         <div class=\"train-head\"><a class=\"train-no\" href=\"{base}/runs/train-{id}\">{label}</a>\
          <code class=\"sha big-sha\">{sha}</code><span class=\"kind\">{kind}</span></div>\
          <p class=\"stage-line\"><strong>{stage}</strong> {since}</p>",
         id = train.id.0,
+        base = Esc(&s.base),
+        label = Esc(&s.train_label(train.id.0)),
         sha = Esc(train.sha.short()),
         kind = Esc(&kind_label(&train.kind)),
         stage = Esc(&stage_label(&plan, &train.stage)),
@@ -139,7 +139,7 @@ fn train_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Error> {
     out.push_str(&pipeline::render(&train, &plan, now));
     out.push_str("<div class=\"train-body\">");
     out.push_str(&authors(&train));
-    out.push_str(&commits(&train));
+    out.push_str(&commits(&s.base, &train));
     out.push_str("</div></section>");
     Ok(out)
 }
@@ -187,7 +187,7 @@ fn authors(t: &Train) -> String {
     out
 }
 
-fn commits(t: &Train) -> String {
+fn commits(base: &str, t: &Train) -> String {
     let mut out = format!(
         "<div class=\"commits\"><h3>{} commit{}</h3><ul>",
         t.commits.len(),
@@ -212,7 +212,8 @@ fn commits(t: &Train) -> String {
     if t.commits.len() > COMMITS_SHOWN {
         let _ = write!(
             out,
-            "<li class=\"more\"><a href=\"/runs/train-{}\">and {} more</a></li>",
+            "<li class=\"more\"><a href=\"{}/runs/train-{}\">and {} more</a></li>",
+            Esc(base),
             t.id.0,
             t.commits.len() - COMMITS_SHOWN
         );
@@ -320,6 +321,6 @@ pub fn deploy_took(t: &Train) -> Option<TimeDelta> {
 }
 
 /// `#7` linked, for tables.
-pub fn train_cell(t: &Train) -> String {
-    run_link(t.id.0)
+pub fn train_cell(base: &str, t: &Train) -> String {
+    run_link(base, t.id.0)
 }

@@ -43,6 +43,9 @@ pub struct Frame<'a> {
     pub class: &'a str,
     /// Seconds between live refreshes of `<main>`; None: static.
     pub refresh: Option<u32>,
+    /// Where this pipeline's pages live ("" alone, "/p/NAME" among several);
+    /// None: the overview of several, which has no audit of its own.
+    pub base: Option<&'a str>,
 }
 
 /// The whole document: no inline script or style (the CSP forbids them).
@@ -52,6 +55,19 @@ pub fn page(frame: &Frame, header_right: &str, body: &str) -> String {
         .refresh
         .map(|s| format!(" data-refresh=\"{s}\""))
         .unwrap_or_default();
+    let nav = match frame.base {
+        Some("") => "<a href=\"/\">radiator</a><a href=\"/audit\">audit</a>\
+             <a href=\"/api/status\">api</a><a href=\"/metrics\">metrics</a>"
+            .to_string(),
+        Some(base) => format!(
+            "<a href=\"/\">pipelines</a><a href=\"{b}/\">radiator</a><a href=\"{b}/audit\">audit</a>\
+             <a href=\"{b}/api/status\">api</a><a href=\"{b}/metrics\">metrics</a>",
+            b = Esc(base)
+        ),
+        None => "<a href=\"/\">pipelines</a><a href=\"/api/status\">api</a>\
+             <a href=\"/metrics\">metrics</a>"
+            .to_string(),
+    };
     let _ = write!(
         out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -59,12 +75,12 @@ pub fn page(frame: &Frame, header_right: &str, body: &str) -> String {
          <title>{title}</title>\
          <link rel=\"stylesheet\" href=\"/assets/app.css\">\
          <script src=\"/assets/app.js\" defer></script></head>\
-         <body><header class=\"top\"><a class=\"brand\" href=\"/\">trainbot</a>\
-         <nav><a href=\"/\">radiator</a><a href=\"/audit\">audit</a>\
-         <a href=\"/api/status\">api</a><a href=\"/metrics\">metrics</a></nav>\
+         <body><header class=\"top\"><a class=\"brand\" href=\"{home}/\">trainbot</a>\
+         <nav>{nav}</nav>\
          <div class=\"top-right\">{header_right}</div></header>\
          <main class=\"{class}\"{refresh}>{body}</main></body></html>\n",
         title = Esc(frame.title),
+        home = Esc(frame.base.unwrap_or("")),
         class = Esc(frame.class),
     );
     out
@@ -107,8 +123,11 @@ pub fn time_tag(t: Ts, text: &str) -> String {
     format!("<time datetime=\"{}\">{}</time>", t.to_rfc3339(), Esc(text))
 }
 
-pub fn run_link(id: u64) -> String {
-    format!("<a class=\"train-link\" href=\"/runs/train-{id}\">#{id}</a>")
+pub fn run_link(base: &str, id: u64) -> String {
+    format!(
+        "<a class=\"train-link\" href=\"{}/runs/train-{id}\">#{id}</a>",
+        Esc(base)
+    )
 }
 
 #[cfg(test)]

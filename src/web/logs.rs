@@ -57,6 +57,7 @@ pub fn read_tail(path: &Path) -> io::Result<LogTail> {
 /// not shown and a link to the whole file; `missing` when there is no log.
 pub fn render_log(
     out: &mut String,
+    base: &str,
     dir: &Path,
     run: &str,
     step: &str,
@@ -70,7 +71,7 @@ pub fn render_log(
             return;
         }
     };
-    let href = format!("/runs/{}/logs/{}", Esc(run), Esc(step));
+    let href = format!("{}/runs/{}/logs/{}", Esc(base), Esc(run), Esc(step));
     if tail.hidden > 0 {
         let _ = write!(
             out,

@@ -14,7 +14,7 @@ use crate::domain::train::Stage;
 use crate::engine::metrics::{APPROVAL_BUCKETS, Histogram, STEP_BUCKETS};
 
 /// A label value escaped per the text format.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -52,7 +52,7 @@ pub async fn metrics(State(s): State<WebState>) -> Result<impl IntoResponse, Err
     ))
 }
 
-fn render(s: &WebState) -> Result<String, Error> {
+pub fn render(s: &WebState) -> Result<String, Error> {
     let now = s.clock.now();
     let snap = s.snapshot();
     let m = &s.metrics;

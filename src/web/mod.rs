@@ -10,9 +10,11 @@ mod dashboard;
 mod html;
 mod logs;
 mod metrics;
+mod overview;
 mod panels;
 mod pipeline;
 mod runs;
+mod several;
 mod webhook;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::domain::train::Plan;
 use crate::engine::{Metrics, Snapshot, plan_of};
 use crate::store::{Store, StoreError};
 
+pub use several::router_for;
 pub use webhook::Webhook;
 
 #[derive(Clone)]
@@ -44,6 +47,11 @@ pub struct WebState {
     pub clock: Arc<dyn Clock>,
     /// The GitHub push webhook; None on the git forge (the route is 404).
     pub webhook: Option<Webhook>,
+    /// Prefix of every link the pages render: "" for a single pipeline,
+    /// "/p/NAME" for one among several (assets stay at the root).
+    pub base: String,
+    /// The pipeline's name, shown as `NAME#12` among several.
+    pub name: String,
 }
 
 impl WebState {
@@ -54,6 +62,30 @@ impl WebState {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshots.borrow().clone()
     }
+
+    /// `#12` alone, `web#12` among several: the number only says which
+    /// train once the pipeline is known.
+    fn train_label(&self, id: u64) -> String {
+        if self.base.is_empty() {
+            format!("#{id}")
+        } else {
+            format!("{}#{id}", self.name)
+        }
+    }
+
+    fn frame<'a>(
+        &'a self,
+        title: &'a str,
+        class: &'a str,
+        refresh: Option<u32>,
+    ) -> html::Frame<'a> {
+        html::Frame {
+            title,
+            class,
+            refresh,
+            base: Some(&self.base),
+        }
+    }
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -61,6 +93,20 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'none'";
 
 pub fn router(state: WebState) -> Router {
+    pages(state.clone())
+        .route(
+            "/webhooks/github",
+            post(webhook::github)
+                .layer(DefaultBodyLimit::max(webhook::BODY_LIMIT))
+                .with_state(state),
+        )
+        .merge(assets())
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// One pipeline's pages, API, metrics and health: the whole site of a
+/// single pipeline, or what `/p/NAME` holds among several.
+fn pages(state: WebState) -> Router {
     Router::new()
         .route("/", get(dashboard::dashboard))
         .route("/runs/{id}", get(runs::run_page))
@@ -69,15 +115,20 @@ pub fn router(state: WebState) -> Router {
         .route("/api/status", get(api::api_status))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
-        .route(
-            "/webhooks/github",
-            post(webhook::github).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
-        )
+        .fallback(not_found)
+        // Inside the pipeline's own routes, so its error pages link back to
+        // its own radiator.
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            error_links,
+        ))
+        .with_state(state)
+}
+
+fn assets() -> Router {
+    Router::new()
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
-        .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
 }
 
 async fn security_headers(mut res: Response) -> Response {
@@ -111,6 +162,40 @@ impl From<StoreError> for Error {
     }
 }
 
+/// The text of an error page, kept so that [`error_links`] can draw the
+/// page again with the pipeline's links.
+#[derive(Clone)]
+struct ErrorText(String);
+
+fn error_page(base: &str, text: &str) -> String {
+    let frame = html::Frame {
+        title: text,
+        class: "error-page",
+        refresh: None,
+        base: Some(base),
+    };
+    let body = format!(
+        "<section class=\"card\"><h1>{}</h1><p><a href=\"{}/\">back to the radiator</a></p></section>",
+        html::Esc(text),
+        html::Esc(base)
+    );
+    html::page(&frame, "", &body)
+}
+
+/// An `Error` does not know which pipeline failed; the pipeline's router
+/// does.
+async fn error_links(State(s): State<WebState>, res: Response) -> Response {
+    if s.base.is_empty() {
+        return res;
+    }
+    let Some(ErrorText(text)) = res.extensions().get::<ErrorText>().cloned() else {
+        return res;
+    };
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, error_page(&s.base, &text).into())
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text) = match self {
@@ -124,16 +209,10 @@ impl IntoResponse for Error {
                 )
             }
         };
-        let frame = html::Frame {
-            title: &text,
-            class: "error-page",
-            refresh: None,
-        };
-        let body = format!(
-            "<section class=\"card\"><h1>{}</h1><p><a href=\"/\">back to the radiator</a></p></section>",
-            html::Esc(&text)
-        );
-        (status, Html(html::page(&frame, "", &body))).into_response()
+        let page = error_page("", &text);
+        let mut res = (status, Html(page)).into_response();
+        res.extensions_mut().insert(ErrorText(text));
+        res
     }
 }
 
@@ -141,18 +220,26 @@ async fn not_found(uri: axum::http::Uri) -> Error {
     Error::NotFound(format!("page {}", uri.path()))
 }
 
-async fn healthz(State(state): State<WebState>) -> impl IntoResponse {
+/// Err: why the pipeline does not work.
+fn health(state: &WebState) -> Result<(), &'static str> {
     // The engine publishes after every input it handles; a closed channel
     // means it stopped. The store must answer a read too.
     let working = state.snapshots.has_changed().is_ok()
         && state.snapshots.borrow().ready
         && state.store.production().is_ok();
     if !working {
-        (StatusCode::SERVICE_UNAVAILABLE, "engine not running\n")
+        Err("engine not running")
     } else if state.metrics.storage_failing() {
-        (StatusCode::SERVICE_UNAVAILABLE, "storage failing\n")
+        Err("storage failing")
     } else {
-        (StatusCode::OK, "ok\n")
+        Ok(())
+    }
+}
+
+async fn healthz(State(state): State<WebState>) -> impl IntoResponse {
+    match health(&state) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
@@ -170,6 +257,10 @@ async fn js() -> impl IntoResponse {
     )
 }
 
+#[cfg(test)]
+mod several_tests;
+#[cfg(test)]
+mod several_webhook_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

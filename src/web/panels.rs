@@ -164,9 +164,10 @@ pub fn health_card(s: &WebState) -> Result<String, Error> {
             let word = h.word();
             let _ = write!(
                 out,
-                "<a class=\"cell {cls}\" href=\"/runs/train-{id}\" title=\"#{id} {env}: {word}\">\
+                "<a class=\"cell {cls}\" href=\"{base}/runs/train-{id}\" title=\"#{id} {env}: {word}\">\
                  <span class=\"cell-label\">#{id} {word}</span></a>",
                 cls = word.replace(' ', "-"),
+                base = Esc(&s.base),
                 env = Esc(&env.name),
             );
         }
@@ -216,7 +217,7 @@ pub fn deploys_card(s: &WebState, now: Ts) -> Result<String, Error> {
             out,
             "<tr><td>{}</td><td><code class=\"sha\">{}</code></td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{badge}</td></tr>",
-            train_cell(t),
+            train_cell(&s.base, t),
             Esc(t.sha.short()),
             Esc(&authors.join(", ")),
             Esc(&approvers(t)),
@@ -258,7 +259,12 @@ pub fn nodes_card(s: &WebState) -> String {
         };
         let build = node
             .busy_with
-            .map(|id| format!(" <a href=\"/runs/build-{id}\">build {id}</a>"))
+            .map(|id| {
+                format!(
+                    " <a href=\"{}/runs/build-{id}\">build {id}</a>",
+                    Esc(&s.base)
+                )
+            })
             .unwrap_or_default();
         let _ = write!(
             out,

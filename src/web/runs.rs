@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 
 use super::dashboard::kind_label;
-use super::html::{Esc, Frame, ago, dur, page, time_tag, when};
+use super::html::{Esc, ago, dur, page, time_tag, when};
 use super::logs::render_log;
 use super::pipeline::{self, step_name, step_time};
 use super::{Error, WebState};
@@ -40,10 +40,10 @@ pub async fn run_page(
     let _ = write!(
         body,
         "<section class=\"card run-head\"><div class=\"train-head\">\
-         <span class=\"train-no\">#{id}</span><code class=\"sha big-sha\">{sha}</code>\
+         <span class=\"train-no\">{label}</span><code class=\"sha big-sha\">{sha}</code>\
          <span class=\"kind\">{kind}</span></div>\
          <p class=\"stage-line\"><strong>{stage}</strong> · departed {dep} ({ago}){took}</p>",
-        id = train.id.0,
+        label = Esc(&s.train_label(train.id.0)),
         sha = Esc(train.sha.as_str()),
         kind = Esc(&kind_label(&train.kind)),
         stage = Esc(&stage_label(&plan, &train.stage)),
@@ -62,15 +62,11 @@ pub async fn run_page(
     body.push_str(&commits_card(&train));
     body.push_str(&steps_card(&s, &train, &plan, now));
     let title = format!(
-        "#{} {} · trainbot",
-        train.id.0,
+        "{} {} · trainbot",
+        s.train_label(train.id.0),
         stage_label(&plan, &train.stage)
     );
-    let frame = Frame {
-        title: &title,
-        class: "run",
-        refresh: (!train.is_done()).then_some(3),
-    };
+    let frame = s.frame(&title, "run", (!train.is_done()).then_some(3));
     Ok(Html(page(&frame, "", &body)))
 }
 
@@ -137,7 +133,15 @@ fn steps_card(s: &WebState, t: &Train, plan: &Plan, now: crate::domain::clock::T
             Some(step) => {
                 let run = format!("train-{}", t.id.0);
                 let dir = s.settings.bot.data_dir.join("logs").join(&run);
-                render_log(&mut out, &dir, &run, &step, cls == "running", "no log");
+                render_log(
+                    &mut out,
+                    &s.base,
+                    &dir,
+                    &run,
+                    &step,
+                    cls == "running",
+                    "no log",
+                );
             }
             None => out.push_str("<p class=\"sub\">no log</p>"),
         }

@@ -184,33 +184,45 @@ impl Fixture {
 
     /// The router with `webhook` as the GitHub webhook (None: the git forge).
     pub fn app_with(&self, webhook: Option<Webhook>) -> Router {
+        router(self.state("web", webhook))
+    }
+
+    /// This fixture as pipeline `name` (its `base` is for `router_for` to set).
+    pub fn state(&self, name: &str, webhook: Option<Webhook>) -> WebState {
         let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(now()));
-        router(WebState {
+        WebState {
             snapshots: self.snapshots.subscribe(),
             store: self.store.clone(),
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             clock,
             webhook,
-        })
+            base: String::new(),
+            name: name.to_string(),
+        }
     }
 
     /// GET `path`: status, content type and body.
     pub async fn get(&self, path: &str) -> (StatusCode, String, String) {
-        let res = self
-            .app()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(res.into_body(), 8 << 20)
-            .await
-            .unwrap();
-        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+        get(&self.app(), path).await
     }
+}
+
+/// GET `path` from `app`: status, content type and body.
+pub async fn get(app: &Router, path: &str) -> (StatusCode, String, String) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(res.into_body(), 8 << 20)
+        .await
+        .unwrap();
+    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
 }

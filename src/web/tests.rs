@@ -190,7 +190,7 @@ async fn a_run_page_shows_steps_with_their_logs() {
 }
 
 /// Writes `bytes` as the log of train 3's failed acceptance step.
-fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
+pub fn write_train_3_log(f: &Fixture, bytes: &[u8]) -> std::path::PathBuf {
     let log_dir = f.settings.bot.data_dir.join("logs").join("train-3");
     std::fs::create_dir_all(&log_dir).unwrap();
     let path = log_dir.join("staging-acceptance-1.log");
@@ -378,7 +378,7 @@ fn link(html: &str, label: &str) -> String {
 }
 
 /// Every line of the Prometheus text is a comment or `name{labels} value`.
-fn assert_prometheus(text: &str) {
+pub fn assert_prometheus(text: &str) {
     let sample =
         regex::Regex::new(r#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN|\+Inf|-Inf)$"#)
             .unwrap();

@@ -30,7 +30,7 @@ const INBOX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[cfg(test)]
 const INBOX_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
-const SIGNATURE: &str = "x-hub-signature-256";
+pub const SIGNATURE: &str = "x-hub-signature-256";
 const DELIVERY: &str = "x-github-delivery";
 const EVENT: &str = "x-github-event";
 
@@ -81,7 +81,7 @@ pub fn verify(secret: Option<&[u8]>, body: &[u8], header: Option<&str>) -> bool 
 }
 
 /// A short `text/plain` answer.
-fn reply(status: StatusCode, text: impl Into<String>) -> Response {
+pub fn reply(status: StatusCode, text: impl Into<String>) -> Response {
     let mut text = text.into().replace(['\r', '\n'], " ");
     text.push('\n');
     (
@@ -104,21 +104,48 @@ pub async fn github(
         Ok(body) => body,
         Err((status, why)) => return reply(status, why),
     };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let delivery = text(DELIVERY);
-    if !verify(hook.secret.as_deref(), &body, text(SIGNATURE)) {
-        tracing::warn!(
-            delivery = ?delivery,
-            secret_configured = hook.secret.is_some(),
-            "Refused a webhook delivery: bad or missing signature."
-        );
-        s.metrics.error("webhook_signature");
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            "bad or missing X-Hub-Signature-256",
-        );
+    if !signed_for(&s, hook, &headers, &body) {
+        return unsigned();
     }
-    let json: serde_json::Value = match serde_json::from_slice(&body) {
+    deliver(&s, hook, &headers, &body).await
+}
+
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the delivery carries `hook`'s signature; a refusal is logged and
+/// counted on `s`, the pipeline it was meant for.
+pub fn signed_for(s: &WebState, hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> bool {
+    if verify(
+        hook.secret.as_deref(),
+        body,
+        header_text(headers, SIGNATURE),
+    ) {
+        return true;
+    }
+    tracing::warn!(
+        delivery = ?header_text(headers, DELIVERY),
+        pipeline = %s.name,
+        secret_configured = hook.secret.is_some(),
+        "Refused a webhook delivery: bad or missing signature."
+    );
+    s.metrics.error("webhook_signature");
+    false
+}
+
+pub fn unsigned() -> Response {
+    reply(
+        StatusCode::UNAUTHORIZED,
+        "bad or missing X-Hub-Signature-256",
+    )
+}
+
+/// Acts on a delivery whose signature [`signed_for`] has verified.
+pub async fn deliver(s: &WebState, hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> Response {
+    let text = |name: &str| header_text(headers, name);
+    let delivery = text(DELIVERY);
+    let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
@@ -178,7 +205,7 @@ pub async fn github(
 
 /// The body, or the refusal: 413 if it is, or says it is, over [`BODY_LIMIT`] (the route's
 /// `DefaultBodyLimit` stops reading there whatever Content-Length claimed).
-fn read_body(
+pub fn read_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, (StatusCode, String)> {

@@ -55,6 +55,8 @@ fn pages(c: &mut Criterion, rt: &Runtime, filled: &Filled, bot: &Bot, label: &st
         metrics: bot.metrics.clone(),
         clock: Arc::new(SystemClock),
         webhook: None,
+        base: String::new(),
+        name: filled.cfg.pipeline.name.clone(),
     });
     let uris = [
         ("api_status", "/api/status"),

@@ -70,7 +70,11 @@ impl Dispatcher {
             button: msg.pipeline.as_deref(),
         };
         let place = msg.channel.clone();
-        let answer = match route(&said, &summaries, self.defaults.get(&place).map(String::as_str)) {
+        let answer = match route(
+            &said,
+            &summaries,
+            self.defaults.get(&place).map(String::as_str),
+        ) {
             Route::Ignore => return true,
             Route::To { pipeline, text } => {
                 let Some(p) = self.pipelines.iter().find(|p| p.name == pipeline) else {

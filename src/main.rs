@@ -9,8 +9,8 @@ use clap::Parser;
 use tokio::sync::{mpsc, watch};
 
 use trainbot::chat::console::Console;
-use trainbot::chat::{Chat, Scope, ScopedChat};
 use trainbot::chat::slack::{Slack, StartError, Tokens};
+use trainbot::chat::{Chat, Scope, ScopedChat};
 use trainbot::cli::{Cli, Cmd};
 use trainbot::config::{ChatAdapter, ForgeKind, Settings};
 use trainbot::dispatch::Dispatcher;
@@ -210,12 +210,11 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         }
     };
     let console = chat_cfg.adapter == ChatAdapter::Console;
-    let channel_count = |channel: &str| {
-        planned
-            .iter()
-            .filter(|p| p.settings.chat.slack.channel == channel)
-            .count()
-    };
+    let channels: Vec<String> = planned
+        .iter()
+        .map(|p| p.settings.chat.slack.channel.clone())
+        .collect();
+    let channel_count = |channel: &str| channels.iter().filter(|c| *c == channel).count();
     let mut engines = Vec::new();
     let mut webs = Vec::new();
     let mut routes = Vec::new();
@@ -422,11 +421,8 @@ fn pipeline(
         metrics: engine.metrics(),
         clock: Arc::new(SystemClock),
         webhook: webhook(&settings, &engine.inbox(), run_events),
-        base: if settings.pipeline.multi {
-            format!("/p/{}", settings.pipeline.name)
-        } else {
-            String::new()
-        },
+        // router_for sets each pipeline's base.
+        base: String::new(),
         name: settings.pipeline.name.clone(),
     };
     Ok(Built { engine, web })

@@ -167,20 +167,35 @@ mod tests {
     #[test]
     fn a_named_pipeline_is_taken_out_of_the_text() {
         let here = [p("api"), p("web")];
-        assert_eq!(route(&said("!status web"), &here, None), to("web", "!status"));
-        assert_eq!(route(&said("!depart api"), &here, None), to("api", "!depart"));
+        assert_eq!(
+            route(&said("!status web"), &here, None),
+            to("web", "!status")
+        );
+        assert_eq!(
+            route(&said("!depart api"), &here, None),
+            to("api", "!depart")
+        );
         assert_eq!(
             route(&said("!bad web  it breaks login"), &here, None),
             to("web", "!bad it breaks login")
         );
-        assert_eq!(route(&said("!status feature/x"), &here, None), Route::Choose(vec!["api".into(), "web".into()]));
+        assert_eq!(
+            route(&said("!status feature/x"), &here, None),
+            Route::Choose(vec!["api".into(), "web".into()])
+        );
     }
 
     #[test]
     fn a_labelled_train_names_its_pipeline() {
         let here = [p("api"), p("web")];
-        assert_eq!(route(&said("!good web#12"), &here, None), to("web", "!good #12"));
-        assert_eq!(route(&said("!cancel api#3"), &here, None), to("api", "!cancel #3"));
+        assert_eq!(
+            route(&said("!good web#12"), &here, None),
+            to("web", "!good #12")
+        );
+        assert_eq!(
+            route(&said("!cancel api#3"), &here, None),
+            to("api", "!cancel #3")
+        );
         // A label of a pipeline not served here is left to the user.
         assert_eq!(
             route(&said("!good ops#2"), &here, None),
@@ -192,7 +207,10 @@ mod tests {
     fn one_pipeline_here_takes_everything() {
         let here = [p("web")];
         assert_eq!(route(&said("!depart"), &here, None), to("web", "!depart"));
-        assert_eq!(route(&said("!status web"), &here, None), to("web", "!status"));
+        assert_eq!(
+            route(&said("!status web"), &here, None),
+            to("web", "!status")
+        );
         assert_eq!(route(&said("hello"), &here, None), Route::Ignore);
         assert_eq!(route(&said("!"), &here, None), Route::Ignore);
     }
@@ -200,13 +218,22 @@ mod tests {
     #[test]
     fn use_sets_a_default_that_names_still_override() {
         let here = [p("api"), p("web")];
-        assert_eq!(route(&said("!use web"), &here, None), Route::Use("web".into()));
+        assert_eq!(
+            route(&said("!use web"), &here, None),
+            Route::Use("web".into())
+        );
         assert_eq!(
             route(&said("!use ops"), &here, None),
             Route::UseUnknown(vec!["api".into(), "web".into()])
         );
-        assert_eq!(route(&said("!depart"), &here, Some("web")), to("web", "!depart"));
-        assert_eq!(route(&said("!depart api"), &here, Some("web")), to("api", "!depart"));
+        assert_eq!(
+            route(&said("!depart"), &here, Some("web")),
+            to("web", "!depart")
+        );
+        assert_eq!(
+            route(&said("!depart api"), &here, Some("web")),
+            to("api", "!depart")
+        );
     }
 
     #[test]
@@ -239,7 +266,10 @@ mod tests {
         let mut api = p("api");
         api.running = true;
         let here = [api, web];
-        assert_eq!(route(&said("!unfreeze"), &here, None), to("web", "!unfreeze"));
+        assert_eq!(
+            route(&said("!unfreeze"), &here, None),
+            to("web", "!unfreeze")
+        );
         assert_eq!(route(&said("!cancel"), &here, None), to("api", "!cancel"));
         let mut click = said("!good #4");
         click.button = Some("web");

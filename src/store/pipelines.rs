@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn a_single_pipeline_always_owns_the_unprefixed_trees() {
-        assert_eq!(owner_of(None, &[w("web", false)], false).as_deref(), Some("web"));
+        assert_eq!(
+            owner_of(None, &[w("web", false)], false).as_deref(),
+            Some("web")
+        );
         assert_eq!(
             owner_of(Some("old"), &[w("web", false)], false).as_deref(),
             Some("web")
@@ -115,7 +118,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Store::open(dir.path()).unwrap();
         let sha = Sha::new(&"a".repeat(40)).unwrap();
-        let base = |s: &Store, sha: &Sha| s.put_meta(super::super::FIRST_BASE, Some(&Some(sha.clone())));
+        let base =
+            |s: &Store, sha: &Sha| s.put_meta(super::super::FIRST_BASE, Some(&Some(sha.clone())));
         base(&root, &sha).unwrap();
         let stores = root
             .pipelines(&[w("api", false), w("web", true)], true)

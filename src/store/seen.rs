@@ -94,8 +94,7 @@ impl Store {
     /// Keeps `value` under `key`, flushed.
     pub fn set_chat_note(&self, key: &str, value: &str) -> Result<()> {
         self.writable()?;
-        self.tree(NOTES)?
-            .insert(key, codec::encode(&value))?;
+        self.tree(NOTES)?.insert(key, codec::encode(&value))?;
         self.flush()
     }
 }

@@ -475,6 +475,14 @@ impl Engine {
                     out.push('\n');
                     out.push_str(&command::usage(name, prefix).expect("every name has usage"));
                 }
+                if self.cfg.pipeline.multi {
+                    // The dispatcher reads these; the engine never sees them.
+                    out.push_str(&format!(
+                        "\nseveral pipelines: name one first ({prefix}status {0}, {prefix}good {0}#12) \
+                         or {prefix}use {0} to make it this channel's default",
+                        self.cfg.pipeline.name
+                    ));
+                }
                 out
             }
         }

@@ -42,6 +42,7 @@ impl Fixture {
             ("TRAINBOT_BRANCH", ""),
             ("TRAINBOT_NODE", ""),
             ("TRAINBOT_NODE_URL", ""),
+            ("TRAINBOT_PIPELINE", "web"),
         ];
         StepRequest {
             key: "train-1/staging/deploy/0".into(),
@@ -118,6 +119,7 @@ async fn a_2xx_passes_and_the_body_carries_the_facts() {
             "branch": "",
             "node": "",
             "node_url": "",
+            "pipeline": "web",
             "step": "train-1/staging/deploy/0",
         })
     );

@@ -60,6 +60,9 @@ pub const NAMES: &[&str] = &[
 
 pub const MAX_HISTORY: usize = 50;
 
+/// Longer chat text is refused before it is read (SPEC §13).
+pub const MAX_COMMAND_CHARS: usize = 2000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
     pub message: String,
@@ -79,6 +82,13 @@ impl fmt::Display for CommandError {
 /// Parses one chat message. `None`: not addressed to the bot (no prefix).
 pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> {
     let rest = text.trim().strip_prefix(prefix)?;
+    let length = text.chars().count();
+    if length > MAX_COMMAND_CHARS {
+        return Some(Err(CommandError {
+            message: format!("command too long: {length} characters, at most {MAX_COMMAND_CHARS}"),
+            usage: None,
+        }));
+    }
     let (name, args) = match rest.split_once(char::is_whitespace) {
         Some((n, a)) => (n, a.trim()),
         None => (rest, ""),
@@ -418,6 +428,19 @@ mod tests {
 
     fn p(s: &str) -> Result<Command, CommandError> {
         parse(s, "!").expect("addressed to the bot")
+    }
+
+    #[test]
+    fn a_command_past_2000_characters_is_refused_unread() {
+        let at_limit = format!("!bad {}", "x".repeat(MAX_COMMAND_CHARS - 5));
+        assert!(p(&at_limit).is_ok());
+        let over = format!("!bad {}", "x".repeat(MAX_COMMAND_CHARS - 4));
+        let err = p(&over).unwrap_err().to_string();
+        assert_eq!(err, "command too long: 2001 characters, at most 2000");
+        assert!(
+            parse(&"y".repeat(5000), "!").is_none(),
+            "chatter is still ignored"
+        );
     }
 
     #[test]

@@ -264,7 +264,8 @@ pub fn approval_request(ctx: &Ctx, t: &Train) -> String {
             ),
             (None, _) => "cannot approve: no chat user known for this email".to_string(),
         };
-        out.push_str(&format!("\n{} <{}>: {how}", a.name, a.email));
+        let (name, email) = (one_line(&a.name, 80), one_line(&a.email, 120));
+        out.push_str(&format!("\n{name} <{email}>: {how}"));
     }
     if t.approvers().is_empty() {
         out.push_str(&format!(
@@ -406,7 +407,7 @@ pub fn resumed(ctx: &Ctx, t: &Train) -> String {
 
 pub fn allocated(sha: &Sha, subject: Option<(&str, &str)>, next: Option<Ts>, ctx: &Ctx) -> String {
     let what = subject
-        .map(|(s, a)| format!(" \"{}\" by {a}", one_line(s, 60)))
+        .map(|(s, a)| format!(" \"{}\" by {}", one_line(s, 60), one_line(a, 60)))
         .unwrap_or_default();
     let when = next
         .map(|n| format!("; next departure {}", ctx.time(n)))
@@ -490,7 +491,8 @@ pub fn push_tail(out: &mut String, tail: &[String]) {
     }
 }
 
-/// One line, at most `max` characters, control characters dropped.
+/// One line of user text (a commit subject, a reason, a step's output), at
+/// most `max` characters, control characters dropped, mentions made inert.
 pub fn one_line(s: &str, max: usize) -> String {
     let first = s.lines().next().unwrap_or("");
     let cut: String = first
@@ -499,14 +501,45 @@ pub fn one_line(s: &str, max: usize) -> String {
         .take(max)
         .collect();
     if first.chars().count() > max {
-        format!("{cut}…")
+        inert(&format!("{cut}…"))
     } else {
-        cut
+        inert(&cut)
     }
+}
+
+/// User text shown in the bot's voice must not ping anyone (SPEC §13): a
+/// zero-width space breaks Slack's `<@U…>`, `<!channel>`, `<!here>` and
+/// `<!subteam^…>` sequences and bare `@channel`/`@here`/`@everyone`, while
+/// the text still reads the same.
+pub fn inert(s: &str) -> String {
+    const ZWSP: &str = "\u{200B}";
+    let mut out = s
+        .replace("<@", &format!("<{ZWSP}@"))
+        .replace("<!", &format!("<{ZWSP}!"));
+    for word in ["@channel", "@here", "@everyone"] {
+        out = out.replace(word, &format!("@{ZWSP}{}", &word[1..]));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn user_text_never_pings() {
+        let shown = super::one_line(
+            "fix <@U123> and <!channel> <!here|here> @here @everyone",
+            200,
+        );
+        for ping in ["<@U", "<!channel>", "<!here", "@here", "@everyone"] {
+            assert!(!shown.contains(ping), "{shown}");
+        }
+        assert_eq!(
+            shown.replace('\u{200B}', ""),
+            "fix <@U123> and <!channel> <!here|here> @here @everyone"
+        );
+        assert_eq!(super::one_line("plain text", 200), "plain text");
+    }
+
     use super::*;
 
     #[test]

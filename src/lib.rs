@@ -7,6 +7,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod engine;
+pub mod harden;
 pub mod forge;
 pub mod runner;
 pub mod store;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    trainbot::harden::harden_process();
     let pipelines = match trainbot::config::load_pipelines(&cli.config) {
         Ok(p) => p,
         Err(e) => {

@@ -96,6 +96,10 @@ fn from_be(b: &[u8]) -> u64 {
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(e.into()))?;
+        // Private even when created before the umask was tightened (SPEC §13).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::Sled(e.into()))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(16 << 20)

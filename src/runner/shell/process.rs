@@ -47,6 +47,14 @@ pub(super) fn spawn_gated(
         .stdout(Stdio::from(output.try_clone()?))
         .stderr(Stdio::from(output))
         .process_group(0);
+    let umask = crate::harden::step_umask();
+    // SAFETY: umask(2) is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(move || {
+            libc::umask(umask);
+            Ok(())
+        });
+    }
     let child = command.spawn()?;
     let pid = child
         .id()

@@ -25,12 +25,12 @@ pub fn harden_process() {
     }
     // SAFETY: umask(2) cannot fail and touches no memory.
     let before = unsafe { libc::umask(0o077) };
-    STEP_UMASK.store(u32::from(before), Ordering::Relaxed);
+    STEP_UMASK.store(before, Ordering::Relaxed);
 }
 
 /// The umask a step runs with.
 pub fn step_umask() -> libc::mode_t {
-    STEP_UMASK.load(Ordering::Relaxed) as libc::mode_t
+    STEP_UMASK.load(Ordering::Relaxed)
 }
 
 /// Whether this process is dumpable (1) or not (0); for tests and `/healthz`-style checks.

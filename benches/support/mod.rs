@@ -50,6 +50,14 @@ pub struct BenchChat {
     tx: mpsc::UnboundedSender<String>,
 }
 
+impl BenchChat {
+    /// A chat and the answers said into it.
+    pub fn new() -> (Arc<BenchChat>, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(BenchChat { tx }), rx)
+    }
+}
+
 #[async_trait]
 impl Chat for BenchChat {
     async fn send(&self, msg: Message) {
@@ -67,6 +75,12 @@ impl Chat for BenchChat {
 /// train's; everything else is empty.
 pub struct BenchForge {
     head: Sha,
+}
+
+impl BenchForge {
+    pub fn new(head: Sha) -> BenchForge {
+        BenchForge { head }
+    }
 }
 
 #[async_trait]
@@ -115,7 +129,7 @@ impl StepRunner for OkRunner {
 
 /// One lower environment and production; departures only at New Year's
 /// midnight, so the clock sends no train during a bench.
-const CONFIG: &str = r#"[bot]
+pub const CONFIG: &str = r#"[bot]
 data_dir = "./data"
 
 [chat]

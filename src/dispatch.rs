@@ -53,28 +53,29 @@ impl Dispatcher {
         if let [only] = self.pipelines.as_slice() {
             return only.inbox.send(Event::Chat(msg)).await.is_ok();
         }
-        let here: Vec<usize> = (0..self.pipelines.len())
-            .filter(|&i| match &msg.channel {
-                Some(channel) => self.pipelines[i].channel == *channel,
-                None => true,
-            })
-            .collect();
-        if here.is_empty() {
-            return true;
-        }
-        let summaries: Vec<Summary> = here.iter().map(|&i| self.summary(i)).collect();
-        let said = Said {
-            text: &msg.text,
-            prefix: &self.prefix,
-            user: msg.user.as_str(),
-            button: msg.pipeline.as_deref(),
-        };
         let place = msg.channel.clone();
-        let answer = match route(
-            &said,
-            &summaries,
-            self.defaults.get(&place).map(String::as_str),
-        ) {
+        // Borrows of the pipelines end here: `!use` changes the defaults.
+        let (routed, first) = {
+            let here: Vec<&str> = self
+                .pipelines
+                .iter()
+                .filter(|p| msg.channel.as_ref().is_none_or(|c| p.channel == *c))
+                .map(|p| p.name.as_str())
+                .collect();
+            let Some(&first) = here.first() else {
+                return true;
+            };
+            let said = Said {
+                text: &msg.text,
+                prefix: &self.prefix,
+                user: msg.user.as_str(),
+                button: msg.pipeline.as_deref(),
+            };
+            let default = self.defaults.get(&place).map(String::as_str);
+            let routed = route(&said, &here, default, |name| self.summary(name));
+            (routed, first.to_string())
+        };
+        let answer = match routed {
             Route::Ignore => return true,
             Route::To { pipeline, text } => {
                 let Some(p) = self.pipelines.iter().find(|p| p.name == pipeline) else {
@@ -100,9 +101,12 @@ impl Dispatcher {
                 names.join(", ")
             ),
         };
+        let Some(p) = self.pipelines.iter().find(|p| p.name == first) else {
+            return true;
+        };
         let scope = Scope {
-            pipeline: summaries[0].name.clone(),
-            channel: self.pipelines[here[0]].channel.clone(),
+            pipeline: first,
+            channel: p.channel.clone(),
             multi: true,
             shared: false,
         };
@@ -115,8 +119,10 @@ impl Dispatcher {
         true
     }
 
-    fn summary(&self, i: usize) -> Summary {
-        let p = &self.pipelines[i];
+    fn summary(&self, name: &str) -> Summary {
+        let Some(p) = self.pipelines.iter().find(|p| p.name == name) else {
+            return Summary::default();
+        };
         let snap = p.snapshots.borrow().clone();
         let train = snap.train.as_ref();
         let approval = train.is_some_and(|t| t.stage == "approval");

@@ -41,8 +41,14 @@ pub struct Said<'a> {
 /// Routes `said` among `here`, the pipelines this channel (or the console)
 /// serves. A command may name its pipeline first (`!status web`) or name a
 /// train as `web#12`; otherwise the place's `default` (`!use`) or the only
-/// pipeline that fits takes it.
-pub fn route(said: &Said<'_>, here: &[Summary], default: Option<&str>) -> Route {
+/// pipeline that fits takes it. `summary` tells what a pipeline is doing; it
+/// is asked only when the command names no pipeline.
+pub fn route(
+    said: &Said<'_>,
+    here: &[&str],
+    default: Option<&str>,
+    summary: impl Fn(&str) -> Summary,
+) -> Route {
     let Some(rest) = said.text.trim().strip_prefix(said.prefix) else {
         return Route::Ignore;
     };
@@ -51,8 +57,8 @@ pub fn route(said: &Said<'_>, here: &[Summary], default: Option<&str>) -> Route 
         return Route::Ignore;
     }
     let name = words[0].to_ascii_lowercase();
-    let names = || here.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-    let is_here = |n: &str| here.iter().any(|p| p.name == n);
+    let names = || here.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let is_here = |n: &str| here.contains(&n);
     if name == "use" {
         return match words.get(1) {
             Some(n) if words.len() == 2 && is_here(n) => Route::Use(n.to_string()),
@@ -84,8 +90,8 @@ pub fn route(said: &Said<'_>, here: &[Summary], default: Option<&str>) -> Route 
     if let Some(pipeline) = said.button.filter(|p| is_here(p)) {
         return to(pipeline, &words);
     }
-    if here.len() == 1 {
-        return to(&here[0].name, &words);
+    if let [only] = here {
+        return to(only, &words);
     }
     if let Some(pipeline) = default.filter(|p| is_here(p)) {
         return to(pipeline, &words);
@@ -93,11 +99,12 @@ pub fn route(said: &Said<'_>, here: &[Summary], default: Option<&str>) -> Route 
     if name == "help" {
         // The same text for every pipeline.
         return match here.first() {
-            Some(p) => to(&p.name, &words),
+            Some(p) => to(p, &words),
             None => Route::Choose(Vec::new()),
         };
     }
-    let fitting = fits(&name, words.len() > 1, said.user, here);
+    let summaries: Vec<Summary> = here.iter().map(|p| summary(p)).collect();
+    let fitting = fits(&name, words.len() > 1, said.user, &summaries);
     match fitting.as_slice() {
         [one] => to(one, &words),
         [] => Route::Choose(names()),
@@ -146,6 +153,17 @@ mod tests {
             name: name.into(),
             ..Summary::default()
         }
+    }
+
+    /// Routes among `here` as the dispatcher would, with their summaries.
+    fn route(said: &Said<'_>, here: &[Summary], default: Option<&str>) -> Route {
+        let names: Vec<&str> = here.iter().map(|p| p.name.as_str()).collect();
+        super::route(said, &names, default, |name| {
+            here.iter()
+                .find(|p| p.name == name)
+                .cloned()
+                .expect("asked about a pipeline here")
+        })
     }
 
     fn said(text: &str) -> Said<'_> {

@@ -352,8 +352,18 @@ impl Engine {
     }
 
     /// A node of a shared pool is free: the pool's other engines start
-    /// what they have queued at once.
-    fn node_freed(&self) {
+    /// what they have queued at once, once the batch that freed it is in
+    /// the store (`end_batch`).
+    fn node_freed(&mut self) {
+        if self.outbox.is_some() {
+            self.pool_node_freed = true;
+        } else {
+            self.wake_pool();
+        }
+    }
+
+    pub(super) fn wake_pool(&mut self) {
+        self.pool_node_freed = false;
         if let Some(pool) = &self.pool {
             pool.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -434,7 +444,8 @@ impl Engine {
             && read.branch.is_some()
         {
             return Ok(Err(Refusal::Forge(format!(
-                "{name} is held by pipeline {other}; release it there"
+                "{name} is held by pipeline {other}; release it there ({}release {other} {name})",
+                self.cfg.bot.command_prefix
             ))));
         }
         let mut node = read.clone();

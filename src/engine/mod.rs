@@ -152,6 +152,9 @@ pub struct Engine {
     pool: Option<watch::Sender<u64>>,
     /// The same, watched: another engine of the pool freed a node.
     pool_freed: Option<watch::Receiver<u64>>,
+    /// This batch freed a node of the pool: the pool hears it after the
+    /// batch's flush.
+    pool_node_freed: bool,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -241,6 +244,7 @@ impl Engine {
             stopping: false,
             pool: None,
             pool_freed: None,
+            pool_node_freed: false,
         }
     }
 
@@ -335,6 +339,9 @@ impl Engine {
         }
         for msg in self.outbox.take().unwrap_or_default() {
             self.ports.chat.send(msg).await;
+        }
+        if self.pool_node_freed {
+            self.wake_pool();
         }
     }
 

@@ -1037,19 +1037,53 @@ impl PoolEngine {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued() {
-    let _watchdog =
-        Watchdog::start("a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued");
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A config with one branch node in pool `shared`.
+fn pool_config(dir: &tempfile::TempDir) -> Settings {
     let text = format!(
         "{}\n[branch_builds]\nnodes = [\"n1\"]\nnode_url = \"http://{{node}}\"\n\
          pool = \"shared\"\nchecks = [{{ run = \"true\" }}]\n\
          deploy = [{{ run = \"true\" }}]\nsmoke = [{{ run = \"true\" }}]\n",
         config(false)
     );
-    let cfg = Settings::parse(&text, &dir.path().join("bot.toml"))
-        .unwrap_or_else(|e| panic!("config: {e}"));
+    Settings::parse(&text, &dir.path().join("bot.toml")).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_starting_engine_leaves_the_pool_nodes_of_other_pipelines_busy() {
+    let _watchdog =
+        Watchdog::start("a_starting_engine_leaves_the_pool_nodes_of_other_pipelines_busy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = pool_config(&dir);
+    let root = Store::open(&cfg.bot.data_dir).expect("store");
+    let wanted = |name| crate::store::Wanted { name, heir: false };
+    let stores = root
+        .pipelines(&[wanted("api"), wanted("web")], true)
+        .expect("pipeline stores");
+    let pool = root.with_pool("shared").unwrap();
+    // api's build 1 runs on n1; web has no build 1.
+    let theirs = crate::domain::nodes::Node {
+        branch: Some("feat".parse().unwrap()),
+        busy_with: Some(1),
+        used: true,
+        pipeline: Some("api".into()),
+        ..crate::domain::nodes::Node::new("n1")
+    };
+    pool.save_node(&theirs).unwrap();
+    let (freed, _) = tokio::sync::watch::channel(0u64);
+    let web_store = stores[1].store.with_pool("shared").unwrap();
+    let web = PoolEngine::start(&cfg, "web", web_store, &freed).await;
+    web.type_line("!bb feat").await;
+    web.chat.wait_for("⏳ build 1 feat").await;
+    assert_eq!(pool.nodes(&["n1".into()]).unwrap(), vec![theirs]);
+    web.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued() {
+    let _watchdog =
+        Watchdog::start("a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = pool_config(&dir);
     let root = Store::open(&cfg.bot.data_dir).expect("store");
     let wanted = |name| crate::store::Wanted { name, heir: false };
     let stores = root

@@ -219,6 +219,8 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
     let mut engines = Vec::new();
     let mut webs = Vec::new();
     let mut routes = Vec::new();
+    // One wake-up per shared node pool, for all the engines naming it.
+    let mut pools: std::collections::HashMap<String, watch::Sender<u64>> = Default::default();
     for (p, store) in planned.into_iter().zip(stores) {
         let mut settings = p.settings;
         if !store.legacy {
@@ -232,7 +234,24 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
             shared: multi && (console || channel_count(&settings.chat.slack.channel) > 1),
         };
         let chat: Arc<dyn Chat> = Arc::new(ScopedChat::new(chat.clone(), scope));
-        let built = pipeline(settings.clone(), store.store, chat, p.github_token)?;
+        let pool = match &settings.branch_builds.pool {
+            Some(name) => {
+                let freed = pools
+                    .entry(name.clone())
+                    .or_insert_with(|| watch::channel(0u64).0)
+                    .clone();
+                Some((store.store.with_pool(name)?, freed))
+            }
+            None => None,
+        };
+        let built = match pool {
+            Some((store, freed)) => {
+                let mut built = pipeline(settings.clone(), store, chat, p.github_token)?;
+                built.engine = built.engine.with_pool(freed);
+                built
+            }
+            None => pipeline(settings.clone(), store.store, chat, p.github_token)?,
+        };
         routes.push(trainbot::dispatch::Pipeline {
             name: settings.pipeline.name.clone(),
             channel: settings.chat.slack.channel.clone(),

@@ -146,7 +146,9 @@ pub fn branch_status(ctx: &Ctx, b: &Build, now: Ts) -> String {
     )
 }
 
-pub fn nodes(nodes: &[Node], template: &str, now: Ts) -> String {
+/// `!nodes` of pipeline `mine`: a node of a shared pool that another
+/// pipeline holds says which.
+pub fn nodes(nodes: &[Node], mine: &str, template: &str, now: Ts) -> String {
     if nodes.is_empty() {
         return "no branch nodes configured ([branch_builds] nodes)".into();
     }
@@ -159,6 +161,10 @@ pub fn nodes(nodes: &[Node], template: &str, now: Ts) -> String {
             }
             (Some(b), _, _) => format!("{b} · not deployed yet"),
             _ => "free".to_string(),
+        };
+        let what = match n.held_by_other(mine) {
+            Some(other) if n.branch.is_some() => format!("held by pipeline {other}: {what}"),
+            _ => what,
         };
         out.push_str(&format!(
             "\n{}: {what} · {state} · {}",

@@ -19,6 +19,10 @@ pub struct Node {
     pub busy_with: Option<u64>,
     /// Ever deployed to or leased.
     pub used: bool,
+    /// The pipeline whose lease it is (a shared pool's nodes serve several;
+    /// their build ids collide). None in records written before pools.
+    #[serde(default)]
+    pub pipeline: Option<String>,
 }
 
 impl Node {
@@ -31,16 +35,27 @@ impl Node {
             deployed_at: None,
             busy_with: None,
             used: false,
+            pipeline: None,
         }
     }
     pub fn is_busy(&self) -> bool {
         self.busy_with.is_some()
     }
+    /// The other pipeline holding its lease, if another one does (a record
+    /// without a pipeline is nobody else's).
+    pub fn held_by_other<'a>(&'a self, pipeline: &str) -> Option<&'a str> {
+        self.pipeline.as_deref().filter(|p| *p != pipeline)
+    }
 }
 
-/// The node a build of `branch` should run on, or `None` to queue.
-pub fn choose(nodes: &[Node], branch: &BranchName) -> Option<usize> {
-    if let Some(i) = nodes.iter().position(|n| n.branch.as_ref() == Some(branch)) {
+/// The node a build of `branch` of `pipeline` should run on, or `None` to
+/// queue. A node another pipeline leases to a branch of the same name is
+/// not this branch's (a shared pool).
+pub fn choose(nodes: &[Node], pipeline: &str, branch: &BranchName) -> Option<usize> {
+    if let Some(i) = nodes
+        .iter()
+        .position(|n| n.branch.as_ref() == Some(branch) && n.held_by_other(pipeline).is_none())
+    {
         // Sticky: the branch keeps its node, and waits for it when busy.
         return (!nodes[i].is_busy()).then_some(i);
     }
@@ -86,20 +101,33 @@ mod tests {
     #[test]
     fn a_branch_keeps_its_node() {
         let nodes = vec![Node::new("n1"), leased("n2", "a", 5)];
-        assert_eq!(choose(&nodes, &b("a")), Some(1));
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1));
     }
 
     #[test]
     fn a_sticky_branch_waits_for_its_busy_node() {
         let mut nodes = vec![Node::new("n1"), leased("n2", "a", 5)];
         nodes[1].busy_with = Some(7);
-        assert_eq!(choose(&nodes, &b("a")), None);
+        assert_eq!(choose(&nodes, "p", &b("a")), None);
+    }
+
+    #[test]
+    fn a_branch_of_the_same_name_in_another_pipeline_is_not_sticky() {
+        let mut theirs = leased("n2", "a", 5);
+        theirs.pipeline = Some("other".into());
+        let nodes = vec![leased("n1", "x", 9), theirs];
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1), "LRU, not sticky");
+        let mut nodes = nodes;
+        nodes[1].deployed_at = Some(t(10));
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(0));
+        nodes[1].pipeline = Some("p".into());
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1), "its own: sticky");
     }
 
     #[test]
     fn never_used_nodes_come_first() {
         let nodes = vec![leased("n1", "x", 1), Node::new("n2")];
-        assert_eq!(choose(&nodes, &b("a")), Some(1));
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1));
     }
 
     #[test]
@@ -109,16 +137,16 @@ mod tests {
             leased("n2", "y", 3),
             leased("n3", "z", 6),
         ];
-        assert_eq!(choose(&nodes, &b("a")), Some(1));
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1));
     }
 
     #[test]
     fn busy_nodes_are_skipped_and_all_busy_queues() {
         let mut nodes = vec![leased("n1", "x", 1), leased("n2", "y", 3)];
         nodes[0].busy_with = Some(1);
-        assert_eq!(choose(&nodes, &b("a")), Some(1));
+        assert_eq!(choose(&nodes, "p", &b("a")), Some(1));
         nodes[1].busy_with = Some(2);
-        assert_eq!(choose(&nodes, &b("a")), None);
+        assert_eq!(choose(&nodes, "p", &b("a")), None);
         assert_eq!(queue_position(2), 3);
     }
 
@@ -128,7 +156,7 @@ mod tests {
         n1.branch = None;
         let nodes = vec![n1, leased("n2", "y", 0)];
         assert_eq!(
-            choose(&nodes, &b("a")),
+            choose(&nodes, "p", &b("a")),
             Some(1),
             "LRU among used nodes, released or not"
         );

@@ -106,15 +106,15 @@ impl Engine {
         let build = Build::new(id, branch.clone(), sha, user.clone(), now);
         self.store.save_build(&build)?;
         self.builds.insert(id, ActiveBuild { build, step: None });
-        match node {
-            // The newer build runs on the node the superseded one had.
-            Some(name) => {
-                let node = self.store.nodes(&[name])?.remove(0);
+        if let Some(name) = node {
+            // The newer build runs on the node the superseded one had, unless
+            // another pipeline of its pool took it just now.
+            let node = self.store.nodes(&[name])?.remove(0);
+            if !node.is_busy() {
                 self.start_build_on(id, node).await?;
-                self.start_queued_builds().await?;
             }
-            None => self.start_queued_builds().await?,
         }
+        self.start_queued_builds().await?;
         if let Some(a) = self.builds.get(&id)
             && a.build.stage == BuildStage::Queued
         {
@@ -140,19 +140,30 @@ impl Engine {
             .map(|a| a.build.id)
             .collect();
         for id in queued {
-            let all = self.store.nodes(&self.cfg.branch_builds.nodes)?;
-            let branch = self.builds[&id].build.branch.clone();
-            if let Some(i) = nodes::choose(&all, &branch) {
-                self.start_build_on(id, all[i].clone()).await?;
+            // Another pipeline of a shared pool may lease the chosen node
+            // between our read and our claim: then read and choose again.
+            loop {
+                let all = self.store.nodes(&self.cfg.branch_builds.nodes)?;
+                let branch = self.builds[&id].build.branch.clone();
+                let Some(i) = nodes::choose(&all, &self.cfg.pipeline.name, &branch) else {
+                    break;
+                };
+                if self.start_build_on(id, all[i].clone()).await? {
+                    break;
+                }
             }
         }
         Ok(())
     }
 
-    /// Leases `node` to the build and runs its first step.
-    async fn start_build_on(&mut self, id: u64, mut node: Node) -> anyhow::Result<()> {
+    /// Leases `node` (as just read) to the build and runs its first step.
+    /// False if the node changed since it was read (another pipeline of
+    /// the pool took it): nothing is done.
+    async fn start_build_on(&mut self, id: u64, read: Node) -> anyhow::Result<bool> {
         let branch = self.builds[&id].build.branch.clone();
-        if node.branch.as_ref() != Some(&branch) {
+        let mut node = read.clone();
+        let pipeline = &self.cfg.pipeline.name;
+        if node.branch.as_ref() != Some(&branch) || node.held_by_other(pipeline).is_some() {
             // Another branch takes the node: the old lease ends here.
             node.sha = None;
             node.deployed_at = None;
@@ -161,7 +172,10 @@ impl Engine {
         node.requester = Some(self.builds[&id].build.requester.clone());
         node.busy_with = Some(id);
         node.used = true;
-        self.store.save_node(&node)?;
+        node.pipeline = Some(pipeline.clone());
+        if !self.store.swap_node(&read, &node)? {
+            return Ok(false);
+        }
         let now = self.now();
         let plan = self.build_plan();
         let active = self.builds.get_mut(&id).expect("queued build");
@@ -172,7 +186,8 @@ impl Engine {
         let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
         self.show_build_status(id).await;
         self.say_build(id, text).await;
-        self.build_step(id, step).await
+        self.build_step(id, step).await?;
+        Ok(true)
     }
 
     async fn build_step(&mut self, id: u64, step: BuildStep) -> anyhow::Result<()> {
@@ -194,10 +209,15 @@ impl Engine {
         let Some(name) = b.node.clone() else {
             return Ok(());
         };
-        let mut node = self.store.nodes(std::slice::from_ref(&name))?.remove(0);
+        let read = self.store.nodes(std::slice::from_ref(&name))?.remove(0);
+        if !self.holds(&read, id) {
+            return Ok(());
+        }
+        let mut node = read.clone();
         node.sha = Some(b.sha.clone());
         node.deployed_at = Some(self.now());
-        self.store.save_node(&node)?;
+        // Nobody else writes a node while our build holds it.
+        self.store.swap_node(&read, &node)?;
         Ok(())
     }
 
@@ -300,10 +320,15 @@ impl Engine {
             return Ok(());
         };
         if let Some(name) = &active.build.node {
-            let mut node = self.store.nodes(std::slice::from_ref(name))?.remove(0);
-            if node.busy_with == Some(id) {
-                node.busy_with = None;
-                self.store.save_node(&node)?;
+            let read = self.store.nodes(std::slice::from_ref(name))?.remove(0);
+            if self.holds(&read, id) {
+                let node = Node {
+                    busy_with: None,
+                    ..read.clone()
+                };
+                if self.store.swap_node(&read, &node)? {
+                    self.node_freed();
+                }
             }
         }
         self.publish_build_status(&active.build);
@@ -317,6 +342,30 @@ impl Engine {
             Box::pin(self.start_queued_builds()).await
         } else {
             Ok(())
+        }
+    }
+
+    /// Whether the node is busy with build `id` of this pipeline (a shared
+    /// pool's other pipelines number their builds too).
+    fn holds(&self, node: &Node, id: u64) -> bool {
+        node.busy_with == Some(id) && node.held_by_other(&self.cfg.pipeline.name).is_none()
+    }
+
+    /// A node of a shared pool is free: the pool's other engines start
+    /// what they have queued at once, once the batch that freed it is in
+    /// the store (`end_batch`).
+    fn node_freed(&mut self) {
+        if self.outbox.is_some() {
+            self.pool_node_freed = true;
+        } else {
+            self.wake_pool();
+        }
+    }
+
+    pub(super) fn wake_pool(&mut self) {
+        self.pool_node_freed = false;
+        if let Some(pool) = &self.pool {
+            pool.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -390,7 +439,16 @@ impl Engine {
                 "no node {name}; nodes: {known}"
             ))));
         }
-        let mut node: Node = self.store.nodes(&[name.to_string()])?.remove(0);
+        let read: Node = self.store.nodes(&[name.to_string()])?.remove(0);
+        if let Some(other) = read.held_by_other(&self.cfg.pipeline.name)
+            && read.branch.is_some()
+        {
+            return Ok(Err(Refusal::Forge(format!(
+                "{name} is held by pipeline {other}; release it there ({}release {other} {name})",
+                self.cfg.bot.command_prefix
+            ))));
+        }
+        let mut node = read.clone();
         if node.is_busy() {
             return Ok(Err(Refusal::Forge(format!(
                 "{name} is busy with a build; !cancel it first"
@@ -412,7 +470,13 @@ impl Engine {
         node.branch = None;
         node.sha = None;
         node.requester = None;
-        self.store.save_node(&node)?;
+        node.pipeline = None;
+        if !self.store.swap_node(&read, &node)? {
+            return Ok(Err(Refusal::Forge(format!(
+                "{name} changed just now (another pipeline of its pool); try again"
+            ))));
+        }
+        self.node_freed();
         self.say(
             None,
             format!("🔓 {name} released by {} (was {branch})", actor.user),
@@ -426,6 +490,7 @@ impl Engine {
         let nodes = self.store.nodes(&self.cfg.branch_builds.nodes)?;
         Ok(texts::nodes(
             &nodes,
+            &self.cfg.pipeline.name,
             &self.cfg.branch_builds.node_url,
             self.now(),
         ))
@@ -466,13 +531,20 @@ impl Engine {
             self.build_finished(id, true).await?;
         }
         // A node marked busy by a build that is no longer active is free.
-        for mut node in self.store.nodes(&self.cfg.branch_builds.nodes)? {
-            if node
-                .busy_with
-                .is_some_and(|b| !self.builds.contains_key(&b))
+        // Only ours: another pipeline's builds share the pool's nodes.
+        for read in self.store.nodes(&self.cfg.branch_builds.nodes)? {
+            if read.held_by_other(&self.cfg.pipeline.name).is_none()
+                && read
+                    .busy_with
+                    .is_some_and(|b| !self.builds.contains_key(&b))
             {
-                node.busy_with = None;
-                self.store.save_node(&node)?;
+                let node = Node {
+                    busy_with: None,
+                    ..read.clone()
+                };
+                if self.store.swap_node(&read, &node)? {
+                    self.node_freed();
+                }
             }
         }
         self.start_queued_builds().await

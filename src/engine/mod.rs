@@ -147,6 +147,14 @@ pub struct Engine {
     outbox: Option<Vec<Message>>,
     /// A stop signal came: no new work, no new steps (SPEC §12).
     stopping: bool,
+    /// The shared node pool's wake-up (`branch_builds.pool`): bumped when
+    /// this engine frees a node of the pool.
+    pool: Option<watch::Sender<u64>>,
+    /// The same, watched: another engine of the pool freed a node.
+    pool_freed: Option<watch::Receiver<u64>>,
+    /// This batch freed a node of the pool: the pool hears it after the
+    /// batch's flush.
+    pool_node_freed: bool,
 }
 
 /// Lets a restarted bot find and kill step processes its predecessor left.
@@ -166,6 +174,18 @@ impl ProcessRegistry for StoreRegistry {
         if let Err(error) = self.0.forget_process(key) {
             tracing::warn!(%error, key, "Cannot forget a finished step process.");
         }
+    }
+}
+
+/// Resolves when another engine of the pool freed a node; never without a
+/// pool (or once every sender is gone).
+async fn pool_freed(rx: Option<&mut watch::Receiver<u64>>) -> Result<(), ()> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Ok(()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -222,7 +242,20 @@ impl Engine {
             stalled: Default::default(),
             outbox: None,
             stopping: false,
+            pool: None,
+            pool_freed: None,
+            pool_node_freed: false,
         }
+    }
+
+    /// Joins a shared node pool: `store` already reads the pool's nodes
+    /// (`Store::with_pool`); `freed` is the pool's one wake-up, shared by
+    /// its engines. When one frees a node, the others start their queued
+    /// builds at once.
+    pub fn with_pool(mut self, freed: watch::Sender<u64>) -> Engine {
+        self.pool_freed = Some(freed.subscribe());
+        self.pool = Some(freed);
+        self
     }
 
     /// Where adapters send their inputs.
@@ -306,6 +339,9 @@ impl Engine {
         }
         for msg in self.outbox.take().unwrap_or_default() {
             self.ports.chat.send(msg).await;
+        }
+        if self.pool_node_freed {
+            self.wake_pool();
         }
     }
 
@@ -402,6 +438,14 @@ impl Engine {
                         self.handle_waiting_inputs().await
                     }
                 },
+                Ok(()) = pool_freed(self.pool_freed.as_mut()) => {
+                    self.begin_batch();
+                    if self.stalled.retry_at().is_none() && !self.stopping {
+                        let r = self.start_queued_builds().await;
+                        self.guarded(r).await;
+                    }
+                    false
+                }
                 _ = tokio::time::sleep(sleep) => {
                     self.begin_batch();
                     self.retry_storage().await;

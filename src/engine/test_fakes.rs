@@ -169,6 +169,8 @@ pub struct FakeForge {
     /// What `tag(name)` answers instead of looking in `tags`: a tag moved
     /// (Some) or deleted (None) that the poller has not seen yet.
     pub tag_now: Mutex<HashMap<String, Option<Sha>>>,
+    /// Branch heads `branch_head` answers; any other branch does not exist.
+    pub branches: Mutex<HashMap<String, Sha>>,
     clock: Arc<FakeClock>,
 }
 
@@ -199,6 +201,7 @@ impl FakeForge {
             true_reverts: Mutex::new(Vec::new()),
             fail_reverts: AtomicBool::new(false),
             tag_now: Mutex::new(HashMap::new()),
+            branches: Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -256,8 +259,8 @@ impl Forge for FakeForge {
             .ok_or_else(|| ForgeError::NotOnMain(prefix.to_string()))
     }
 
-    async fn branch_head(&self, _branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
-        Ok(None)
+    async fn branch_head(&self, branch: &BranchName) -> Result<Option<Sha>, ForgeError> {
+        Ok(self.branches.lock().unwrap().get(branch.as_str()).cloned())
     }
 
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {

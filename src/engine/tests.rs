@@ -980,3 +980,151 @@ async fn inputs_that_arrive_together_are_written_with_one_flush() {
         200
     );
 }
+
+/// One engine of a shared node pool (SPEC §16) over a store of its own
+/// pipeline, with fake ports; build steps take ten minutes.
+struct PoolEngine {
+    chat: Arc<FakeChat>,
+    inbox: mpsc::Sender<Event>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl PoolEngine {
+    async fn start(
+        cfg: &Settings,
+        name: &str,
+        store: Store,
+        freed: &tokio::sync::watch::Sender<u64>,
+    ) -> PoolEngine {
+        let mut cfg = cfg.clone();
+        cfg.pipeline.name = name.into();
+        let clock = Arc::new(FakeClock::new(base_time()));
+        let chat = Arc::new(FakeChat::new(clock.clone()));
+        let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
+        forge.branches.lock().unwrap().insert("feat".into(), sha(1));
+        let mut runner = FakeRunner::default();
+        runner
+            .durations
+            .insert("checks-1".into(), Duration::from_secs(600));
+        let ports = Ports {
+            results: None,
+            chat: chat.clone(),
+            forge,
+            runner: Arc::new(runner),
+            clock,
+        };
+        let engine = Engine::new(Arc::new(cfg), store, ports).with_pool(freed.clone());
+        let inbox = engine.inbox();
+        let task = tokio::spawn(engine.run());
+        chat.wait_for("is on main and waits").await;
+        PoolEngine { chat, inbox, task }
+    }
+
+    async fn type_line(&self, line: &str) {
+        let msg = crate::chat::console::parse_line(line, &console_user()).expect("a message");
+        self.inbox
+            .send(Event::Chat(msg))
+            .await
+            .expect("engine runs");
+    }
+
+    async fn stop(self) {
+        self.inbox.send(Event::Shutdown).await.expect("engine runs");
+        self.task
+            .await
+            .expect("engine task")
+            .unwrap_or_else(|e| panic!("engine failed: {e:#}\n{}", self.chat.transcript()));
+    }
+}
+
+/// A config with one branch node in pool `shared`.
+fn pool_config(dir: &tempfile::TempDir) -> Settings {
+    let text = format!(
+        "{}\n[branch_builds]\nnodes = [\"n1\"]\nnode_url = \"http://{{node}}\"\n\
+         pool = \"shared\"\nchecks = [{{ run = \"true\" }}]\n\
+         deploy = [{{ run = \"true\" }}]\nsmoke = [{{ run = \"true\" }}]\n",
+        config(false)
+    );
+    Settings::parse(&text, &dir.path().join("bot.toml")).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_starting_engine_leaves_the_pool_nodes_of_other_pipelines_busy() {
+    let _watchdog =
+        Watchdog::start("a_starting_engine_leaves_the_pool_nodes_of_other_pipelines_busy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = pool_config(&dir);
+    let root = Store::open(&cfg.bot.data_dir).expect("store");
+    let wanted = |name| crate::store::Wanted { name, heir: false };
+    let stores = root
+        .pipelines(&[wanted("api"), wanted("web")], true)
+        .expect("pipeline stores");
+    let pool = root.with_pool("shared").unwrap();
+    // api's build 1 runs on n1; web has no build 1.
+    let theirs = crate::domain::nodes::Node {
+        branch: Some("feat".parse().unwrap()),
+        busy_with: Some(1),
+        used: true,
+        pipeline: Some("api".into()),
+        ..crate::domain::nodes::Node::new("n1")
+    };
+    pool.save_node(&theirs).unwrap();
+    let (freed, _) = tokio::sync::watch::channel(0u64);
+    let web_store = stores[1].store.with_pool("shared").unwrap();
+    let web = PoolEngine::start(&cfg, "web", web_store, &freed).await;
+    web.type_line("!bb feat").await;
+    web.chat.wait_for("⏳ build 1 feat").await;
+    assert_eq!(pool.nodes(&["n1".into()]).unwrap(), vec![theirs]);
+    web.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued() {
+    let _watchdog =
+        Watchdog::start("a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = pool_config(&dir);
+    let root = Store::open(&cfg.bot.data_dir).expect("store");
+    let wanted = |name| crate::store::Wanted { name, heir: false };
+    let stores = root
+        .pipelines(&[wanted("api"), wanted("web")], true)
+        .expect("pipeline stores");
+    let pooled = |i: usize| stores[i].store.with_pool("shared").expect("pool");
+    let (freed, _) = tokio::sync::watch::channel(0u64);
+    let api = PoolEngine::start(&cfg, "api", pooled(0), &freed).await;
+    let web = PoolEngine::start(&cfg, "web", pooled(1), &freed).await;
+
+    api.type_line("!bb feat").await;
+    api.chat.wait_for("🔧 build 1 feat").await;
+    // The same branch name in another pipeline is another branch: it waits.
+    web.type_line("!bb feat").await;
+    web.chat.wait_for("⏳ build 1 feat").await;
+    assert_eq!(
+        count_containing(&web.chat.messages(), "🔧 build"),
+        0,
+        "{}",
+        web.chat.transcript()
+    );
+    web.type_line("!nodes").await;
+    web.chat.wait_for("n1: held by pipeline api: feat").await;
+    web.type_line("!release n1").await;
+    web.chat.wait_for("n1 is held by pipeline api").await;
+
+    // api's build ends and frees the node: web's starts at that instant.
+    let (_, ended, _) = api.chat.wait_for("good to merge").await;
+    let (_, started, _) = web.chat.wait_for("🔧 build 1 feat").await;
+    assert_eq!(started, ended, "web's build waited for a poll");
+    let node = root
+        .with_pool("shared")
+        .unwrap()
+        .nodes(&["n1".into()])
+        .unwrap()
+        .remove(0);
+    assert_eq!(node.pipeline.as_deref(), Some("web"));
+    assert_eq!(node.busy_with, Some(1));
+    api.type_line("!release n1").await;
+    api.chat.wait_for("n1 is held by pipeline web").await;
+    web.chat.wait_for("good to merge").await;
+    api.stop().await;
+    web.stop().await;
+}

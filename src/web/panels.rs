@@ -257,8 +257,18 @@ pub fn nodes_card(s: &WebState) -> String {
             (Some(b), _, _) => format!("{b} · not deployed yet"),
             _ => "free".to_string(),
         };
+        // A shared pool's node held by another pipeline: its build is
+        // that pipeline's (build ids are per pipeline), not linked here.
+        let other = node
+            .held_by_other(&s.name)
+            .filter(|_| node.branch.is_some());
+        let detail = match other {
+            Some(p) => format!("held by pipeline {p}: {detail}"),
+            None => detail,
+        };
         let build = node
             .busy_with
+            .filter(|_| other.is_none())
             .map(|id| {
                 format!(
                     " <a href=\"{}/runs/build-{id}\">build {id}</a>",

@@ -219,7 +219,7 @@ over_fields! {
     RawTrain { schedule, timezone, approval, approval_timeout, environments }
     RawEnv { deploy, acceptance }
     RawProduction { deploy, smoke, windows }
-    RawBranchBuilds { nodes, node_url, checks, deploy, smoke, pool }
+    RawBranchBuilds { nodes, node_url, checks, deploy, smoke, pool, max_queued_per_user }
     RawTags { staging, production, give_up_after }
     RawRoles { ops, production }
 }

@@ -228,6 +228,8 @@ pub(super) struct RawBranchBuilds {
     /// Pipelines naming the same pool share its nodes. Default: none (the
     /// nodes are this pipeline's own).
     pub pool: Option<Spanned<String>>,
+    /// How many `!bb` of one user may wait for a node at once. Default 3.
+    pub max_queued_per_user: Option<Spanned<i64>>,
 }
 
 /// `[tags]`: regexes; a tag matching one deploys its SHA.

@@ -157,6 +157,9 @@ pub struct BranchBuildSettings {
     pub smoke: Vec<Step>,
     /// `[branch_builds] pool`: pipelines naming the same pool share nodes.
     pub pool: Option<String>,
+    /// `[branch_builds] max_queued_per_user`: a user's `!bb` past this many
+    /// queued builds is refused (SPEC §13).
+    pub max_queued_per_user: usize,
 }
 
 #[derive(Debug, Clone, Default)]

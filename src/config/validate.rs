@@ -413,6 +413,19 @@ fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
         deploy: steps("branch_builds.deploy", &raw.deploy)?,
         smoke: steps("branch_builds.smoke", &raw.smoke)?,
         pool: raw.pool.as_ref().map(pool).transpose()?,
+        max_queued_per_user: match &raw.max_queued_per_user {
+            None => 3,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(Problem::at(
+                        n.span(),
+                        "branch_builds.max_queued_per_user",
+                        format!("{} is not a count of builds (at least 1)", n.get_ref()),
+                    ));
+                }
+            },
+        },
     })
 }
 

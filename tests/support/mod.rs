@@ -109,7 +109,7 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
-    fn init(path: &Path) -> TestRepo {
+    pub fn init(path: &Path) -> TestRepo {
         std::fs::create_dir_all(path).expect("repo dir");
         let repo = TestRepo {
             path: path.to_path_buf(),

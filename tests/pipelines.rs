@@ -1,0 +1,271 @@
+//! Several pipelines in one bot (SPEC §16) end to end: the real binary, two
+//! real git repositories (`web/` and `api/`), the console.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Bot, TestRepo, run_to_end, short};
+
+/// Every step records `PIPELINE ENV SHA` in `deploys.txt`: steps run in the
+/// config's directory and see `TRAINBOT_PIPELINE`.
+const RECORD: &str = r#"echo \"$TRAINBOT_PIPELINE $TRAINBOT_ENV $TRAINBOT_SHA\" >> deploys.txt"#;
+
+/// A step that records, then waits for the file `release-NAME` (bounded, so
+/// a failed test leaves no process behind for long).
+fn blocking(name: &str) -> String {
+    format!(
+        r#"{RECORD}; i=0; while [ ! -e release-{name} ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] || exit 1; done"#
+    )
+}
+
+/// The top-level defaults of a two-pipeline config (console, one staging
+/// environment, all authors approve, ops is the console user), then
+/// `pipelines`: the `[pipelines.*]` tables as written.
+fn config_text(http_port: u16, pipelines: &str) -> String {
+    format!(
+        r#"[bot]
+data_dir = "./data"
+http_listen = "127.0.0.1:{http_port}"
+public_url = "http://127.0.0.1:{http_port}"
+
+[chat]
+adapter = "console"
+console_user = "local"
+
+[forge]
+kind = "git"
+main_branch = "main"
+poll_interval = "100ms"
+
+[train]
+schedule = "0 0 0 1 1 *"
+timezone = "UTC"
+approval = "all-authors"
+approval_timeout = "30m"
+environments = ["staging"]
+
+[environments.staging]
+deploy = [{{ run = "{RECORD}" }}]
+acceptance = [{{ run = "test -n \"$TRAINBOT_PIPELINE\"" }}]
+
+[production]
+deploy = [{{ run = "{RECORD}" }}]
+smoke = [{{ run = "true" }}]
+
+[roles]
+ops = ["local"]
+
+{pipelines}"#
+    )
+}
+
+/// `[pipelines.web]` and `[pipelines.api]` on the repositories `web/` and
+/// `api/`; web's staging deploy waits for `release-web`, api's production
+/// deploy for `release-api`.
+const TWO_BLOCKING: &str = r#"[pipelines.web]
+forge.git.path = "web"
+
+[pipelines.web.environments.staging]
+deploy = [{ run = "BLOCK_WEB" }]
+
+[pipelines.api]
+forge.git.path = "api"
+
+[pipelines.api.production]
+deploy = [{ run = "BLOCK_API" }]
+"#;
+
+const TWO_PLAIN: &str = r#"[pipelines.web]
+forge.git.path = "web"
+
+[pipelines.api]
+forge.git.path = "api"
+"#;
+
+/// A temp dir with two repositories, `web/` and `api/`, each with alice's
+/// root commit, and `bot.toml`.
+struct Two {
+    dir: tempfile::TempDir,
+    web: TestRepo,
+    api: TestRepo,
+}
+
+impl Two {
+    fn new() -> Two {
+        let dir = tempfile::Builder::new()
+            .prefix("trainbot-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let web = TestRepo::init(&dir.path().join("web"));
+        let api = TestRepo::init(&dir.path().join("api"));
+        Two { dir, web, api }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path().join("bot.toml");
+        std::fs::write(&path, text).expect("write bot.toml");
+        path
+    }
+
+    fn touch(&self, name: &str) {
+        std::fs::write(self.path().join(name), "").expect("touch");
+    }
+
+    fn deploys(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("deploys.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A bot on both repositories, with a commit by `web_author` on web and
+    /// one by `api_author` on api, both allocated after the root commits.
+    fn bot_with_commits(
+        &self,
+        config: &str,
+        web_author: &str,
+        api_author: &str,
+    ) -> (Bot, String, String) {
+        let path = self.write_config(config);
+        let mut bot = Bot::spawn(&path);
+        bot.expect_each(&[
+            &format!("[web] 📥 {}", short(&self.web.head())),
+            &format!("[api] 📥 {}", short(&self.api.head())),
+        ]);
+        let web = self.web.commit(web_author, "Make the widget blue");
+        bot.expect(&format!("[web] 📥 {}", short(&web)));
+        let api = self.api.commit(api_author, "Speed up the index");
+        bot.expect(&format!("[api] 📥 {}", short(&api)));
+        (bot, web, api)
+    }
+}
+
+fn two_blocking() -> String {
+    TWO_BLOCKING
+        .replace("BLOCK_WEB", &blocking("web"))
+        .replace("BLOCK_API", &blocking("api"))
+}
+
+#[test]
+fn two_pipelines_run_their_trains_at_once_and_commands_find_their_pipeline() {
+    let two = Two::new();
+    let (mut bot, web, api) =
+        two.bot_with_commits(&config_text(0, &two_blocking()), "bob", "carol");
+
+    bot.ask("!depart web", "[web] 🚂 train web#1 departs");
+    bot.expect("[web] train web#1 ▶ staging deploy started");
+    // web's staging deploy now waits for release-web: api's train goes all
+    // the way to its approval meanwhile.
+    bot.ask("!depart api", "[api] 🚂 train api#1 departs");
+    bot.expect("[api] train api#1 ✔ staging acceptance passed");
+    bot.expect("[api] 🙋 train api#1");
+    assert!(
+        bot.said("web#1 ✔ staging").is_empty(),
+        "web's train is still in its staging deploy"
+    );
+
+    // !status names its pipeline; without one it asks which.
+    let before = bot.said("").len();
+    let status = bot.ask("!status web", "train web#1");
+    assert!(status.starts_with("trainbot> [web] "), "{status}");
+    bot.ask(
+        "!status",
+        "Which pipeline? api, web — name it first, e.g. `!status api`",
+    );
+    let said = bot.said("");
+    let reply = &said[before..said.len() - 1];
+    assert!(
+        reply.iter().all(|l| !l.contains("api")),
+        "web's status says nothing of api: {reply:#?}"
+    );
+
+    // web goes on to its approval: both trains ask, each its own author.
+    two.touch("release-web");
+    bot.expect("[web] train web#1 ✔ staging acceptance passed");
+    bot.expect("[web] 🙋 train web#1");
+    // carol is asked by api only: her !good goes there. alice (the root
+    // commit's author) is asked by both: she must say which.
+    bot.ask("@carol !good", "[api] 👍 carol approved train api#1");
+    bot.ask(
+        "@alice !good",
+        "@alice: Which pipeline? api, web — name it first",
+    );
+    bot.ask("@alice !good api", "[api] 👍 alice approved train api#1");
+    bot.expect("[api] train api#1 ▶ production deploy started");
+    // bob is asked by web only: his veto stops web while api deploys.
+    bot.ask(
+        "@bob !bad breaks login",
+        "[web] ⛔ train web#1 vetoed by bob",
+    );
+    two.touch("release-api");
+    bot.expect(&format!("[api] ✅ train api#1 deployed {}", short(&api)));
+    bot.ask("!status api", "[api]");
+    bot.expect(&format!("production: {} (train api#1", short(&api)));
+    bot.ask("!status web", "[web]");
+    bot.expect("production: nothing deployed yet");
+
+    let mut deploys = two.deploys();
+    deploys.sort();
+    assert_eq!(
+        deploys,
+        vec![
+            format!("api production {api}"),
+            format!("api staging {api}"),
+            format!("web staging {web}"),
+        ],
+        "steps see TRAINBOT_PIPELINE; nothing of web reached production"
+    );
+    bot.stop();
+}
+
+#[test]
+fn use_makes_a_pipeline_the_console_default() {
+    let two = Two::new();
+    let (mut bot, _web, api) = two.bot_with_commits(&config_text(0, TWO_PLAIN), "bob", "carol");
+    bot.ask("!use api", "Commands here go to api now.");
+    bot.ask("!depart", "[api] 🚂 train api#1 departs");
+    bot.expect("[api] 🙋 train api#1");
+    // A named pipeline still wins over the default.
+    bot.ask("!status web", "[web] no train running");
+    bot.ask(
+        "!use nope",
+        "Usage: !use <pipeline> — pipelines here: api, web",
+    );
+    bot.ask("@carol !good", "[api] 👍 carol approved train api#1");
+    // alice approves too; her !good goes to the default, api.
+    bot.ask(
+        "@alice !good",
+        &format!("[api] ✅ train api#1 deployed {}", short(&api)),
+    );
+    assert!(bot.said("web#1").is_empty(), "web never departed");
+    bot.stop();
+}
+
+#[test]
+fn check_names_the_pipeline_key_and_line_of_a_bad_value() {
+    let two = Two::new();
+    let pipelines = format!("{TWO_PLAIN}train.schedule = \"every tuesday\"\n");
+    let text = config_text(0, &pipelines);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("train.schedule"))
+        .expect("the bad line")
+        + 1;
+    let path = two.write_config(&text);
+    let (status, stdout, stderr) = run_to_end(
+        &["--config", &path.display().to_string(), "check"],
+        two.path(),
+    );
+    assert_eq!(status.code(), Some(2), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!("line {line}: pipelines.api.train.schedule: ")),
+        "{stderr}"
+    );
+}

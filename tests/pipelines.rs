@@ -5,7 +5,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Bot, TestRepo, run_to_end, short};
+use support::golden::{copy_store, golden_repo};
+use support::{Bot, TestRepo, free_port, run_to_end, short};
 
 /// Every step records `PIPELINE ENV SHA` in `deploys.txt`: steps run in the
 /// config's directory and see `TRAINBOT_PIPELINE`.
@@ -268,4 +269,94 @@ fn check_names_the_pipeline_key_and_line_of_a_bad_value() {
         stderr.contains(&format!("line {line}: pipelines.api.train.schedule: ")),
         "{stderr}"
     );
+}
+
+/// A store written by the single-pipeline version opens under a config of
+/// several pipelines: the one named after its repository (the git forge's
+/// directory `web/`) keeps its history, approvals, production SHA, freeze
+/// and lock, and its numbering; the new pipeline starts empty.
+#[test]
+fn the_golden_store_opens_as_the_pipeline_named_after_its_repository() {
+    let dir = tempfile::Builder::new()
+        .prefix("trainbot-e2e-")
+        .tempdir()
+        .expect("temp dir");
+    let golden = golden_repo(&dir.path().join("web"), |_, _| {});
+    // Only web is named after its repository: api's is `api-service/`.
+    let api = TestRepo::init(&dir.path().join("api-service"));
+    copy_store(dir.path());
+    let port = free_port();
+    // The golden scenario's three environments, for both pipelines.
+    let pipelines = TWO_PLAIN.replace(r#""api""#, r#""api-service""#);
+    let mut text = config_text(port, &pipelines).replace(
+        r#"environments = ["staging"]"#,
+        r#"environments = ["staging", "preview", "preprod"]"#,
+    );
+    for env in ["preview", "preprod"] {
+        text.push_str(&format!(
+            "\n[environments.{env}]\ndeploy = [{{ run = \"{RECORD}\" }}]\n"
+        ));
+    }
+    let path = dir.path().join("bot.toml");
+    std::fs::write(&path, text).expect("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect(&format!("[api] 📥 {}", short(&api.head())));
+
+    bot.ask("!status web", "[web] no train running");
+    bot.expect(&format!(
+        "waiting: {}, {}",
+        short(&golden.vetoed),
+        short(&golden.waiting)
+    ));
+    bot.expect("locked: preview by local (db migration)");
+    bot.expect("frozen by local: release week");
+    bot.expect(&format!(
+        "production: {} (train web#1",
+        short(&golden.deployed)
+    ));
+    bot.ask("!history web", "[web] last 1 production deploy:");
+    let line = bot.expect(&format!("train web#1 {}", short(&golden.deployed)));
+    assert!(line.contains("approved by: alice, bob"), "{line}");
+    bot.ask(&format!("!why web {}", short(&golden.vetoed)), "web#2");
+
+    // api has nothing of it.
+    bot.ask("!status api", "[api] no train running");
+    bot.expect("production: nothing deployed yet");
+    bot.ask("!locks api", "[api] no environment is locked");
+
+    let status = support::http::http_get_json(port, "/api/status");
+    let pipelines = status["pipelines"].as_object().expect("pipelines");
+    let mut names: Vec<&String> = pipelines.keys().collect();
+    names.sort();
+    assert_eq!(names, ["api", "web"], "{status}");
+    assert_eq!(
+        status["pipelines"]["web"]["production_sha"],
+        golden.deployed.as_str()
+    );
+    assert_eq!(status["pipelines"]["web"]["frozen"]["by"], "local");
+    assert!(
+        status["pipelines"]["api"]["production_sha"].is_null(),
+        "{status}"
+    );
+    assert!(status["pipelines"]["api"]["frozen"].is_null(), "{status}");
+    let (code, metrics) = support::http::http_get(port, "/metrics").expect("/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains(r#"pipeline="web""#), "{metrics}");
+    assert!(metrics.contains(r#"pipeline="api""#), "{metrics}");
+
+    // Only web is frozen: !unfreeze goes there. Its next train continues
+    // its numbering; api's first train is api#1.
+    bot.ask("!unfreeze", "[web] departures resumed by local");
+    bot.ask("!depart web", "[web] 🚂 train web#3 departs");
+    bot.ask("!cancel web", "[web] 🛑 train web#3 cancelled by local");
+    bot.ask("!depart api", "[api] 🚂 train api#1 departs");
+    bot.ask("!cancel api", "[api] 🛑 train api#1 cancelled by local");
+    assert!(bot.said("set aside").is_empty());
+    bot.stop();
+
+    // A second start takes the same pipeline as the heir (it is recorded).
+    let mut bot = Bot::spawn(&path);
+    bot.ask("!history web", "[web] last 1 production deploy:");
+    bot.ask("!status api", "[api] no train running");
+    bot.stop();
 }

@@ -271,6 +271,7 @@ pub struct BotConfig {
     pub production_role: Option<Vec<&'static str>>,
 }
 
+pub mod golden;
 pub mod http;
 
 pub const GITHUB_TOKEN_ENV: &str = "TRAINBOT_TEST_GITHUB_TOKEN";

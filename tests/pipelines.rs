@@ -360,3 +360,186 @@ fn the_golden_store_opens_as_the_pipeline_named_after_its_repository() {
     bot.ask("!status api", "[api] no train running");
     bot.stop();
 }
+
+/// The upper bound of the fake Slack's waits.
+const TIMEOUT: std::time::Duration = support::TIMEOUT;
+
+#[path = "support/fake_slack.rs"]
+mod fake_slack;
+
+/// The real binary against the fake Slack; killed when dropped.
+struct SlackBot {
+    child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl SlackBot {
+    fn spawn(config: &Path) -> SlackBot {
+        let stderr = config.with_file_name("bot.stderr");
+        let child = std::process::Command::new(support::BIN)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN)
+            .env("SLACK_APP_TOKEN", fake_slack::APP_TOKEN)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn trainbot");
+        SlackBot { child, stderr }
+    }
+
+    /// SIGTERM; the bot must exit 0.
+    async fn stop(mut self) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the bot did not exit"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "exit {status}");
+    }
+}
+
+impl Drop for SlackBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            eprintln!("--- trainbot stderr ---\n{log}");
+        }
+    }
+}
+
+/// Every message posted to `channel` (an id), in order.
+fn posts_in(fake: &fake_slack::FakeSlack, channel: &str) -> Vec<String> {
+    fake.with(|s| {
+        s.calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.args["channel"] == channel)
+            .map(|c| c.text().to_string())
+            .collect()
+    })
+}
+
+/// A posted message in `channel` containing `needle`.
+async fn post_in(fake: &fake_slack::FakeSlack, channel: &str, needle: &str) -> String {
+    let what = format!("a message in {channel} containing {needle:?}");
+    fake.wait_for(&what, |s| {
+        s.calls_to("chat.postMessage")
+            .into_iter()
+            .find(|c| c.args["channel"] == channel && c.text().contains(needle))
+            .map(|c| c.text().to_string())
+    })
+    .await
+}
+
+/// One Slack app for two pipelines, each in its own channel: a command in a
+/// pipeline's channel acts on that pipeline, its messages go there without
+/// a `[NAME]` prefix, and one Socket Mode connection serves both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_slack_each_pipeline_has_its_channel_and_one_connection_serves_both() {
+    use fake_slack::{CHANNEL2_ID, CHANNEL3_ID, FakeSlack, envelope};
+    const OPS: &str = "U0OPS";
+    let fake = FakeSlack::start().await;
+    let two = Two::new();
+    let text = config_text(0, TWO_PLAIN)
+        .replace(
+            "[chat]\nadapter = \"console\"\nconsole_user = \"local\"",
+            &format!(
+                "[chat]\nadapter = \"slack\"\n\n[chat.slack]\nchannel = \"#deploys\"\napi_url = \"{}/\"",
+                fake.api_url
+            ),
+        )
+        .replace(r#"ops = ["local"]"#, &format!(r#"ops = ["{OPS}"]"#))
+        .replace(
+            "forge.git.path = \"web\"\n",
+            "forge.git.path = \"web\"\nchat.channel = \"#web-deploys\"\n",
+        )
+        .replace(
+            "forge.git.path = \"api\"\n",
+            "forge.git.path = \"api\"\nchat.channel = \"#api-deploys\"\n",
+        );
+    let path = two.write_config(&text);
+    let bot = SlackBot::spawn(&path);
+    post_in(
+        &fake,
+        CHANNEL2_ID,
+        &format!("📥 {}", short(&two.web.head())),
+    )
+    .await;
+    post_in(
+        &fake,
+        CHANNEL3_ID,
+        &format!("📥 {}", short(&two.api.head())),
+    )
+    .await;
+    let api = two.api.commit("carol", "Speed up the index");
+    post_in(&fake, CHANNEL3_ID, &format!("📥 {}", short(&api))).await;
+
+    let depart = envelope::message_in(
+        CHANNEL3_ID,
+        "env-1",
+        "Ev1",
+        OPS,
+        "!depart",
+        "1700001000.000001",
+    );
+    fake.send_envelope(depart).await;
+    let departs = post_in(&fake, CHANNEL3_ID, "🚂 train api#1 departs").await;
+    assert!(
+        departs.starts_with("🚂"),
+        "no prefix in its own channel: {departs}"
+    );
+    post_in(&fake, CHANNEL3_ID, "🙋 train api#1").await;
+
+    let status = envelope::message_in(
+        CHANNEL2_ID,
+        "env-2",
+        "Ev2",
+        OPS,
+        "!status",
+        "1700001000.000002",
+    );
+    fake.send_envelope(status).await;
+    let answer = post_in(&fake, CHANNEL2_ID, "no train running").await;
+    assert!(
+        answer.starts_with(&format!("<@{OPS}> no train running")),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("api") && !answer.contains("[web]"),
+        "{answer}"
+    );
+
+    let web_posts = posts_in(&fake, CHANNEL2_ID);
+    assert!(
+        web_posts
+            .iter()
+            .all(|t| !t.contains("api") && !t.contains("departs")),
+        "nothing of api's train in #web-deploys: {web_posts:#?}"
+    );
+    assert!(
+        posts_in(&fake, fake_slack::CHANNEL_ID).is_empty(),
+        "nothing in the default channel"
+    );
+    let (connections, opens) =
+        fake.with(|s| (s.connections, s.calls_to("apps.connections.open").len()));
+    // One open checks the app token at start, one opens the connection.
+    assert_eq!(
+        (connections, opens),
+        (1, 2),
+        "one Socket Mode connection for both pipelines"
+    );
+    bot.stop().await;
+}

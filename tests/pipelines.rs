@@ -339,10 +339,25 @@ fn the_golden_store_opens_as_the_pipeline_named_after_its_repository() {
         "{status}"
     );
     assert!(status["pipelines"]["api"]["frozen"].is_null(), "{status}");
+    let web = support::http::http_get_json(port, "/p/web/api/status");
+    assert_eq!(web["production_sha"], golden.deployed.as_str(), "{web}");
     let (code, metrics) = support::http::http_get(port, "/metrics").expect("/metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"pipeline="web""#), "{metrics}");
     assert!(metrics.contains(r#"pipeline="api""#), "{metrics}");
+    assert!(
+        metrics.contains("trainbot_frozen{pipeline=\"web\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trainbot_frozen{pipeline=\"api\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics.matches("# TYPE trainbot_frozen ").count(),
+        1,
+        "{metrics}"
+    );
 
     // Only web is frozen: !unfreeze goes there. Its next train continues
     // its numbering; api's first train is api#1.

@@ -197,7 +197,8 @@ fn two_pipelines_run_their_trains_at_once_and_commands_find_their_pipeline() {
         "@alice !good",
         "@alice: Which pipeline? api, web — name it first",
     );
-    bot.ask("@alice !good api", "[api] 👍 alice approved train api#1");
+    // A train's label names its pipeline.
+    bot.ask("@alice !good api#1", "[api] 👍 alice approved train api#1");
     bot.expect("[api] train api#1 ▶ production deploy started");
     // bob is asked by web only: his veto stops web while api deploys.
     bot.ask(
@@ -267,6 +268,27 @@ fn check_names_the_pipeline_key_and_line_of_a_bad_value() {
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.contains(&format!("line {line}: pipelines.api.train.schedule: ")),
+        "{stderr}"
+    );
+
+    // A bad default is named by its top-level key, wherever it is used.
+    let text = config_text(0, TWO_PLAIN).replace(
+        r#"approval_timeout = "30m""#,
+        r#"approval_timeout = "soon""#,
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("approval_timeout"))
+        .expect("the bad line")
+        + 1;
+    let path = two.write_config(&text);
+    let (status, _, stderr) = run_to_end(
+        &["--config", &path.display().to_string(), "check"],
+        two.path(),
+    );
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("line {line}: train.approval_timeout: ")),
         "{stderr}"
     );
 }

@@ -508,6 +508,12 @@ async fn on_slack_each_pipeline_has_its_channel_and_one_connection_serves_both()
             "forge.git.path = \"api\"\nchat.channel = \"#api-deploys\"\n",
         );
     let path = two.write_config(&text);
+    for (email, id) in [
+        ("alice@example.com", "U0ALICE"),
+        ("carol@example.com", "U0CAROL"),
+    ] {
+        fake.with(|s| s.emails.insert(email.into(), id.into()));
+    }
     let bot = SlackBot::spawn(&path);
     post_in(
         &fake,
@@ -538,7 +544,26 @@ async fn on_slack_each_pipeline_has_its_channel_and_one_connection_serves_both()
         departs.starts_with("🚂"),
         "no prefix in its own channel: {departs}"
     );
-    post_in(&fake, CHANNEL3_ID, "🙋 train api#1").await;
+    let approval = fake
+        .wait_for("api's approval with buttons", |s| {
+            s.calls_to("chat.postMessage")
+                .into_iter()
+                .find(|c| c.args["channel"] == CHANNEL3_ID && c.text().contains("🙋 train api#1"))
+                .cloned()
+        })
+        .await;
+    assert!(approval.has_buttons(), "{:?}", approval.args);
+    let values: Vec<String> = approval.args["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["value"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !values.is_empty() && values.iter().all(|v| v == "api#1"),
+        "buttons carry api#1: {values:?}"
+    );
 
     let status = envelope::message_in(
         CHANNEL2_ID,
@@ -558,6 +583,26 @@ async fn on_slack_each_pipeline_has_its_channel_and_one_connection_serves_both()
         !answer.contains("api") && !answer.contains("[web]"),
         "{answer}"
     );
+
+    // Both authors click good on api's approval: its train deploys.
+    let ts = approval.ts.clone().expect("ts");
+    for (n, user) in ["U0CAROL", "U0ALICE"].into_iter().enumerate() {
+        let click = envelope::click_in(
+            (CHANNEL3_ID, fake_slack::CHANNEL3_NAME),
+            &format!("env-c{n}"),
+            user,
+            "good",
+            "api#1",
+            &ts,
+        );
+        fake.send_envelope(click).await;
+    }
+    post_in(
+        &fake,
+        CHANNEL3_ID,
+        &format!("✅ train api#1 deployed {}", short(&api)),
+    )
+    .await;
 
     let web_posts = posts_in(&fake, CHANNEL2_ID);
     assert!(

@@ -166,6 +166,8 @@ fn two_pipelines_run_their_trains_at_once_and_commands_find_their_pipeline() {
     bot.ask("!depart api", "[api] 🚂 train api#1 departs");
     bot.expect("[api] train api#1 ✔ staging acceptance passed");
     bot.expect("[api] 🙋 train api#1");
+    // The approval's last line: nothing of api is on its way to stdout now.
+    bot.expect("Carol <carol@example.com>: type `@carol !good`");
     assert!(
         bot.said("web#1 ✔ staging").is_empty(),
         "web's train is still in its staging deploy"

@@ -7,56 +7,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use support::golden::{GOLDEN, copy_dir, golden_repo};
 use support::{BIN, Bot, BotConfig, Sandbox, short};
-
-/// The golden store: `db/` is the sled directory a trainbot built at commit
-/// 2aeffe4 wrote while it ran `regenerate_golden_store` below. It is never
-/// rewritten: a later version that cannot open it without loss is a bug in
-/// that version, not in the fixture. A new format gets a new fixture
-/// (golden-v2) next to this one. It is a single-pipeline store: with
-/// several pipelines (SPEC §16) it must open as that one pipeline.
-const GOLDEN: &str = "tests/fixtures/golden-v1";
-
-/// The commits of the golden repository, made with fixed dates so that the
-/// SHAs are the same every time it is made again: the golden store names
-/// them, and the bot's forge (a git repo) must know them.
-struct GoldenRepo {
-    path: PathBuf,
-    commits: u32,
-}
-
-impl GoldenRepo {
-    fn init(path: &Path) -> GoldenRepo {
-        std::fs::create_dir_all(path).expect("repo dir");
-        let mut repo = GoldenRepo {
-            path: path.to_path_buf(),
-            commits: 0,
-        };
-        repo.git("alice", &["init", "-q", "-b", "main"]);
-        repo.commit("alice", "initial commit");
-        repo
-    }
-
-    fn commit(&mut self, author: &str, subject: &str) -> String {
-        self.commits += 1;
-        self.git(author, &["commit", "-q", "--allow-empty", "-m", subject]);
-        self.git(author, &["rev-parse", "HEAD"])
-    }
-
-    /// A commit on a new branch `name`; main stays checked out.
-    fn commit_on_branch(&mut self, name: &str, author: &str, subject: &str) -> String {
-        self.git(author, &["checkout", "-q", "-b", name]);
-        let sha = self.commit(author, subject);
-        self.git(author, &["checkout", "-q", "main"]);
-        sha
-    }
-
-    /// Commits at fixed dates, so the same scenario gives the same SHAs.
-    fn git(&self, author: &str, args: &[&str]) -> String {
-        let date = format!("2026-11-30T12:{:02}:00Z", self.commits);
-        support::git_as(&self.path, author, Some(&date), args)
-    }
-}
 
 /// The golden scenario's config: the default three environments and
 /// branch builds.
@@ -64,38 +16,6 @@ fn golden_config() -> BotConfig {
     BotConfig {
         branch_builds: true,
         ..BotConfig::default()
-    }
-}
-
-/// What the golden scenario made, by SHA.
-struct Golden {
-    /// Deployed by train #1 (approved by alice and bob).
-    deployed: String,
-    /// Vetoed in train #2 by alice.
-    vetoed: String,
-    /// Allocated, waiting for a train.
-    waiting: String,
-    /// Built on branch `feature`.
-    feature: String,
-}
-
-/// Makes the golden repository in `repo`, commit by commit; `seen` is
-/// called after each commit on main, so a bot can see it arrive.
-fn golden_repo(repo: &Path, mut seen: impl FnMut(&str, u32)) -> Golden {
-    let mut git = GoldenRepo::init(repo);
-    seen(&git.git("alice", &["rev-parse", "HEAD"]), 0);
-    let deployed = git.commit("bob", "Make the widget blue");
-    seen(&deployed, 1);
-    let vetoed = git.commit("alice", "Make the widget wobble");
-    seen(&vetoed, 2);
-    let waiting = git.commit("bob", "Paint the widget green");
-    seen(&waiting, 3);
-    let feature = git.commit_on_branch("feature", "alice", "Try a round widget");
-    Golden {
-        deployed,
-        vetoed,
-        waiting,
-        feature,
     }
 }
 
@@ -160,19 +80,6 @@ fn regenerate_golden_store() {
         golden.waiting,
         golden.feature
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// The config text without the `preview` environment.

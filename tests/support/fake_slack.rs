@@ -26,6 +26,9 @@ pub const CHANNEL_NAME: &str = "deploys";
 /// A second channel the bot is in, for a pipeline of its own.
 pub const CHANNEL2_ID: &str = "C0WEBDEPLOY";
 pub const CHANNEL2_NAME: &str = "web-deploys";
+/// A third channel the bot is in, for another pipeline of its own.
+pub const CHANNEL3_ID: &str = "C0APIDEPLOY";
+pub const CHANNEL3_NAME: &str = "api-deploys";
 
 /// One Web API call as the fake saw it.
 #[derive(Debug, Clone)]
@@ -304,7 +307,8 @@ fn answer(st: &mut State, method: &str, token: Option<&str>, args: &Value, ws_ur
             "channels": [
                 {"id": "C0OTHER", "name": "random", "created": 1600000000, "is_channel": true},
                 {"id": CHANNEL_ID, "name": CHANNEL_NAME, "created": 1600000000, "is_channel": true},
-                {"id": CHANNEL2_ID, "name": CHANNEL2_NAME, "created": 1600000000, "is_channel": true}
+                {"id": CHANNEL2_ID, "name": CHANNEL2_NAME, "created": 1600000000, "is_channel": true},
+                {"id": CHANNEL3_ID, "name": CHANNEL3_NAME, "created": 1600000000, "is_channel": true}
             ],
             "response_metadata": {"next_cursor": ""}
         }),

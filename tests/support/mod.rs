@@ -109,7 +109,7 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
-    fn init(path: &Path) -> TestRepo {
+    pub fn init(path: &Path) -> TestRepo {
         std::fs::create_dir_all(path).expect("repo dir");
         let repo = TestRepo {
             path: path.to_path_buf(),
@@ -271,6 +271,7 @@ pub struct BotConfig {
     pub production_role: Option<Vec<&'static str>>,
 }
 
+pub mod golden;
 pub mod http;
 
 pub const GITHUB_TOKEN_ENV: &str = "TRAINBOT_TEST_GITHUB_TOKEN";

@@ -53,6 +53,10 @@ pub enum Refusal {
     NothingToForce,
     #[error("nothing to cancel")]
     NothingToCancel,
+    #[error(
+        "you have {queued} branch builds waiting for a node (at most {max}); !cancel one or wait"
+    )]
+    TooManyQueued { queued: usize, max: usize },
     #[error("train {0} is running; !cancel it first")]
     TrainRunning(TrainId),
     #[error("a train with {0} is about to leave")]

@@ -60,6 +60,19 @@ impl Engine {
                 "branch builds are off: no [branch_builds] nodes configured".into(),
             )));
         }
+        // A !bb of a branch already queued replaces it and adds nothing.
+        let max = self.cfg.branch_builds.max_queued_per_user;
+        let queued = self
+            .builds
+            .values()
+            .filter(|a| {
+                a.build.stage == BuildStage::Queued && a.build.requester == asked.actor.user
+            })
+            .filter(|a| a.build.branch != *branch)
+            .count();
+        if queued >= max {
+            return Ok(Err(Refusal::TooManyQueued { queued, max }));
+        }
         self.answer_later = true;
         let (asked, b) = (asked.clone(), branch.clone());
         let branch = branch.clone();

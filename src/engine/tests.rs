@@ -985,6 +985,7 @@ async fn inputs_that_arrive_together_are_written_with_one_flush() {
 /// pipeline, with fake ports; build steps take ten minutes.
 struct PoolEngine {
     chat: Arc<FakeChat>,
+    forge: Arc<FakeForge>,
     inbox: mpsc::Sender<Event>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -1002,6 +1003,7 @@ impl PoolEngine {
         let chat = Arc::new(FakeChat::new(clock.clone()));
         let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
         forge.branches.lock().unwrap().insert("feat".into(), sha(1));
+        let forge_handle = forge.clone();
         let mut runner = FakeRunner::default();
         runner
             .durations
@@ -1017,7 +1019,12 @@ impl PoolEngine {
         let inbox = engine.inbox();
         let task = tokio::spawn(engine.run());
         chat.wait_for("is on main and waits").await;
-        PoolEngine { chat, inbox, task }
+        PoolEngine {
+            chat,
+            forge: forge_handle,
+            inbox,
+            task,
+        }
     }
 
     async fn type_line(&self, line: &str) {
@@ -1126,5 +1133,39 @@ async fn a_pool_node_freed_by_one_pipeline_starts_the_build_another_queued() {
     api.chat.wait_for("n1 is held by pipeline web").await;
     web.chat.wait_for("good to merge").await;
     api.stop().await;
+    web.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_may_queue_only_max_queued_per_user_branch_builds() {
+    let _watchdog = Watchdog::start("a_user_may_queue_only_max_queued_per_user_branch_builds");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = pool_config(&dir);
+    cfg.branch_builds.max_queued_per_user = 2;
+    let store = Store::open(&cfg.bot.data_dir).expect("store");
+    let (freed, _) = tokio::sync::watch::channel(0u64);
+    let web = PoolEngine::start(&cfg, "web", store, &freed).await;
+    {
+        let mut branches = web.forge.branches.lock().unwrap();
+        for (i, b) in ["a", "b", "c"].into_iter().enumerate() {
+            branches.insert(b.into(), sha(2 + i));
+        }
+    }
+    web.type_line("!bb feat").await;
+    web.chat.wait_for("build 1 feat").await;
+    web.type_line("!bb a").await;
+    web.chat.wait_for("build 2 a").await;
+    web.type_line("!bb b").await;
+    web.chat.wait_for("build 3 b").await;
+    web.type_line("!bb c").await;
+    web.chat
+        .wait_for("you have 2 branch builds waiting for a node (at most 2)")
+        .await;
+    // Another user is not held by this one's queue; a queued branch again
+    // replaces its build and adds nothing.
+    web.type_line("@bob !bb c").await;
+    web.chat.wait_for("build 4 c").await;
+    web.type_line("!bb a").await;
+    web.chat.wait_for("build 5 a").await;
     web.stop().await;
 }

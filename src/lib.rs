@@ -10,6 +10,7 @@ pub mod engine;
 pub mod forge;
 pub mod harden;
 pub mod runner;
+pub mod secrets;
 pub mod store;
 pub mod supervise;
 pub mod web;

@@ -33,7 +33,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        // Every known secret is masked in every log line (SPEC §13).
+        .with_writer(trainbot::secrets::masked_stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Run => {
             let mut planned = Vec::new();
             for settings in pipelines {
+                settings.register_secrets();
                 match github_token(&settings) {
                     Ok(github_token) => planned.push(Planned {
                         settings,
@@ -94,7 +96,8 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("trainbot: {e:#}");
+                    let text = format!("{e:#}");
+                    eprintln!("trainbot: {}", trainbot::secrets::mask(&text));
                     // Missing tokens, a refused token, an unknown channel:
                     // the configuration (or its environment) is wrong.
                     match e.downcast_ref::<StartError>() {
@@ -115,7 +118,10 @@ fn github_token(s: &Settings) -> Result<Option<String>, String> {
     }
     let var = &s.forge.github.token_env;
     match std::env::var(var) {
-        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        Ok(token) if !token.trim().is_empty() => {
+            trainbot::secrets::register(&token);
+            Ok(Some(token.trim().to_string()))
+        }
         _ => Err(format!(
             "forge.github.token_env: the environment variable {var} is not set or empty; \
              it must hold a GitHub token for {}/{}",
@@ -136,6 +142,9 @@ fn webhook(
     }
     let var = &s.forge.github.webhook_secret_env;
     let secret = std::env::var(var).ok().filter(|v| !v.is_empty());
+    if let Some(secret) = &secret {
+        trainbot::secrets::register(secret);
+    }
     if secret.is_none() {
         tracing::warn!(
             variable = %var,
@@ -210,6 +219,8 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
             (slack.clone(), Some(slack))
         }
     };
+    // Every message of every pipeline passes here: secrets become `***`.
+    let chat: Arc<dyn Chat> = Arc::new(trainbot::chat::MaskedChat::new(chat));
     let console = chat_cfg.adapter == ChatAdapter::Console;
     let channels: Vec<String> = planned
         .iter()

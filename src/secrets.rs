@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use aho_corasick::AhoCorasick;
+use percent_encoding::percent_decode_str;
 use secrecy::{ExposeSecret, SecretString};
 
 /// What a secret becomes.
@@ -54,18 +55,206 @@ pub fn register(value: &str) {
 
 /// `text` with every known secret replaced by `***`.
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let matcher = {
-        let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-        match &registry.matcher {
-            Some(m) => m.clone(),
-            None => return Cow::Borrowed(text),
-        }
+    let Some(matcher) = matcher() else {
+        return Cow::Borrowed(text);
     };
     if !matcher.is_match(text) {
         return Cow::Borrowed(text);
     }
     let replacements = vec![MASK; matcher.patterns_len()];
     Cow::Owned(matcher.replace_all(text, &replacements))
+}
+
+/// Like [`mask`], for bytes that may not be UTF-8 (step output).
+pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let Some(matcher) = matcher() else {
+        return Cow::Borrowed(bytes);
+    };
+    if !matcher.is_match(bytes) {
+        return Cow::Borrowed(bytes);
+    }
+    let replacements = vec![MASK.as_bytes(); matcher.patterns_len()];
+    Cow::Owned(matcher.replace_all_bytes(bytes, &replacements))
+}
+
+/// Whether any secret is known (a sink may then skip its work).
+pub fn any() -> bool {
+    matcher().is_some()
+}
+
+fn matcher() -> Option<Arc<AhoCorasick>> {
+    let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    registry.matcher.clone()
+}
+
+/// Registers the secrets a configured URL carries: the password of its user
+/// info (or the user, when there is no password: `https://TOKEN@host`), its
+/// query values, and path segments that look like tokens — each as written
+/// and percent-decoded, since an error text may show either.
+pub fn register_url(text: &str) {
+    let Ok(url) = url::Url::parse(text) else {
+        return;
+    };
+    let both = |raw: &str| {
+        register(raw);
+        register(&percent_decode_str(raw).decode_utf8_lossy());
+    };
+    match url.password() {
+        Some(password) => both(password),
+        None => both(url.username()),
+    }
+    if let Some(query) = url.query() {
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((_, value)) => both(value),
+                None if looks_like_token(pair) => both(pair),
+                None => {}
+            }
+        }
+    }
+    let token_path = token_path(url.host_str().unwrap_or(""));
+    if let Some(segments) = url.path_segments() {
+        for (i, segment) in segments.enumerate() {
+            if token_path.is_some_and(|after| i >= after) || looks_like_token(segment) {
+                both(segment);
+            }
+        }
+    }
+}
+
+/// Hosts whose URLs carry a token in the path: the index of the first path
+/// segment that is secret (`hooks.slack.com/services/T…/B…/XXXX`).
+fn token_path(host: &str) -> Option<usize> {
+    match host.to_ascii_lowercase().as_str() {
+        "hooks.slack.com" => Some(1),
+        "discord.com" | "discordapp.com" => Some(3),
+        "api.telegram.org" => Some(0),
+        _ => None,
+    }
+}
+
+/// A path segment or bare query word that is probably a token: at least 16
+/// characters of letters, digits and `-_.~:+=%`, mixing letters and digits
+/// (several switches between them, or 32+ characters), e.g. `ghp_a1B2…`,
+/// a hex digest, a UUID — not `release-2024`.
+pub fn looks_like_token(segment: &str) -> bool {
+    let text = percent_decode_str(segment).decode_utf8_lossy();
+    if text.chars().count() < 16
+        || !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~:+=/".contains(c))
+    {
+        return false;
+    }
+    let letters = text.chars().any(|c| c.is_ascii_alphabetic());
+    let digits = text.chars().any(|c| c.is_ascii_digit());
+    if !(letters && digits) {
+        return false;
+    }
+    let mut switches = 0;
+    let mut last: Option<bool> = None;
+    for c in text.chars().filter(char::is_ascii_alphanumeric) {
+        let digit = c.is_ascii_digit();
+        if last.is_some_and(|l| l != digit) {
+            switches += 1;
+        }
+        last = Some(digit);
+    }
+    switches >= 4 || text.len() >= 32
+}
+
+/// A URL for chat, logs and pages: user info, every query value and every
+/// path segment that looks like a token become `***`, keys and the rest
+/// stay as written: `https://u:p@h/x/ghp_…?token=abc&v=1` →
+/// `https://***@h/x/***?token=***&v=***`. Works on text that is not a valid
+/// URL too, so nothing a user configured leaks through an error.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_string();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..scheme_end]);
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host = match authority.rfind('@') {
+        Some(at) => {
+            out.push_str(MASK);
+            &authority[at..]
+        }
+        None => authority,
+    };
+    out.push_str(host);
+    let host_name = host.trim_start_matches('@');
+    let host_name = host_name.split(':').next().unwrap_or("");
+    let rest = &rest[authority_end..];
+    let (before_fragment, fragment) = match rest.find('#') {
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+        None => (rest, None),
+    };
+    let (path, query) = match before_fragment.find('?') {
+        Some(at) => (&before_fragment[..at], Some(&before_fragment[at + 1..])),
+        None => (before_fragment, None),
+    };
+    let token_path = token_path(host_name);
+    for (i, segment) in path.split('/').skip(1).enumerate() {
+        out.push('/');
+        if !segment.is_empty()
+            && (token_path.is_some_and(|after| i >= after) || looks_like_token(segment))
+        {
+            out.push_str(MASK);
+        } else {
+            out.push_str(segment);
+        }
+    }
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(&redact_pairs(query));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        if fragment.contains('=') || looks_like_token(fragment) {
+            out.push_str(&redact_pairs(fragment));
+        } else {
+            out.push_str(fragment);
+        }
+    }
+    mask(&out).into_owned()
+}
+
+/// `a=1&b&c=` → `a=***&b&c=`: keys stay, values go; a bare word that looks
+/// like a token goes too.
+fn redact_pairs(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !value.is_empty() => format!("{key}={MASK}"),
+            Some(_) => pair.to_string(),
+            None if looks_like_token(pair) => MASK.to_string(),
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The tracing writer: stderr, with every known secret masked in each
+/// formatted event (the fmt layer writes one event per `write`).
+pub fn masked_stderr() -> MaskedWriter<std::io::Stderr> {
+    MaskedWriter(std::io::stderr())
+}
+
+/// A writer that masks what passes through it.
+pub struct MaskedWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for MaskedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&mask_bytes(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +274,61 @@ mod tests {
         );
         assert_eq!(mask("nothing short here"), "nothing short here");
         assert!(matches!(mask("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn bytes_are_masked_like_text() {
+        register("bytes-secret-42");
+        assert_eq!(
+            &*mask_bytes(b"a \xff bytes-secret-42 b"),
+            b"a \xff *** b".as_slice()
+        );
+        let mut out = MaskedWriter(Vec::new());
+        std::io::Write::write_all(&mut out, b"event token=bytes-secret-42\n").unwrap();
+        assert_eq!(out.0, b"event token=***\n");
+    }
+
+    #[test]
+    fn urls_lose_user_info_query_values_and_token_paths() {
+        assert_eq!(
+            redact_url("https://u:p@h.example/x@y"),
+            "https://***@h.example/x@y"
+        );
+        assert_eq!(
+            redact_url("https://token@h.example"),
+            "https://***@h.example"
+        );
+        assert_eq!(
+            redact_url("https://h.example/api/deploy?token=abc123&env=prod&flag"),
+            "https://h.example/api/deploy?token=***&env=***&flag"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8080/hook/ghp_a1B2c3D4e5F6g7H8i9J0?x=1#frag"),
+            "http://127.0.0.1:8080/hook/***?x=***#frag"
+        );
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0001/B0002/XXXXyyyyZZZZ"),
+            "https://hooks.slack.com/services/***/***/***"
+        );
+        assert_eq!(
+            redact_url("https://h.example/releases/release-2024-01/deploy"),
+            "https://h.example/releases/release-2024-01/deploy"
+        );
+        assert_eq!(
+            redact_url("https://h.example/cb#access_token=abc&type=x"),
+            "https://h.example/cb#access_token=***&type=***"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_configured_url_registers_its_secrets() {
+        register_url(
+            "https://deployer:pw%2Fsecret9@h.example/d/tok4en5abc6def7gh8?key=qv-secret-1&n=1",
+        );
+        let text = "pw%2Fsecret9 pw/secret9 tok4en5abc6def7gh8 qv-secret-1 deployer n=1";
+        assert_eq!(mask(text), "*** *** *** *** deployer n=1");
+        register_url("https://hooks.slack.com/services/T0001/B0002/hookSecretXYZ");
+        assert_eq!(mask("posted to hookSecretXYZ"), "posted to ***");
     }
 }

@@ -100,6 +100,63 @@ pub trait Chat: Send + Sync {
     }
 }
 
+/// The chat every message goes through on its way out (main wraps the
+/// adapter in it): every known secret in a text becomes `***` (SPEC §13).
+pub struct MaskedChat {
+    inner: Arc<dyn Chat>,
+}
+
+impl MaskedChat {
+    pub fn new(inner: Arc<dyn Chat>) -> MaskedChat {
+        MaskedChat { inner }
+    }
+}
+
+/// `msg` with every known secret in its texts masked.
+pub fn masked(msg: Message) -> Message {
+    use crate::secrets::mask;
+    let hide = |text: String| match mask(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
+    match msg {
+        Message::Reply { to, text, private } => Message::Reply {
+            to,
+            text: hide(text),
+            private,
+        },
+        Message::Notice { run, text } => Message::Notice {
+            run,
+            text: hide(text),
+        },
+        Message::Status { run, text, url } => Message::Status {
+            run,
+            text: hide(text),
+            url: hide(url),
+        },
+        Message::Approval { train, text } => Message::Approval {
+            train,
+            text: hide(text),
+        },
+        msg @ Message::ApprovalProgress { .. } => msg,
+    }
+}
+
+#[async_trait]
+impl Chat for MaskedChat {
+    async fn send(&self, msg: Message) {
+        self.inner.send(masked(msg)).await
+    }
+
+    async fn send_in(&self, scope: &Scope, msg: Message) {
+        self.inner.send_in(scope, masked(msg)).await
+    }
+
+    async fn lookup_email(&self, email: &str) -> Option<ChatUser> {
+        self.inner.lookup_email(email).await
+    }
+}
+
 /// One pipeline's view of the shared chat: what the engine of that pipeline
 /// holds, so the engine never needs to know how many pipelines there are.
 pub struct ScopedChat {

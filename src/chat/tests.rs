@@ -111,3 +111,25 @@ async fn lookups_go_to_the_shared_chat() {
     );
     assert_eq!(chat.lookup_email("bob@x.com").await, None);
 }
+
+#[tokio::test]
+async fn every_text_through_the_masked_chat_loses_known_secrets() {
+    crate::secrets::register("chat-secret-x9y8z7");
+    let rec = Arc::new(Recorder::default());
+    let masked: Arc<dyn Chat> = Arc::new(MaskedChat::new(rec.clone()));
+    let chat = ScopedChat::new(masked.clone(), scope(false));
+    let secret = |t: &str| format!("{t} chat-secret-x9y8z7");
+    for msg in all_kinds() {
+        chat.send(with_text(&msg, secret)).await;
+        masked.send(with_text(&msg, secret)).await;
+    }
+    let got = rec.got.lock().unwrap().clone();
+    let want: Vec<_> = all_kinds()
+        .iter()
+        .flat_map(|m| {
+            let m = with_text(m, |t| format!("{t} ***"));
+            [(Some(scope(false)), m.clone()), (None, m)]
+        })
+        .collect();
+    assert_eq!(got, want);
+}

@@ -242,16 +242,31 @@ fn first(pipelines: Vec<Settings>) -> Settings {
         .expect("validation yields at least one pipeline")
 }
 
-/// `https://user:pass@host/x` → `https://***@host/x`. Works on text that is
-/// not a valid URL too, so nothing a user configured leaks through an error.
+/// `https://user:pass@host/x?token=t` → `https://***@host/x?token=***`,
+/// token-like path segments hidden too: see [`crate::secrets::redact_url`].
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_string(),
+    crate::secrets::redact_url(url)
+}
+
+impl Settings {
+    /// Registers the secrets of every http step's URL (user info, query
+    /// values, token paths), so they are masked wherever they appear — in a
+    /// client's error text too.
+    pub fn register_secrets(&self) {
+        let envs = self.train.environments.iter();
+        let lists = [&self.main_checks]
+            .into_iter()
+            .chain(envs.flat_map(|e| [&e.deploy, &e.acceptance]))
+            .chain([&self.production.deploy, &self.production.smoke])
+            .chain([
+                &self.branch_builds.checks,
+                &self.branch_builds.deploy,
+                &self.branch_builds.smoke,
+            ]);
+        for step in lists.flatten() {
+            if let StepKind::Http { url, .. } = &step.kind {
+                crate::secrets::register_url(url);
+            }
+        }
     }
 }

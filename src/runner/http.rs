@@ -79,6 +79,9 @@ impl StepRunner for HttpRunner {
         let StepKind::Http { url, method } = &req.step.kind else {
             return not_run("only http steps are supported by this runner".into());
         };
+        // Normally done when the config is read; a step built otherwise
+        // (tests, a reload) is covered too.
+        crate::secrets::register_url(url);
         let step = HttpStep {
             client: &self.client,
             method: method.to_ascii_uppercase(),

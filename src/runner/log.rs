@@ -8,12 +8,15 @@
 //! tail lives in a ring buffer and is written back over the end of the file,
 //! so memory and disk stay bounded however much a step prints.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::secrets;
 
 /// `bot.max_step_log` unless configured otherwise.
 pub const DEFAULT_MAX_STEP_LOG: u64 = 10 * 1024 * 1024;
@@ -24,6 +27,10 @@ pub(crate) const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 64 * 1024;
 /// Long lines are cut for chat.
 const TAIL_LINE_CHARS: usize = 500;
+/// A line of output is held back until its newline so that a secret split
+/// between two reads is still masked whole; a line longer than this is
+/// written (masked) without waiting.
+const PENDING_MAX: usize = 64 * 1024;
 /// Once bytes are being cut, the tail on disk is rewritten at most this often
 /// while output streams in (a whole tail per write would cost O(cap) each).
 const REWRITE_EVERY: Duration = Duration::from_secs(1);
@@ -50,6 +57,8 @@ pub(crate) struct StepLog {
     /// The end of the current attempt's output, for `attempt_tail`.
     recent: VecDeque<u8>,
     recent_cut: bool,
+    /// Output after the last newline, not yet masked nor written.
+    pending: Vec<u8>,
 }
 
 impl StepLog {
@@ -97,17 +106,54 @@ impl StepLog {
             last_byte,
             recent: VecDeque::new(),
             recent_cut: false,
+            pending: Vec::new(),
         };
         log.flush()?;
         Ok(log)
     }
 
-    /// Appends output, keeping the head and the most recent bytes.
-    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Appends output, keeping the head and the most recent bytes. Every
+    /// known secret is masked (SPEC §13): whole lines are written, the
+    /// last unfinished one waits for its end (or for our next own line).
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Some(&last) = bytes.last() else {
             return Ok(());
         };
         self.last_byte = Some(last);
+        let whole = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(at) if self.pending.is_empty() => {
+                self.pending.extend_from_slice(&bytes[at + 1..]);
+                Cow::Borrowed(&bytes[..=at])
+            }
+            Some(at) => {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(&bytes[..=at]);
+                self.pending.extend_from_slice(&bytes[at + 1..]);
+                Cow::Owned(whole)
+            }
+            None => {
+                self.pending.extend_from_slice(bytes);
+                if self.pending.len() < PENDING_MAX {
+                    return Ok(());
+                }
+                Cow::Owned(std::mem::take(&mut self.pending))
+            }
+        };
+        let masked = secrets::mask_bytes(&whole);
+        self.write_masked(&masked)
+    }
+
+    /// Writes out the unfinished last line, masked.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let masked = secrets::mask_bytes(&pending);
+        self.write_masked(&masked)
+    }
+
+    fn write_masked(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.remember(bytes);
         if self.head < self.head_cap {
             let room = usize::try_from(self.head_cap - self.head).unwrap_or(usize::MAX);
@@ -164,6 +210,7 @@ impl StepLog {
 
     /// Brings the file up to date (head, marker, tail) if it is behind.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         if self.stale { self.sync() } else { Ok(()) }
     }
 
@@ -180,7 +227,8 @@ impl StepLog {
     /// it, whatever the cap kept on disk).
     pub fn attempt_tail(&self) -> Vec<String> {
         let (a, b) = self.recent.as_slices();
-        let bytes = [a, b].concat();
+        let pending = secrets::mask_bytes(&self.pending);
+        let bytes = [a, b, &pending].concat();
         let text = String::from_utf8_lossy(&bytes);
         let mut lines: Vec<&str> = text.lines().collect();
         if self.recent_cut && !lines.is_empty() {

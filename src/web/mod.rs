@@ -9,6 +9,7 @@ mod build_runs;
 mod dashboard;
 mod html;
 mod logs;
+mod masking;
 mod metrics;
 mod overview;
 mod panels;
@@ -122,6 +123,7 @@ fn pages(state: WebState) -> Router {
             state.clone(),
             error_links,
         ))
+        .layer(axum::middleware::map_response(masking::mask_body))
         .with_state(state)
 }
 

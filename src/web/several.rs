@@ -55,6 +55,7 @@ pub fn router_for(mut pipelines: Vec<WebState>) -> Router {
             post(github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
         .fallback(not_found)
+        .layer(axum::middleware::map_response(super::masking::mask_body))
         .with_state(all.clone());
     for p in all.iter() {
         // Nested under `/p/NAME/` so that the radiator is `/p/NAME/`, the

@@ -43,7 +43,11 @@ pub struct Tokens {
 impl Tokens {
     pub fn from_env(cfg: &SlackSettings) -> Result<Tokens, StartError> {
         let read = |var: &str, what: &'static str| match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(SlackApiToken::new(v.trim().to_string().into())),
+            Ok(v) if !v.trim().is_empty() => {
+                // Masked wherever it could appear from now on (SPEC §13).
+                crate::secrets::register(&v);
+                Ok(SlackApiToken::new(v.trim().to_string().into()))
+            }
             _ => Err(StartError::MissingToken(var.to_string(), what)),
         };
         Ok(Tokens {

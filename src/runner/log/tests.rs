@@ -108,3 +108,23 @@ fn long_lines_are_cut() {
     assert_eq!(cut(&"é".repeat(600)).chars().count(), TAIL_LINE_CHARS + 1);
     assert_eq!(cut("short"), "short");
 }
+
+#[test]
+fn a_known_secret_is_masked_even_when_split_between_reads() {
+    crate::secrets::register("log-secret-a1b2c3");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("step.log");
+    let mut log = StepLog::open(&path, DEFAULT_MAX_STEP_LOG).unwrap();
+    log.start_attempt("== attempt 1/1").unwrap();
+    log.write(b"token: log-sec").unwrap();
+    log.write(b"ret-a1b2c3 ok\nlast log-secret-").unwrap();
+    log.write(b"a1b2c3").unwrap();
+    let tail = log.attempt_tail();
+    log.write_line("== done").unwrap();
+    drop(log);
+    assert_eq!(tail, ["token: *** ok", "last ***"]);
+    assert_eq!(
+        read(&path),
+        "== attempt 1/1\ntoken: *** ok\nlast ***\n== done\n"
+    );
+}

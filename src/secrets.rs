@@ -106,7 +106,8 @@ pub fn register_url(text: &str) {
     if let Some(query) = url.query() {
         for pair in query.split('&') {
             match pair.split_once('=') {
-                Some((_, value)) => both(value),
+                Some((key, value)) if secret_value(key, value) => both(value),
+                Some(_) => {}
                 None if looks_like_token(pair) => both(pair),
                 None => {}
             }
@@ -120,6 +121,29 @@ pub fn register_url(text: &str) {
             }
         }
     }
+}
+
+/// Whether a query value is registered: under a key that names a secret,
+/// or mixing letters and digits (`env=staging` is not hidden in every text,
+/// `token=…`, `sig=…`, `v=a1b2c3` are). `redact_url` hides every value anyway.
+fn secret_value(key: &str, value: &str) -> bool {
+    const SECRET_KEYS: [&str; 9] = [
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "pwd",
+        "auth",
+        "sig",
+        "code",
+        "credential",
+    ];
+    let key = key.to_ascii_lowercase();
+    let value = percent_decode_str(value).decode_utf8_lossy();
+    SECRET_KEYS.iter().any(|k| key.contains(k))
+        || (value.chars().any(|c| c.is_ascii_alphabetic())
+            && value.chars().any(|c| c.is_ascii_digit()))
+        || looks_like_token(&value)
 }
 
 /// Hosts whose URLs carry a token in the path: the index of the first path
@@ -324,10 +348,10 @@ mod tests {
     #[test]
     fn a_configured_url_registers_its_secrets() {
         register_url(
-            "https://deployer:pw%2Fsecret9@h.example/d/tok4en5abc6def7gh8?key=qv-secret-1&n=1",
+            "https://deployer:pw%2Fsecret9@h.example/d/tok4en5abc6def7gh8?key=qvsecret&v=abc123&env=staging",
         );
-        let text = "pw%2Fsecret9 pw/secret9 tok4en5abc6def7gh8 qv-secret-1 deployer n=1";
-        assert_eq!(mask(text), "*** *** *** *** deployer n=1");
+        let text = "pw%2Fsecret9 pw/secret9 tok4en5abc6def7gh8 qvsecret abc123 deployer staging";
+        assert_eq!(mask(text), "*** *** *** *** *** deployer staging");
         register_url("https://hooks.slack.com/services/T0001/B0002/hookSecretXYZ");
         assert_eq!(mask("posted to hookSecretXYZ"), "posted to ***");
     }

@@ -1,0 +1,171 @@
+//! SPEC §13 masking, end to end: secrets the bot knows — the token and
+//! password in an http step's URL, the same token echoed by a shell step —
+//! never leave the bot; `***` stands where they were. Checked in every sink:
+//! chat (the console), stderr, step log files, `/api/status`, run pages,
+//! `/audit` and the dashboard.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+use support::http::http_get;
+use support::{Bot, BotConfig, Sandbox, free_port};
+
+/// In the URL's path: looks like a GitHub token.
+const PATH_TOKEN: &str = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2";
+/// A query value.
+const QUERY_TOKEN: &str = "qt-5ecret-7781";
+/// The URL's user info password.
+const PASSWORD: &str = "pw-s3cret-9911";
+const SECRETS: [&str; 3] = [PATH_TOKEN, QUERY_TOKEN, PASSWORD];
+
+/// Answers every request with 500 and a body that echoes the request line
+/// (path and query: the tokens), as a careless server would.
+fn echoing_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let answer = format!("refused: {}\n", request_line.trim());
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}
+
+fn all_files(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "log") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            out.push((path.display().to_string(), text));
+        }
+    }
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} shows in {what}:\n{text}");
+    }
+}
+
+#[test]
+fn secrets_of_steps_never_show_in_chat_logs_or_pages() {
+    let server = echoing_server();
+    let port = free_port();
+    let url = format!(
+        "http://deployer:{PASSWORD}@127.0.0.1:{server}/deploy/{PATH_TOKEN}?token={QUERY_TOKEN}&env=staging"
+    );
+    let sandbox = Sandbox::new();
+    let config = BotConfig {
+        http_port: port,
+        extra: format!(
+            "[branch_builds]\nnodes = [\"n1\"]\nnode_url = \"http://{{node}}.test\"\n\
+             checks = [{{ run = \"echo checking with {PATH_TOKEN}; exit 1\" }}]\n\
+             deploy = [{{ run = \"true\" }}]\nsmoke = [{{ run = \"true\" }}]"
+        ),
+        ..BotConfig::default()
+    };
+    // Staging deploys with a shell step that prints the token, then the
+    // http step whose server answers 500 with the URL.
+    let text = config.render().replacen(
+        "[environments.staging]\ndeploy = [",
+        &format!(
+            "[environments.staging]\ndeploy = [{{ run = \"echo deploying with {QUERY_TOKEN}\" }}, {{ http = \"{url}\" }}, "
+        ),
+        1,
+    );
+    assert!(text.contains(&url), "{text}");
+    let path = sandbox.path().join("bot.toml");
+    std::fs::write(&path, text).unwrap();
+
+    let mut bot = Bot::spawn(&path);
+    bot.expect_allocated(&sandbox.repo.head());
+    let head = sandbox.repo.commit("bob", "Make the widget blue");
+    bot.expect_allocated(&head);
+
+    bot.ask("!depart", "🚂 train #1 departs");
+    let failed = bot.expect("❌ train #1 failed in staging deploy");
+    assert!(failed.contains("HTTP 500"), "{failed}");
+    assert!(failed.contains("/deploy/***?token=***&env=***"), "{failed}");
+
+    sandbox.repo.branch("a");
+    sandbox.repo.commit_on("a", "alice", "branch a work");
+    bot.ask("!bb a", "🔧 build");
+    bot.expect("failed in");
+
+    // The tail of the failing step in chat: the server's echo, masked.
+    let chat = bot.said("");
+    let chat = chat.join("\n");
+    assert!(
+        chat.contains("refused: POST /deploy/***?token=***&env=staging"),
+        "the echoed URL is not in chat, masked:\n{chat}"
+    );
+    assert!(chat.contains("checking with ***"), "{chat}");
+    assert_clean("chat", &chat);
+
+    let mut logs = Vec::new();
+    all_files(&sandbox.path().join("data"), &mut logs);
+    let all_logs: String = logs.iter().map(|(p, t)| format!("{p}:\n{t}\n")).collect();
+    assert!(all_logs.contains("deploying with ***"), "{all_logs}");
+    assert!(
+        all_logs.contains("refused: POST /deploy/***?token=***&env=staging"),
+        "{all_logs}"
+    );
+    assert!(all_logs.contains("checking with ***"), "{all_logs}");
+    assert_clean("step logs", &all_logs);
+
+    let mut pages = String::new();
+    for page in [
+        "/",
+        "/api/status",
+        "/audit",
+        "/runs/train-1",
+        "/runs/build-1",
+    ] {
+        let (status, text) = http_get(port, page).expect("the bot answers");
+        assert_eq!(status, 200, "{page}: {text}");
+        assert_clean(page, &text);
+        pages.push_str(&text);
+    }
+    assert!(pages.contains("deploying with ***"), "{pages}");
+    // The raw logs, as the web streams them.
+    for (path, _) in &logs {
+        let Some(rel) = path.rsplit_once("/logs/").map(|(_, rel)| rel) else {
+            continue;
+        };
+        let Some((run, step)) = rel.trim_end_matches(".log").split_once('/') else {
+            continue;
+        };
+        let (status, text) = http_get(port, &format!("/runs/{run}/logs/{step}")).expect("raw log");
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_clean(path, &text);
+    }
+
+    assert_clean("stderr", &bot.log());
+    bot.stop();
+}

@@ -4,12 +4,18 @@
 //! chat (the console), stderr, step log files, `/api/status`, run pages,
 //! `/audit` and the dashboard.
 
+#[path = "support/fake_slack.rs"]
+mod fake_slack;
 mod support;
+
+/// The upper bound of every wait on the fake Slack.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
+use fake_slack::{APP_TOKEN, BOT_TOKEN, FakeSlack, envelope};
 use support::http::http_get;
 use support::{Bot, BotConfig, Sandbox, free_port};
 
@@ -169,3 +175,106 @@ fn secrets_of_steps_never_show_in_chat_logs_or_pages() {
     assert_clean("stderr", &bot.log());
     bot.stop();
 }
+
+/// The Slack tokens are real inputs here: read from the environment,
+/// registered, and masked in everything the bot sends to Slack and prints —
+/// a failing branch build whose step prints the bot token (pasted into its
+/// own command, as a careless config would) shows `***` in its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_tokens_never_reach_slack_or_the_logs() {
+    let fake = FakeSlack::start().await;
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let text = format!(
+        r##"
+[bot]
+data_dir = "./data"
+http_listen = "127.0.0.1:{port}"
+public_url = "http://trainbot.test"
+
+[chat]
+adapter = "slack"
+
+[chat.slack]
+channel = "#deploys"
+api_url = "{api}/"
+
+[forge]
+poll_interval = "100ms"
+
+[forge.git]
+path = "repo"
+
+[train]
+schedule = "0 0 0 1 1 * 2099"
+environments = ["staging"]
+
+[environments.staging]
+deploy = [{{ run = "true" }}]
+acceptance = [{{ run = "true" }}]
+
+[production]
+deploy = [{{ run = "true" }}]
+smoke = [{{ run = "true" }}]
+
+[branch_builds]
+nodes = ["n1"]
+checks = [{{ run = "echo calling slack with {BOT_TOKEN}; echo app {APP_TOKEN}; exit 1" }}]
+deploy = [{{ run = "true" }}]
+"##,
+        api = fake.api_url,
+    );
+    let path = sandbox.path().join("bot.toml");
+    std::fs::write(&path, text).unwrap();
+    let bot = Bot::spawn_with_env(
+        &path,
+        &[
+            ("SLACK_BOT_TOKEN", BOT_TOKEN),
+            ("SLACK_APP_TOKEN", APP_TOKEN),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    fake.wait_for_post("is on main").await;
+    sandbox.repo.branch("a");
+    sandbox.repo.commit_on("a", "alice", "branch a work");
+    let env = envelope::message("env-1", "Ev1", "U0ALICE", "!bb a", "1700001000.000001");
+    fake.send_envelope(env).await;
+    let failed = fake.wait_for_post("failed in").await;
+    fake.wait_for_post("calling slack with ***").await;
+
+    let calls = fake.with(|s| {
+        s.calls_to("chat.postMessage")
+            .into_iter()
+            .chain(s.calls_to("chat.update"))
+            .chain(s.calls_to("chat.postEphemeral"))
+            .map(|c| c.args.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(calls.contains("app ***"), "{calls}");
+    for token in [BOT_TOKEN, APP_TOKEN] {
+        assert!(!calls.contains(token), "{token} sent to Slack:\n{calls}");
+        assert!(!failed.args.to_string().contains(token));
+    }
+
+    let mut logs = Vec::new();
+    all_files(&sandbox.path().join("data"), &mut logs);
+    let all_logs: String = logs.iter().map(|(p, t)| format!("{p}:\n{t}\n")).collect();
+    assert!(all_logs.contains("calling slack with ***"), "{all_logs}");
+    let mut pages = all_logs;
+    for page in ["/", "/api/status", "/audit", "/runs/build-1"] {
+        let (_, text) = http_get(port, page).expect("the bot answers");
+        pages.push_str(&text);
+    }
+    let stderr = bot.log();
+    for token in [BOT_TOKEN, APP_TOKEN] {
+        assert!(!pages.contains(token), "{token} in logs or pages:\n{pages}");
+        assert!(!stderr.contains(token), "{token} in stderr:\n{stderr}");
+    }
+    drop(bot);
+}
+
+// TODO(step secrets): once `env = { T = { secret_env = "…" } }` is on main,
+// add a test here: a step printing `$T` must show `***` in its log, chat and
+// pages, like the tests above. Not written yet: without that feature on this
+// branch such a test could not fail.

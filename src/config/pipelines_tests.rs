@@ -317,3 +317,18 @@ fn a_pipeline_table_it_does_not_list_names_the_pipeline() {
     let err = expect_error(&text, "pipelines.api.environments.zz", 28);
     assert!(err.contains("not listed in train.environments"), "{err}");
 }
+
+#[test]
+fn the_secrets_of_every_http_step_url_are_registered() {
+    let text = TWO.replace(
+        "acceptance = [{ run = \"top-accept\" }]",
+        "acceptance = [{ http = \"https://ci:cfg-pw-4417@ci.example/hook?token=cfg-tok-8832\" }]",
+    );
+    for settings in expect_ok(&text) {
+        settings.register_secrets();
+    }
+    assert_eq!(
+        crate::secrets::mask("pw cfg-pw-4417 token cfg-tok-8832"),
+        "pw *** token ***"
+    );
+}

@@ -268,5 +268,8 @@ impl Settings {
                 crate::secrets::register_url(url);
             }
         }
+        // API URLs may carry a token too (a proxy's `?key=…`).
+        crate::secrets::register_url(&self.forge.github.api_url);
+        crate::secrets::register_url(&self.chat.slack.api_url);
     }
 }

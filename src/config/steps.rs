@@ -210,7 +210,11 @@ pub(super) fn check_http_url(text: &str) -> Result<(), String> {
         .or_else(|| text.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() && !text.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(format!("{text:?} is not an http:// or https:// URL")),
+        // Shown at start: user info, query values and token paths hidden.
+        _ => Err(format!(
+            "{:?} is not an http:// or https:// URL",
+            crate::secrets::redact_url(text)
+        )),
     }
 }
 

@@ -77,6 +77,30 @@ pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(matcher.replace_all_bytes(bytes, &replacements))
 }
 
+/// For text that arrives in pieces (step output): how much of `bytes` can
+/// be masked and let go now. What is held back is shorter than the longest
+/// secret and is where one could still be starting, so a secret split
+/// between two pieces is masked whole once the next piece comes.
+pub fn safe_prefix(bytes: &[u8]) -> usize {
+    let Some(matcher) = matcher() else {
+        return bytes.len();
+    };
+    let mut cut = bytes
+        .len()
+        .saturating_sub(matcher.max_pattern_len().saturating_sub(1));
+    for found in matcher.find_iter(bytes) {
+        if found.start() >= cut {
+            break;
+        }
+        if found.end() > cut {
+            // A whole secret across the cut: it goes out with what follows.
+            cut = found.start();
+            break;
+        }
+    }
+    cut
+}
+
 /// Whether any secret is known (a sink may then skip its work).
 pub fn any() -> bool {
     matcher().is_some()
@@ -298,6 +322,28 @@ mod tests {
         );
         assert_eq!(mask("nothing short here"), "nothing short here");
         assert!(matches!(mask("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn text_in_pieces_is_masked_as_if_it_came_whole() {
+        register("piece-secret-77");
+        let whole = format!(
+            "{}piece-secret-77 and {}piece-secret-77",
+            "x".repeat(100),
+            "y".repeat(50)
+        );
+        for size in [1, 3, 7, 14, 15, 16, 40, 200] {
+            let (mut pending, mut out) = (Vec::new(), Vec::new());
+            for piece in whole.as_bytes().chunks(size) {
+                pending.extend_from_slice(piece);
+                let cut = safe_prefix(&pending);
+                let now: Vec<u8> = pending.drain(..cut).collect();
+                out.extend_from_slice(&mask_bytes(&now));
+                assert!(pending.len() < 64, "{size}: {} held", pending.len());
+            }
+            out.extend_from_slice(&mask_bytes(&pending));
+            assert_eq!(String::from_utf8(out).unwrap(), mask(&whole), "{size}");
+        }
     }
 
     #[test]

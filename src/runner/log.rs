@@ -8,7 +8,6 @@
 //! tail lives in a ring buffer and is written back over the end of the file,
 //! so memory and disk stay bounded however much a step prints.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -27,10 +26,6 @@ pub(crate) const TAIL_LINES: usize = 20;
 const TAIL_BYTES: usize = 64 * 1024;
 /// Long lines are cut for chat.
 const TAIL_LINE_CHARS: usize = 500;
-/// A line of output is held back until its newline so that a secret split
-/// between two reads is still masked whole; a line longer than this is
-/// written (masked) without waiting.
-const PENDING_MAX: usize = 64 * 1024;
 /// Once bytes are being cut, the tail on disk is rewritten at most this often
 /// while output streams in (a whole tail per write would cost O(cap) each).
 const REWRITE_EVERY: Duration = Duration::from_secs(1);
@@ -57,7 +52,8 @@ pub(crate) struct StepLog {
     /// The end of the current attempt's output, for `attempt_tail`.
     recent: VecDeque<u8>,
     recent_cut: bool,
-    /// Output after the last newline, not yet masked nor written.
+    /// The end of the output where a secret may be starting: not yet masked
+    /// nor written, shorter than the longest secret.
     pending: Vec<u8>,
 }
 
@@ -113,37 +109,26 @@ impl StepLog {
     }
 
     /// Appends output, keeping the head and the most recent bytes. Every
-    /// known secret is masked (SPEC §13): whole lines are written, the
-    /// last unfinished one waits for its end (or for our next own line).
+    /// known secret is masked (SPEC §13), also one split between two writes:
+    /// the last few bytes wait for the next write (or our next own line).
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Some(&last) = bytes.last() else {
             return Ok(());
         };
         self.last_byte = Some(last);
-        let whole = match bytes.iter().rposition(|&b| b == b'\n') {
-            Some(at) if self.pending.is_empty() => {
-                self.pending.extend_from_slice(&bytes[at + 1..]);
-                Cow::Borrowed(&bytes[..=at])
-            }
-            Some(at) => {
-                let mut whole = std::mem::take(&mut self.pending);
-                whole.extend_from_slice(&bytes[..=at]);
-                self.pending.extend_from_slice(&bytes[at + 1..]);
-                Cow::Owned(whole)
-            }
-            None => {
-                self.pending.extend_from_slice(bytes);
-                if self.pending.len() < PENDING_MAX {
-                    return Ok(());
-                }
-                Cow::Owned(std::mem::take(&mut self.pending))
-            }
-        };
-        let masked = secrets::mask_bytes(&whole);
+        // Only the end that may be the start of a secret waits (it is
+        // shorter than the longest secret): the rest goes out masked now.
+        self.pending.extend_from_slice(bytes);
+        let cut = secrets::safe_prefix(&self.pending);
+        if cut == 0 {
+            return Ok(());
+        }
+        let now: Vec<u8> = self.pending.drain(..cut).collect();
+        let masked = secrets::mask_bytes(&now);
         self.write_masked(&masked)
     }
 
-    /// Writes out the unfinished last line, masked.
+    /// Writes out what was held back, masked.
     fn write_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());

@@ -4,6 +4,8 @@
 //! chat (the console), stderr, step log files, `/api/status`, run pages,
 //! `/audit` and the dashboard.
 
+#[path = "support/fake_github.rs"]
+mod fake_github;
 #[path = "support/fake_slack.rs"]
 mod fake_slack;
 mod support;
@@ -15,9 +17,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
+use fake_github::FakeGithub;
 use fake_slack::{APP_TOKEN, BOT_TOKEN, FakeSlack, envelope};
 use support::http::http_get;
-use support::{Bot, BotConfig, Sandbox, free_port};
+use support::{Bot, BotConfig, GITHUB_TOKEN_ENV, Sandbox, WEBHOOK_SECRET_ENV, free_port};
 
 /// In the URL's path: looks like a GitHub token.
 const PATH_TOKEN: &str = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2";
@@ -272,6 +275,60 @@ deploy = [{{ run = "true" }}]
         assert!(!stderr.contains(token), "{token} in stderr:\n{stderr}");
     }
     drop(bot);
+}
+
+/// The GitHub token and the webhook secret, read from the environment on
+/// the github forge, are masked too: a deploy step that prints them (pasted
+/// into its own command) shows `***` in chat, its log and the pages.
+#[test]
+fn the_github_token_and_webhook_secret_never_show() {
+    const TOKEN: &str = "ghp_maskTest_Z9y8X7w6V5u4";
+    const HOOK_SECRET: &str = "hook-secret-5521";
+    let fake = FakeGithub::start("acme", "web", TOKEN);
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let config = BotConfig {
+        github: Some(fake.api_url()),
+        http_port: port,
+        ..BotConfig::default()
+    };
+    let text = config.render().replacen(
+        "[environments.staging]\ndeploy = [",
+        &format!(
+            "[environments.staging]\ndeploy = [{{ run = \"echo gh {TOKEN} hook {HOOK_SECRET}; exit 1\" }}, "
+        ),
+        1,
+    );
+    let path = sandbox.path().join("bot.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut bot = Bot::spawn_with_env(
+        &path,
+        &[(GITHUB_TOKEN_ENV, TOKEN), (WEBHOOK_SECRET_ENV, HOOK_SECRET)],
+    );
+    bot.expect_allocated(&fake.head("main"));
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("| gh *** hook ***");
+    bot.expect("❌ train #1 failed in staging deploy");
+
+    let mut everything = bot.said("").join("\n");
+    let mut logs = Vec::new();
+    all_files(&sandbox.path().join("data"), &mut logs);
+    for (_, text) in &logs {
+        everything.push_str(text);
+    }
+    assert!(everything.contains("echo gh *** hook ***"), "{everything}");
+    for page in ["/", "/api/status", "/audit", "/runs/train-1"] {
+        let (_, text) = http_get(port, page).expect("the bot answers");
+        everything.push_str(&text);
+    }
+    everything.push_str(&bot.log());
+    for secret in [TOKEN, HOOK_SECRET] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} shows:\n{everything}"
+        );
+    }
+    bot.stop();
 }
 
 // TODO(step secrets): once `env = { T = { secret_env = "…" } }` is on main,

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
 
+use secrecy::SecretString;
 use trainbot::chat::console::Console;
 use trainbot::chat::slack::{Slack, StartError, Tokens};
 use trainbot::chat::{Chat, Scope, ScopedChat};
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
 
 /// The GitHub token, read before anything starts: without it the github
 /// forge cannot work, and that is a configuration problem (exit 2).
-fn github_token(s: &Settings) -> Result<Option<String>, String> {
+fn github_token(s: &Settings) -> Result<Option<SecretString>, String> {
     if s.forge.kind != ForgeKind::Github {
         return Ok(None);
     }
@@ -120,7 +121,7 @@ fn github_token(s: &Settings) -> Result<Option<String>, String> {
     match std::env::var(var) {
         Ok(token) if !token.trim().is_empty() => {
             trainbot::secrets::register(&token);
-            Ok(Some(token.trim().to_string()))
+            Ok(Some(token.trim().to_string().into()))
         }
         _ => Err(format!(
             "forge.github.token_env: the environment variable {var} is not set or empty; \
@@ -163,7 +164,7 @@ fn webhook(
 /// One pipeline before its engine starts.
 struct Planned {
     settings: Settings,
-    github_token: Option<String>,
+    github_token: Option<SecretString>,
 }
 
 async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
@@ -403,7 +404,7 @@ fn pipeline(
     settings: Arc<Settings>,
     store: Store,
     chat: Arc<dyn Chat>,
-    github_token: Option<String>,
+    github_token: Option<SecretString>,
 ) -> anyhow::Result<Built> {
     let registry = Arc::new(StoreRegistry(store.clone()));
     let max_log = settings.bot.max_step_log;

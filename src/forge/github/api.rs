@@ -78,7 +78,10 @@ impl fmt::Debug for Api {
 }
 
 impl Api {
-    pub(super) fn new(settings: &GithubSettings, token: String) -> Result<Api, ForgeError> {
+    pub(super) fn new(
+        settings: &GithubSettings,
+        token: secrecy::SecretString,
+    ) -> Result<Api, ForgeError> {
         let octo = Octocrab::builder()
             .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(CONNECT_TIMEOUT))

@@ -63,7 +63,7 @@ impl GithubForge {
     pub fn new(
         settings: &GithubSettings,
         main_branch: &str,
-        token: String,
+        token: secrecy::SecretString,
     ) -> Result<GithubForge, ForgeError> {
         Ok(GithubForge {
             api: Api::new(settings, token)?,

@@ -31,7 +31,7 @@ fn forge_at(api_url: &str) -> GithubForge {
         webhook_secret_env: "GITHUB_WEBHOOK_SECRET".into(),
         api_url: api_url.into(),
     };
-    GithubForge::new(&settings, "main", TOKEN.into())
+    GithubForge::new(&settings, "main", TOKEN.to_string().into())
         .unwrap()
         .with_backoff(Duration::from_millis(1))
 }

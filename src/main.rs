@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     let pipelines = match trainbot::config::load_pipelines(&cli.config) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("trainbot: {e}");
+            // A syntax error quotes its line: URLs in it lose their secrets.
+            let text = trainbot::secrets::redact_urls_in(&e.to_string());
+            eprintln!("trainbot: {text}");
             return ExitCode::from(2);
         }
     };

@@ -270,6 +270,17 @@ pub fn redact_url(url: &str) -> String {
     mask(&out).into_owned()
 }
 
+/// `text` with every URL in it passed through [`redact_url`] and every
+/// known secret masked: for texts that may quote a URL before its secrets
+/// could be registered (a config file's syntax error shows the line).
+pub fn redact_urls_in(text: &str) -> String {
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>`]+"#).expect("a valid regex")
+    });
+    let redacted = URL.replace_all(text, |c: &regex::Captures<'_>| redact_url(&c[0]));
+    mask(&redacted).into_owned()
+}
+
 /// `a=1&b&c=` → `a=***&b&c=`: keys stay, values go; a bare word that looks
 /// like a token goes too.
 fn redact_pairs(query: &str) -> String {
@@ -389,6 +400,14 @@ mod tests {
             "https://h.example/cb#access_token=***&type=***"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn urls_quoted_in_a_text_are_redacted() {
+        assert_eq!(
+            redact_urls_in("line 3: deploy = [{ http = \"https://u:pw@h/x?k=v1\" }] bad"),
+            "line 3: deploy = [{ http = \"https://***@h/x?k=***\" }] bad"
+        );
     }
 
     #[test]

@@ -169,11 +169,13 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         Err(e @ StoreError::Locked(_)) => anyhow::bail!("{e}"),
         Err(e) => return Err(e).context("Cannot open the store"),
     };
+    let heirs = heirs(&root, &planned).await?;
     let wanted: Vec<Wanted<'_>> = planned
         .iter()
-        .map(|p| Wanted {
+        .zip(heirs)
+        .map(|(p, heir)| Wanted {
             name: &p.settings.pipeline.name,
-            heir: p.settings.pipeline.name == repository_name(&p.settings),
+            heir,
         })
         .collect();
     let stores = root.pipelines(&wanted, multi)?;
@@ -367,6 +369,43 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
     let _ = stop_web.send(true);
     let _ = web.await;
     result
+}
+
+/// Which pipelines may inherit an unowned single-pipeline history: those
+/// named after their repository, and among several such, those whose
+/// repository holds a commit of that history.
+async fn heirs(root: &Store, planned: &[Planned]) -> anyhow::Result<Vec<bool>> {
+    let named: Vec<bool> = planned
+        .iter()
+        .map(|p| p.settings.pipeline.name == repository_name(&p.settings))
+        .collect();
+    if named.iter().filter(|&&n| n).count() < 2 {
+        return Ok(named);
+    }
+    let Some(sha) = root.unowned_legacy_sha()? else {
+        return Ok(named);
+    };
+    let mut heirs = Vec::with_capacity(planned.len());
+    for (p, named) in planned.iter().zip(named) {
+        let holds = named && {
+            let s = &p.settings;
+            let forge: Arc<dyn Forge> = match &p.github_token {
+                Some(token) => Arc::new(GithubForge::new(
+                    &s.forge.github,
+                    &s.forge.main_branch,
+                    token.clone(),
+                )?),
+                None => Arc::new(GitForge::new(
+                    s.forge.git_path.clone(),
+                    s.forge.main_branch.clone(),
+                )),
+            };
+            let asked = tokio::time::timeout(s.forge.timeout, forge.is_on_main(&sha)).await;
+            matches!(asked, Ok(Ok(true)))
+        };
+        heirs.push(holds);
+    }
+    Ok(heirs)
 }
 
 /// The name the single-pipeline version went by: its repository's.

@@ -817,4 +817,27 @@ deploy = [
             6,
         );
     }
+
+    #[test]
+    fn the_example_s_commented_web_access_keys_are_real() {
+        let text = include_str!("../../bot.toml.example");
+        let keys = ["# [web]", "# password_env", "# public", "# webhook_listen"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
+                Some(_) => &line[2..],
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            keys.len(),
+            text.lines()
+                .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+                .count()
+        );
+        let s = expect_ok(&uncommented);
+        assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
+    }
 }

@@ -140,11 +140,12 @@ fn web_password(s: &Settings) -> Result<Option<secrecy::SecretString>, String> {
         return Ok(None);
     };
     match std::env::var(var) {
-        Ok(password) if password.len() >= trainbot::secrets::MIN_LEN => {
+        // Shorter ones could not be masked (`secrets::register` skips them).
+        Ok(password) if password.trim().len() >= trainbot::secrets::MIN_LEN => {
             trainbot::secrets::register(&password);
             Ok(Some(secrecy::SecretString::from(password)))
         }
-        Ok(password) if !password.is_empty() => Err(format!(
+        Ok(password) if !password.trim().is_empty() => Err(format!(
             "web.password_env: the password in {var} is too short: at least {} characters",
             trainbot::secrets::MIN_LEN
         )),

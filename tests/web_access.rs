@@ -66,6 +66,19 @@ fn a_password_variable_that_is_not_set_exits_2() {
         stderr.contains("TRAINBOT_TEST_UNSET_WEB_PASSWORD"),
         "{stderr}"
     );
+    // Too short to be masked in logs and chat: refused as well.
+    let out = std::process::Command::new(support::BIN)
+        .args(["--config", config])
+        .env("TRAINBOT_TEST_UNSET_WEB_PASSWORD", "abc")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("web.password_env") && stderr.contains("too short"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub(super) struct RawConfig {
     pub roles: RawRoles,
     /// Commit email or forge login -> chat user id/name. Default: empty.
     pub people: BTreeMap<String, String>,
+    /// Shared by every pipeline: not a key of `[pipelines.NAME]`.
+    pub web: RawWeb,
     /// `[pipelines.NAME]`: several pipelines, each over the sections above
     /// as defaults. Absent: the file is one pipeline. Spanned so an empty
     /// `[pipelines]` table can be pointed at.
@@ -90,12 +92,27 @@ pub(super) struct RawBot {
     pub http_listen: Option<Spanned<String>>,
     /// Default `"http://127.0.0.1:8080"`.
     pub public_url: Option<Spanned<String>>,
+    /// A second listener serving only `POST /webhooks/github`. Default:
+    /// none (the webhook is on `http_listen` only).
+    pub webhook_listen: Option<Spanned<String>>,
     /// How long a running production step may go on after SIGTERM/SIGINT
     /// before it is stopped. Default `"10m"`.
     pub shutdown_grace: Option<Spanned<String>>,
     /// The most a step's log keeps (its start and its end), like `"512KiB"`
     /// or `"1GiB"`; at least `"1KiB"`. Default `"10MiB"`.
     pub max_step_log: Option<Spanned<String>>,
+}
+
+/// `[web]`: who may read the pages (SPEC §13).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawWeb {
+    /// The environment variable holding the password every page, `/api/*`
+    /// and `/metrics` ask for. Default: none (no password).
+    pub password_env: Option<Spanned<String>>,
+    /// Lets `bot.http_listen` be a non-loopback address without a password.
+    /// Default false.
+    pub public: Option<bool>,
 }
 
 /// `[chat]`
@@ -741,5 +758,86 @@ deploy = [
             6,
         );
         assert!(err.contains("is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn the_pages_leave_loopback_only_behind_a_password_or_when_public() {
+        let s = expect_ok(ENVS);
+        assert!(s.web.password_env.is_none() && !s.web.public && s.web.password.is_none());
+        assert!(s.bot.webhook_listen.is_none());
+        for loopback in ["127.0.0.1:0", "127.1.2.3:8080", "[::1]:8080"] {
+            expect_ok(&format!("{ENVS}[bot]\nhttp_listen = \"{loopback}\"\n"));
+        }
+        for open in ["0.0.0.0:8080", "192.168.1.10:8080", "[::]:8080"] {
+            let text = format!("{ENVS}[bot]\ndata_dir = \"d\"\nhttp_listen = \"{open}\"\n");
+            let err = expect_error(&text, "bot.http_listen", 6);
+            assert!(
+                err.contains("web.password_env") && err.contains("web.public"),
+                "{err}"
+            );
+            let s = expect_ok(&format!(
+                "{text}[web]\npassword_env = \"TRAINBOT_WEB_PASSWORD\"\n"
+            ));
+            assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
+            let s = expect_ok(&format!("{text}[web]\npublic = true\n"));
+            assert!(s.web.public);
+            expect_error(
+                &format!("{text}[web]\npublic = false\n"),
+                "bot.http_listen",
+                6,
+            );
+        }
+        expect_error(
+            &format!("{ENVS}[web]\npassword_env = \"hunter 2\"\n"),
+            "web.password_env",
+            5,
+        );
+        expect_error(
+            &format!("{ENVS}[web]\npasword_env = \"X\"\n"),
+            "web.pasword_env",
+            5,
+        );
+    }
+
+    #[test]
+    fn the_webhook_may_have_a_listener_of_its_own() {
+        let s = expect_ok(&format!("{ENVS}[bot]\nwebhook_listen = \"0.0.0.0:9000\"\n"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:9000");
+        let err = expect_error(
+            &format!("{ENVS}[bot]\nwebhook_listen = \"0.0.0.0\"\n"),
+            "bot.webhook_listen",
+            5,
+        );
+        assert!(err.contains("not an address"), "{err}");
+        expect_error(
+            &format!(
+                "{ENVS}[bot]\nhttp_listen = \"127.0.0.1:8080\"\nwebhook_listen = \"127.0.0.1:8080\"\n"
+            ),
+            "bot.webhook_listen",
+            6,
+        );
+    }
+
+    #[test]
+    fn the_example_s_commented_web_access_keys_are_real() {
+        let text = include_str!("../../bot.toml.example");
+        let keys = ["# [web]", "# password_env", "# public", "# webhook_listen"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
+                Some(_) => &line[2..],
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            keys.len(),
+            text.lines()
+                .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+                .count()
+        );
+        let s = expect_ok(&uncommented);
+        assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
     }
 }

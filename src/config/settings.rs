@@ -53,6 +53,21 @@ pub struct Settings {
     pub production_role: Option<Vec<String>>,
     /// Commit email or forge login -> chat user id/name.
     pub people: BTreeMap<String, String>,
+    /// `[web]`, the same for every pipeline.
+    pub web: WebSettings,
+}
+
+/// `[web]`: who may read the pages (SPEC §13).
+#[derive(Debug, Clone, Default)]
+pub struct WebSettings {
+    /// The variable holding the password; None: the pages are open.
+    pub password_env: Option<String>,
+    /// `web.public`: a non-loopback `bot.http_listen` without a password
+    /// was asked for.
+    pub public: bool,
+    /// The password itself, read from `password_env` when the bot starts
+    /// (`trainbot run`); None in settings just parsed from the file.
+    pub password: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +75,8 @@ pub struct BotSettings {
     pub data_dir: PathBuf,
     pub command_prefix: String,
     pub http_listen: SocketAddr,
+    /// `bot.webhook_listen`: a listener serving only `POST /webhooks/github`.
+    pub webhook_listen: Option<SocketAddr>,
     /// Where this pipeline's pages are: `root_url` itself for a single
     /// pipeline, `<root_url>/p/NAME` for one of several, so chat links land
     /// on the pipeline they are about. Without a trailing slash.

@@ -17,7 +17,9 @@ use axum::routing::{get, post};
 use super::api::{json_response, status_json};
 use super::metrics::label;
 use super::webhook::{self, BODY_LIMIT, Webhook, deliver, read_body, reply, signed_for};
-use super::{Error, WebState, assets, health, not_found, overview, pages, router};
+use super::{
+    Error, WebState, access, assets, health, not_found, overview, pages, router, webhook_route,
+};
 
 /// Every pipeline, in the configured order.
 pub type Pipelines = Arc<[WebState]>;
@@ -43,18 +45,17 @@ pub fn router_for(mut pipelines: Vec<WebState>) -> Router {
         );
         p.base = format!("/p/{}", p.name);
     }
+    // `web` and `bot` are top-level keys: every pipeline has the same.
+    let access = access::Access::of(&pipelines[0].settings);
     let all: Pipelines = pipelines.into();
     let mut app = Router::new()
         .route("/", get(overview::overview))
         .route("/api/status", get(api_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .route(
-            "/webhooks/github",
-            post(github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        )
         .fallback(not_found)
-        .with_state(all.clone());
+        .with_state(all.clone())
+        .merge(several_webhook_route(all.clone()));
     for p in all.iter() {
         // Nested under `/p/NAME/` so that the radiator is `/p/NAME/`, the
         // page the pipeline's relative-looking links and chat links expect;
@@ -66,7 +67,36 @@ pub fn router_for(mut pipelines: Vec<WebState>) -> Router {
             .nest(&home, pages(p.clone()));
     }
     app.merge(assets())
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .layer(axum::middleware::map_response(super::security_headers))
+}
+
+/// What `bot.webhook_listen` serves: `POST /webhooks/github`, dispatched
+/// exactly as [`router_for`] does, and nothing else (404). No password and
+/// no Host check: the delivery's signature is what counts.
+pub fn webhook_router_for(mut pipelines: Vec<WebState>) -> Router {
+    let hook = if pipelines.len() == 1 {
+        webhook_route(pipelines.remove(0))
+    } else {
+        several_webhook_route(pipelines.into())
+    };
+    hook.fallback(|| async {
+        webhook::reply(
+            StatusCode::NOT_FOUND,
+            "only POST /webhooks/github is served here",
+        )
+    })
+    .layer(axum::middleware::map_response(super::security_headers))
+}
+
+/// One hook for every pipeline (see [`github`]).
+fn several_webhook_route(all: Pipelines) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/github",
+            post(github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .with_state(all)
 }
 
 /// `{"pipelines": {NAME: <one pipeline's status>, …}}`, from each

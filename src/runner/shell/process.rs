@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// Variables a step inherits from the bot. Everything else (tokens above all)
-/// stays behind; what a step needs to know comes from `StepRequest::env`.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+use crate::config::{EnvValue, step_secret};
+use crate::runner::{StepError, StepRequest};
+
+/// Variables a step inherits from the bot (SPEC §13). Everything else (tokens
+/// above all) stays behind; what a step needs to know comes from
+/// `StepRequest::env` and the step's own `env`.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG"];
 
 /// Runs as the group leader and holds the user's command back until the bot
 /// has recorded the group: one line on stdin means "go", EOF without it means
@@ -62,6 +66,23 @@ pub(super) fn spawn_gated(
     let pgid =
         i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
     Ok(GatedChild { child, pgid })
+}
+
+/// The request's variables (`TRAINBOT_*`) and then the step's own `env`,
+/// with each `secret_env` value as read at start. A secret that was not read
+/// (the bot did not check it at start) stops the step.
+pub(super) fn request_env(req: &StepRequest) -> Result<Vec<(String, String)>, StepError> {
+    let mut env = req.env.clone();
+    for (name, value) in &req.step.env {
+        let value = match value {
+            EnvValue::Plain(text) => text.clone(),
+            EnvValue::Secret { var, key } => step_secret(var).ok_or_else(|| {
+                StepError::Spawn(format!("{key}: the secret in {var} was not read at start"))
+            })?,
+        };
+        env.push((name.clone(), value));
+    }
+    Ok(env)
 }
 
 /// The whole environment of a step: the inherited whitelist, then the
@@ -157,6 +178,14 @@ mod tests {
         let env = step_env(&[("TRAINBOT_SHA".into(), "abc".into())], lookup);
         let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
         assert_eq!(names, ["PATH", "HOME", "TRAINBOT_SHA"]);
+    }
+
+    #[test]
+    fn only_path_home_and_lang_are_inherited() {
+        let lookup = |name: &str| Some(OsString::from(format!("v-{name}")));
+        let env = step_env(&[], lookup);
+        let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(names, ["PATH", "HOME", "LANG"]);
     }
 
     #[test]

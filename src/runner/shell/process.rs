@@ -52,10 +52,12 @@ pub(super) fn spawn_gated(
         .stderr(Stdio::from(output))
         .process_group(0);
     let umask = crate::harden::step_umask();
-    // SAFETY: umask(2) is async-signal-safe and touches no memory.
+    // SAFETY: umask(2) and prctl(2) are plain system calls, async-signal-safe,
+    // and touch no memory.
     unsafe {
         command.pre_exec(move || {
             libc::umask(umask);
+            drop_peeking_capabilities();
             Ok(())
         });
     }
@@ -83,6 +85,28 @@ pub(super) fn request_env(req: &StepRequest) -> Result<Vec<(String, String)>, St
         env.push((name.clone(), value));
     }
     Ok(env)
+}
+
+/// `CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON` and
+/// `CAP_CHECKPOINT_RESTORE` in `linux/capability.h`: the capabilities that
+/// open another process's `/proc/<pid>/environ` or `mem` past its being
+/// non-dumpable (which of them a kernel honours varies).
+#[cfg(target_os = "linux")]
+const PEEKING_CAPABILITIES: [libc::c_ulong; 4] = [19, 21, 38, 40];
+
+/// A bot running as root (in a container, say) would let its root steps read
+/// `/proc/<bot>/environ` and `mem` despite being non-dumpable: root with
+/// `CAP_SYS_PTRACE` may. The step's process drops those capabilities from its
+/// bounding set before `exec`, so neither it nor its children hold them.
+/// Without `CAP_SETPCAP` (not root) this fails, and there is nothing to drop.
+fn drop_peeking_capabilities() {
+    #[cfg(target_os = "linux")]
+    for cap in PEEKING_CAPABILITIES {
+        // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers.
+        unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+    }
 }
 
 /// The whole environment of a step: the inherited whitelist, then the

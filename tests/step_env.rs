@@ -38,6 +38,9 @@ poll_interval = "100ms"
 [forge.git]
 path = "repo"
 
+[main]
+checks = [{ run = "echo \"$TRAINBOT_WORKDIR\" >> main-workdirs.txt" }]
+
 [train]
 schedule = "0 0 0 1 1 *"
 environments = ["staging"]
@@ -318,6 +321,16 @@ i=0; while [ ! -e release-{who} ]; do sleep 0.05; i=$((i+1)); [ $i -lt 1200 ] ||
     assert_eq!(mode(&work), 0o700);
     assert!(train_dir.join("checkout-train").exists());
     assert!(!train_dir.join("checkout-build").exists());
+    // Each main check ran in a directory of its own SHA, gone once it passed.
+    let main_dirs = read(&sandbox, "main-workdirs.txt");
+    let main_dirs: Vec<PathBuf> = main_dirs.lines().map(PathBuf::from).collect();
+    assert_eq!(
+        main_dirs,
+        [&sandbox.repo.rev("main~1"), &head].map(|sha| work.join(format!("main-{}", short(sha))))
+    );
+    for dir in &main_dirs {
+        eventually("a passed main check's workdir is gone", || !dir.exists());
+    }
 
     // The build passes: its workdir goes.
     sandbox.touch("release-build");
@@ -369,7 +382,7 @@ fn an_unset_secret_env_or_a_bad_env_name_is_a_config_error() {
     let (status, _, stderr) = run_to_end(&["--config", config, "check"], sandbox.path());
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("line 37: branch_builds.checks[0].env.TRAINBOT_SHA"),
+        stderr.contains("line 40: branch_builds.checks[0].env.TRAINBOT_SHA"),
         "{stderr}"
     );
 }

@@ -333,11 +333,9 @@ impl Engine {
         let Some(active) = self.builds.remove(&id) else {
             return Ok(());
         };
-        // A superseded build's branch goes on in the newer build.
-        let passed = matches!(
-            active.build.stage,
-            BuildStage::Done(BuildOutcome::Passed | BuildOutcome::Superseded { .. })
-        );
+        // Only a pass removes it: a superseded or cancelled build's step
+        // may still be stopping in it.
+        let passed = matches!(active.build.stage, BuildStage::Done(BuildOutcome::Passed));
         self.run_ended(&format!("build-{id}"), passed);
         if let Some(name) = &active.build.node {
             let read = self.store.nodes(std::slice::from_ref(name))?.remove(0);

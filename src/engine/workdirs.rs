@@ -44,8 +44,8 @@ pub fn finish(dir: &Path, passed: bool, keep: Duration) {
     }
 }
 
-/// Removes every run directory under `root` last touched more than `keep`
-/// ago, except those of `active` runs.
+/// Removes every run directory under `root` last touched `keep` ago or
+/// earlier, except those of `active` runs.
 pub fn sweep(root: &Path, keep: Duration, active: &BTreeSet<String>) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -62,7 +62,7 @@ pub fn sweep(root: &Path, keep: Duration, active: &BTreeSet<String>) {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
-        if age < keep || (!keep.is_zero() && age == keep) {
+        if age < keep {
             continue;
         }
         let path = entry.path();
@@ -114,6 +114,7 @@ impl Engine {
 
     /// Run `run` ended: its directory goes (passed) or stays a while, and
     /// old ones go. Beside the engine: a checkout may take a while to delete.
+    /// A superseded main check counts as passed: its steps have ended.
     pub(super) fn run_ended(&self, run: &str, passed: bool) {
         let dir = self.workdir(run);
         let root = root(&self.cfg.bot.data_dir);

@@ -213,6 +213,43 @@ mod tests {
     }
 
     #[test]
+    fn request_env_adds_the_steps_own_and_needs_its_secrets_read() {
+        use crate::config::{Step, StepKind};
+        let mut req = StepRequest {
+            key: "k".into(),
+            step: Step {
+                kind: StepKind::Run("true".into()),
+                timeout: Duration::from_secs(1),
+                retries: 0,
+                env: vec![("REGION".into(), EnvValue::Plain("eu".into()))],
+            },
+            env: vec![("TRAINBOT_SHA".into(), "abc".into())],
+            cwd: ".".into(),
+            workdir: None,
+            log_path: "x.log".into(),
+        };
+        let env = request_env(&req).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("TRAINBOT_SHA".to_string(), "abc".to_string()),
+                ("REGION".to_string(), "eu".to_string())
+            ]
+        );
+        req.step.env.push((
+            "TOKEN".into(),
+            EnvValue::Secret {
+                var: "NEVER_READ_AT_START".into(),
+                key: "production.deploy[0].env.TOKEN".into(),
+            },
+        ));
+        let Err(StepError::Spawn(error)) = request_env(&req) else {
+            panic!("a secret not read at start must stop the step");
+        };
+        assert!(error.contains("production.deploy[0].env.TOKEN"), "{error}");
+    }
+
+    #[test]
     fn dangerous_group_ids_are_refused() {
         for pgid in [-5, 0, 1] {
             assert_eq!(

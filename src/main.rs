@@ -89,6 +89,12 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            // Step secrets are read once, here: an unset one is a config error.
+            let settings: Vec<Settings> = planned.iter().map(|p| p.settings.clone()).collect();
+            if let Err(e) = trainbot::config::load_step_secrets(&settings) {
+                eprintln!("trainbot: {}: {e}", cli.config.display());
+                return ExitCode::from(2);
+            }
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -101,6 +101,9 @@ pub(super) struct RawBot {
     /// The most a step's log keeps (its start and its end), like `"512KiB"`
     /// or `"1GiB"`; at least `"1KiB"`. Default `"10MiB"`.
     pub max_step_log: Option<Spanned<String>>,
+    /// How long the workdir of a run that did not pass is kept, for a look
+    /// at what it left; `"0s"` removes it at once. Default `"24h"`.
+    pub keep_failed_workdirs: Option<Spanned<String>>,
 }
 
 /// `[web]`: who may read the pages (SPEC §13).
@@ -294,6 +297,25 @@ pub(super) struct RawStep {
     pub timeout: Option<Spanned<String>>,
     /// Extra attempts after a failure. Default 0.
     pub retries: Option<u32>,
+    /// Variables for the step: `NAME = "plain"` or
+    /// `NAME = { secret_env = "VAR" }` (the value of the bot's `VAR`, read
+    /// at start). Default: none.
+    pub env: Option<BTreeMap<Spanned<String>, Spanned<RawEnvValue>>>,
+}
+
+/// A value in a step's `env`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or { secret_env = \"VAR\" }")]
+pub(super) enum RawEnvValue {
+    Plain(String),
+    Secret(RawSecretEnv),
+}
+
+/// `{ secret_env = "VAR" }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretEnv {
+    pub secret_env: String,
 }
 
 #[cfg(test)]
@@ -839,5 +861,114 @@ deploy = [
         let s = expect_ok(&uncommented);
         assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
         assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
+    }
+
+    #[test]
+    fn step_env_plain_and_secret() {
+        use crate::config::EnvValue;
+        let text = "[train]\nenvironments = [\"staging\"]\n[environments.staging]\ndeploy = [{ run = \"x\", env = { REGION = \"eu\", TOKEN = { secret_env = \"DEPLOY_TOKEN\" } } }]\n";
+        let s = expect_ok(text);
+        assert_eq!(
+            s.train.environments[0].deploy[0].env,
+            [
+                ("REGION".to_string(), EnvValue::Plain("eu".into())),
+                (
+                    "TOKEN".to_string(),
+                    EnvValue::Secret {
+                        var: "DEPLOY_TOKEN".into(),
+                        key: "environments.staging.deploy[0].env.TOKEN".into(),
+                    }
+                ),
+            ]
+        );
+        // Every kind takes env.
+        expect_ok(&format!(
+            "{ENVS}[production]\nsmoke = [{{ http = \"https://x\", env = {{ A = \"1\" }} }}]\n"
+        ));
+    }
+
+    #[test]
+    fn bad_step_env_names_its_key_and_line() {
+        let staging = |env: &str| {
+            format!(
+                "[train]\nenvironments = [\"staging\"]\n[environments.staging]\n\ndeploy = [{{ run = \"x\", env = {env} }}]\n"
+            )
+        };
+        let err = expect_error(
+            &staging("{ X = \"1\", \"A-B\" = \"2\" }"),
+            "environments.staging.deploy[0].env.A-B",
+            5,
+        );
+        assert!(err.contains("not an environment variable name"), "{err}");
+        let err = expect_error(
+            &staging("{ TRAINBOT_SHA = \"1\" }"),
+            "environments.staging.deploy[0].env.TRAINBOT_SHA",
+            5,
+        );
+        assert!(err.contains("TRAINBOT_"), "{err}");
+        let err = expect_error(
+            &staging("{ T = { secret_env = \"ghp_abc def\" } }"),
+            "environments.staging.deploy[0].env.T.secret_env",
+            5,
+        );
+        assert!(err.contains("not an environment variable name"), "{err}");
+        expect_error(
+            &staging("{ T = { secret = \"VAR\" } }"),
+            "environments.staging.deploy[0].env.T",
+            5,
+        );
+        expect_error(
+            &staging("{ T = 5 }"),
+            "environments.staging.deploy[0].env.T",
+            5,
+        );
+    }
+
+    #[test]
+    fn unset_secret_env_is_an_error_naming_key_and_variable() {
+        let text = format!(
+            "{ENVS}[production]\ndeploy = [{{ run = \"x\", env = {{ TOKEN = {{ secret_env = \"STEP_TOKEN_T1\" }} }} }}]\n"
+        );
+        let s = expect_ok(&text);
+        let pipelines = [s];
+        for lookup in [None, Some(String::new())] {
+            let err =
+                crate::config::load_step_secrets_with(&pipelines, |_| lookup.clone()).unwrap_err();
+            assert_eq!(
+                err,
+                "production.deploy[0].env.TOKEN.secret_env: the environment variable STEP_TOKEN_T1 is not set or empty"
+            );
+        }
+        assert_eq!(crate::config::step_secret("STEP_TOKEN_T1"), None);
+        crate::config::load_step_secrets_with(&pipelines, |var| {
+            (var == "STEP_TOKEN_T1").then(|| "s3cret-step-token-t1".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            crate::config::step_secret("STEP_TOKEN_T1").as_deref(),
+            Some("s3cret-step-token-t1")
+        );
+        assert_eq!(
+            crate::secrets::mask("echo s3cret-step-token-t1"),
+            "echo ***"
+        );
+    }
+
+    #[test]
+    fn keep_failed_workdirs() {
+        assert_eq!(
+            expect_ok(ENVS).bot.keep_failed_workdirs,
+            Duration::from_secs(86_400)
+        );
+        let s = expect_ok(&format!("{ENVS}[bot]\nkeep_failed_workdirs = \"0s\"\n"));
+        assert_eq!(s.bot.keep_failed_workdirs, Duration::ZERO);
+        let s = expect_ok(&format!("{ENVS}[bot]\nkeep_failed_workdirs = \"2h\"\n"));
+        assert_eq!(s.bot.keep_failed_workdirs, Duration::from_secs(7200));
+        let err = expect_error(
+            &format!("{ENVS}[bot]\nkeep_failed_workdirs = \"a while\"\n"),
+            "bot.keep_failed_workdirs",
+            5,
+        );
+        assert!(err.contains("is not a duration"), "{err}");
     }
 }

@@ -88,6 +88,9 @@ pub struct BotSettings {
     pub shutdown_grace: Duration,
     /// Bytes a step log keeps at most (plus the cut marker).
     pub max_step_log: u64,
+    /// How long the workdir of a run that did not pass is kept
+    /// (`Duration::ZERO`: removed when the run ends).
+    pub keep_failed_workdirs: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +195,22 @@ pub struct Step {
     pub kind: StepKind,
     pub timeout: Duration,
     pub retries: u32,
+    /// `env = { … }`: the step's own variables, in name order. Shell steps
+    /// get them; http and workflow steps ignore them.
+    pub env: Vec<(String, EnvValue)>,
+}
+
+/// A value of a step's `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    /// `{ secret_env = "VAR" }`: the bot's `VAR`, checked and registered as
+    /// a secret at start ([`super::load_step_secrets`]). `key` is the dotted
+    /// config key, for the error when it is unset.
+    Secret {
+        var: String,
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

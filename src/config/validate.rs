@@ -189,6 +189,17 @@ impl<'a> Field<'a> {
     fn duration(&self) -> Result<std::time::Duration> {
         check_duration(self.value).map_err(|message| self.problem(message))
     }
+
+    /// A duration, or zero written as `"0s"` (`"0"`, `"0m"`, …).
+    fn duration_or_zero(&self) -> Result<std::time::Duration> {
+        let digits = self
+            .value
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if !digits.is_empty() && digits.chars().all(|c| c == '0') {
+            return Ok(std::time::Duration::ZERO);
+        }
+        self.duration()
+    }
 }
 
 /// The config file's directory, absolute: `bot.toml` has the parent "".
@@ -239,6 +250,12 @@ fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
         public_url,
         shutdown_grace: Field::new("bot.shutdown_grace", &raw.shutdown_grace, "10m").duration()?,
         max_step_log: Field::new("bot.max_step_log", &raw.max_step_log, "10MiB").size()?,
+        keep_failed_workdirs: Field::new(
+            "bot.keep_failed_workdirs",
+            &raw.keep_failed_workdirs,
+            "24h",
+        )
+        .duration_or_zero()?,
     })
 }
 

@@ -27,7 +27,7 @@ use trainbot::runner::kinds::StepKinds;
 use trainbot::runner::shell::ShellRunner;
 use trainbot::runner::workflow::WorkflowRunner;
 use trainbot::store::{Store, StoreError, Wanted};
-use trainbot::web::{WebState, Webhook, router_for};
+use trainbot::web::{WebState, Webhook, router_for, webhook_router_for};
 
 fn main() -> ExitCode {
     // One TLS provider for every client (Slack's connector needs it set).
@@ -71,9 +71,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run => {
+            // `[web]` is top-level: every pipeline names the same variable.
+            let password = match web_password(&pipelines[0]) {
+                Ok(password) => password,
+                Err(e) => {
+                    eprintln!("trainbot: {}: {e}", cli.config.display());
+                    return ExitCode::from(2);
+                }
+            };
             let mut planned = Vec::new();
-            for settings in pipelines {
+            for mut settings in pipelines {
                 settings.register_secrets();
+                settings.web.password = password.clone();
                 match github_token(&settings) {
                     Ok(github_token) => planned.push(Planned {
                         settings,
@@ -84,6 +93,12 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 }
+            }
+            // Step secrets are read once, here: an unset one is a config error.
+            let settings: Vec<Settings> = planned.iter().map(|p| p.settings.clone()).collect();
+            if let Err(e) = trainbot::config::load_step_secrets(&settings) {
+                eprintln!("trainbot: {}: {e}", cli.config.display());
+                return ExitCode::from(2);
             }
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -129,6 +144,29 @@ fn github_token(s: &Settings) -> Result<Option<SecretString>, String> {
             "forge.github.token_env: the environment variable {var} is not set or empty; \
              it must hold a GitHub token for {}/{}",
             s.forge.github.owner, s.forge.github.repo
+        )),
+    }
+}
+
+/// The dashboard's password, read before anything starts and known as a
+/// secret from then on (masked wherever it could appear).
+fn web_password(s: &Settings) -> Result<Option<secrecy::SecretString>, String> {
+    let Some(var) = &s.web.password_env else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        // Shorter ones could not be masked (`secrets::register` skips them).
+        Ok(password) if password.trim().len() >= trainbot::secrets::MIN_LEN => {
+            trainbot::secrets::register(&password);
+            Ok(Some(secrecy::SecretString::from(password)))
+        }
+        Ok(password) if !password.trim().is_empty() => Err(format!(
+            "web.password_env: the password in {var} is too short: at least {} characters",
+            trainbot::secrets::MIN_LEN
+        )),
+        _ => Err(format!(
+            "web.password_env: the environment variable {var} is not set or empty; \
+             it must hold the dashboard's password"
         )),
     }
 }
@@ -181,11 +219,13 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         Err(e @ StoreError::Locked(_)) => anyhow::bail!("{e}"),
         Err(e) => return Err(e).context("Cannot open the store"),
     };
+    let heirs = heirs(&root, &planned).await?;
     let wanted: Vec<Wanted<'_>> = planned
         .iter()
-        .map(|p| Wanted {
+        .zip(heirs)
+        .map(|(p, heir)| Wanted {
             name: &p.settings.pipeline.name,
-            heir: p.settings.pipeline.name == repository_name(&p.settings),
+            heir,
         })
         .collect();
     let stores = root.pipelines(&wanted, multi)?;
@@ -283,32 +323,21 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
     let listening = listener
         .local_addr()
         .map_or_else(|_| bot.http_listen.to_string(), |a| a.to_string());
-    let app = router_for(webs);
     let (stop_web, stop_web_rx) = watch::channel(false);
-    // A restarted server accepts on a copy of the same socket: the port
-    // stays the one announced, even with port 0 in the config.
-    let listener = listener.into_std().context("Cannot keep the listener")?;
-    let web = trainbot::supervise::restarting("web server", move || {
-        let (app, mut stop) = (app.clone(), stop_web_rx.clone());
-        let listener = listener
-            .try_clone()
-            .and_then(tokio::net::TcpListener::from_std);
-        tokio::spawn(async move {
-            let listener = match listener {
-                Ok(listener) => listener,
-                Err(error) => return tracing::error!(%error, "Cannot serve HTTP."),
-            };
-            let stopped = async move {
-                let _ = stop.wait_for(|&stop| stop).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(%error, "The web server stopped.");
-            }
-        })
-    });
+    let mut servers = Vec::new();
+    if let Some(addr) = bot.webhook_listen {
+        let hooks = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("Cannot listen on {addr} (bot.webhook_listen)"))?;
+        let at = hooks
+            .local_addr()
+            .map_or_else(|_| addr.to_string(), |a| a.to_string());
+        tracing::info!(listen = %at, "Serving the GitHub webhook alone.");
+        let app = webhook_router_for(webs.clone());
+        servers.push(serve("webhook server", hooks, app, stop_web_rx.clone())?);
+    }
+    let app = router_for(webs);
+    servers.push(serve("web server", listener, app, stop_web_rx)?);
 
     // The dispatcher takes every chat message to its pipeline's inbox; a
     // restarted one goes on with the same receiver.
@@ -379,8 +408,80 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         slack.shutdown().await;
     }
     let _ = stop_web.send(true);
-    let _ = web.await;
+    for server in servers {
+        let _ = server.await;
+    }
     result
+}
+
+/// Which pipelines may inherit an unowned single-pipeline history: those
+/// named after their repository, and among several such, those whose
+/// repository holds a commit of that history.
+async fn heirs(root: &Store, planned: &[Planned]) -> anyhow::Result<Vec<bool>> {
+    let named: Vec<bool> = planned
+        .iter()
+        .map(|p| p.settings.pipeline.name == repository_name(&p.settings))
+        .collect();
+    if named.iter().filter(|&&n| n).count() < 2 {
+        return Ok(named);
+    }
+    let Some(sha) = root.unowned_legacy_sha()? else {
+        return Ok(named);
+    };
+    let mut heirs = Vec::with_capacity(planned.len());
+    for (p, named) in planned.iter().zip(named) {
+        let holds = named && {
+            let s = &p.settings;
+            let forge: Arc<dyn Forge> = match &p.github_token {
+                Some(token) => Arc::new(GithubForge::new(
+                    &s.forge.github,
+                    &s.forge.main_branch,
+                    token.clone(),
+                )?),
+                None => Arc::new(GitForge::new(
+                    s.forge.git_path.clone(),
+                    s.forge.main_branch.clone(),
+                )),
+            };
+            let asked = tokio::time::timeout(s.forge.timeout, forge.is_on_main(&sha)).await;
+            matches!(asked, Ok(Ok(true)))
+        };
+        heirs.push(holds);
+    }
+    Ok(heirs)
+}
+
+/// Serves `app` on `listener` until `stop` turns true, restarted if it
+/// fails. A restarted server accepts on a copy of the same socket: the port
+/// stays the one announced, even with port 0 in the config.
+fn serve(
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = listener.into_std().context("Cannot keep the listener")?;
+    Ok(trainbot::supervise::restarting(name, move || {
+        let (app, mut stop) = (app.clone(), stop.clone());
+        let listener = listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        tokio::spawn(async move {
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(error) => return tracing::error!(%error, "Cannot serve HTTP."),
+            };
+            let stopped = async move {
+                let _ = stop.wait_for(|&stop| stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "The web server stopped.");
+            }
+        })
+    }))
 }
 
 /// The name the single-pipeline version went by: its repository's.

@@ -3,6 +3,10 @@
 //! Chromium loads `/` and a run page, we assert on the rendered DOM and keep
 //! screenshots in `target/test-output/`.
 //!
+//! The bot runs with a web password (SPEC §13); Chromium logs in with it
+//! in the URL (`http://user:password@host/`), which it accepts for the page
+//! it navigates to and then reuses for the page's own requests.
+//!
 //! Needs Debian's `chromium` (`apt-get install -y chromium`); without it the
 //! test fails and says so. It never skips.
 
@@ -16,11 +20,14 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use http::http_get;
+use http::{http_get, http_get_as};
 
 /// The one timeout for anything this test waits on.
 const TIMEOUT: Duration = Duration::from_secs(60);
 const CHROMIUM: &str = "/usr/bin/chromium";
+const PASSWORD_ENV: &str = "TRAINBOT_TEST_WEB_PASSWORD";
+/// URL-safe, so it can stand in `http://radiator:PASSWORD@…`.
+const PASSWORD: &str = "browser-pass-1234";
 
 struct Bot {
     child: Child,
@@ -160,6 +167,9 @@ node_url = "http://{{node}}.localhost"
 
 [roles]
 ops = ["local"]
+
+[web]
+password_env = "{PASSWORD_ENV}"
 "#,
         data = data.display(),
         repo = repo.display(),
@@ -185,6 +195,7 @@ fn start_bot(dir: &Path, port: u16) -> Bot {
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "warn")
+        .env(PASSWORD_ENV, PASSWORD)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -302,11 +313,23 @@ fn the_radiator_renders_in_headless_chromium() {
     bot.say("!depart");
     bot.expect_line("must approve");
 
-    let (status, json) = http_get(port, "/api/status").unwrap();
+    let (status, text) = http_get(port, "/api/status").unwrap();
+    assert_eq!(status, 401, "no password, yet:\n{text}");
+    let bearer = format!("Bearer {PASSWORD}");
+    let (status, json) = http_get_as(port, "/api/status", Some(&bearer)).unwrap();
     assert_eq!(status, 200, "{json}");
     assert!(json.contains("\"stage\":\"approval\""), "{json}");
 
-    let url = format!("http://127.0.0.1:{port}/");
+    // Without the password the browser sees no radiator.
+    let refused = chromium(
+        &dir.path().join("chromium-anonymous"),
+        &["--dump-dom"],
+        &format!("http://127.0.0.1:{port}/"),
+    );
+    assert!(!refused.contains("class=\"pipeline\""), "{refused}");
+    assert!(!refused.contains("branch-1"), "{refused}");
+
+    let url = format!("http://radiator:{PASSWORD}@127.0.0.1:{port}/");
     let profile = dir.path().join("chromium");
     let dom = chromium(&profile, &["--dump-dom"], &url);
     for needle in [
@@ -342,7 +365,7 @@ fn the_radiator_renders_in_headless_chromium() {
     chromium(&profile, &[&arg, "--window-size=1600,1000"], &url);
     assert!(shot.exists(), "no screenshot at {}", shot.display());
 
-    let run_url = format!("http://127.0.0.1:{port}/runs/train-1");
+    let run_url = format!("http://radiator:{PASSWORD}@127.0.0.1:{port}/runs/train-1");
     let run_dom = chromium(&profile, &["--dump-dom"], &run_url);
     assert!(run_dom.contains("production deploy 1"), "{run_dom}");
     assert!(

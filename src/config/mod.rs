@@ -7,6 +7,7 @@ mod problem;
 mod raw;
 mod schedule_preview;
 mod settings;
+mod step_secrets;
 mod steps;
 mod validate;
 
@@ -15,3 +16,4 @@ mod pipelines_tests;
 
 pub use schedule_preview::next_departures;
 pub use settings::*;
+pub use step_secrets::{load_step_secrets, load_step_secrets_with, step_secret};

@@ -129,6 +129,7 @@ fn merge(top: &RawConfig, own: &RawPipeline) -> RawConfig {
         tags: own.tags.clone().over(&top.tags),
         roles: own.roles.clone().over(&top.roles),
         people: top.people.clone(),
+        web: top.web.clone(),
         pipelines: None,
     }
 }

@@ -241,6 +241,7 @@ fn unknown_keys_in_a_pipeline_name_their_key_and_line() {
             "[pipelines.web.people]\n\"a@b.c\" = \"U1\"\n",
             "pipelines.web.people",
         ),
+        ("[pipelines.web.web]\npublic = true\n", "pipelines.web.web"),
         (
             "[pipelines.web.train]\nschedul = \"x\"\n",
             "pipelines.web.train.schedul",
@@ -331,4 +332,22 @@ fn the_secrets_of_every_http_step_url_are_registered() {
         crate::secrets::mask("pw cfg-pw-4417 token cfg-tok-8832"),
         "pw *** token ***"
     );
+}
+
+#[test]
+fn web_access_is_top_level_and_shared_by_every_pipeline() {
+    let text = format!(
+        "[bot]\nhttp_listen = \"0.0.0.0:8080\"\nwebhook_listen = \"0.0.0.0:9000\"\n[web]\npassword_env = \"PW\"\n{}",
+        &TWO[TWO.find("[chat.slack]").unwrap()..]
+    );
+    for s in expect_ok(&text) {
+        assert_eq!(s.web.password_env.as_deref(), Some("PW"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:9000");
+    }
+    let open = format!(
+        "[bot]\nhttp_listen = \"0.0.0.0:8080\"\n{}",
+        &TWO[TWO.find("[chat.slack]").unwrap()..]
+    );
+    let err = expect_error(&open, "bot.http_listen", 2);
+    assert!(!err.contains("pipelines."), "{err}");
 }

@@ -43,6 +43,8 @@ pub(super) struct RawConfig {
     pub roles: RawRoles,
     /// Commit email or forge login -> chat user id/name. Default: empty.
     pub people: BTreeMap<String, String>,
+    /// Shared by every pipeline: not a key of `[pipelines.NAME]`.
+    pub web: RawWeb,
     /// `[pipelines.NAME]`: several pipelines, each over the sections above
     /// as defaults. Absent: the file is one pipeline. Spanned so an empty
     /// `[pipelines]` table can be pointed at.
@@ -90,12 +92,30 @@ pub(super) struct RawBot {
     pub http_listen: Option<Spanned<String>>,
     /// Default `"http://127.0.0.1:8080"`.
     pub public_url: Option<Spanned<String>>,
+    /// A second listener serving only `POST /webhooks/github`. Default:
+    /// none (the webhook is on `http_listen` only).
+    pub webhook_listen: Option<Spanned<String>>,
     /// How long a running production step may go on after SIGTERM/SIGINT
     /// before it is stopped. Default `"10m"`.
     pub shutdown_grace: Option<Spanned<String>>,
     /// The most a step's log keeps (its start and its end), like `"512KiB"`
     /// or `"1GiB"`; at least `"1KiB"`. Default `"10MiB"`.
     pub max_step_log: Option<Spanned<String>>,
+    /// How long the workdir of a run that did not pass is kept, for a look
+    /// at what it left; `"0s"` removes it at once. Default `"24h"`.
+    pub keep_failed_workdirs: Option<Spanned<String>>,
+}
+
+/// `[web]`: who may read the pages (SPEC §13).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawWeb {
+    /// The environment variable holding the password every page, `/api/*`
+    /// and `/metrics` ask for. Default: none (no password).
+    pub password_env: Option<Spanned<String>>,
+    /// Lets `bot.http_listen` be a non-loopback address without a password.
+    /// Default false.
+    pub public: Option<bool>,
 }
 
 /// `[chat]`
@@ -277,6 +297,25 @@ pub(super) struct RawStep {
     pub timeout: Option<Spanned<String>>,
     /// Extra attempts after a failure. Default 0.
     pub retries: Option<u32>,
+    /// Variables for the step: `NAME = "plain"` or
+    /// `NAME = { secret_env = "VAR" }` (the value of the bot's `VAR`, read
+    /// at start). Default: none.
+    pub env: Option<BTreeMap<Spanned<String>, Spanned<RawEnvValue>>>,
+}
+
+/// A value in a step's `env`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or { secret_env = \"VAR\" }")]
+pub(super) enum RawEnvValue {
+    Plain(String),
+    Secret(RawSecretEnv),
+}
+
+/// `{ secret_env = "VAR" }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretEnv {
+    pub secret_env: String,
 }
 
 #[cfg(test)]
@@ -739,6 +778,196 @@ deploy = [
             &format!("{ENVS}[bot]\ndata_dir = \"d\"\nshutdown_grace = \"ten minutes\"\n"),
             "bot.shutdown_grace",
             6,
+        );
+        assert!(err.contains("is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn the_pages_leave_loopback_only_behind_a_password_or_when_public() {
+        let s = expect_ok(ENVS);
+        assert!(s.web.password_env.is_none() && !s.web.public && s.web.password.is_none());
+        assert!(s.bot.webhook_listen.is_none());
+        for loopback in ["127.0.0.1:0", "127.1.2.3:8080", "[::1]:8080"] {
+            expect_ok(&format!("{ENVS}[bot]\nhttp_listen = \"{loopback}\"\n"));
+        }
+        for open in ["0.0.0.0:8080", "192.168.1.10:8080", "[::]:8080"] {
+            let text = format!("{ENVS}[bot]\ndata_dir = \"d\"\nhttp_listen = \"{open}\"\n");
+            let err = expect_error(&text, "bot.http_listen", 6);
+            assert!(
+                err.contains("web.password_env") && err.contains("web.public"),
+                "{err}"
+            );
+            let s = expect_ok(&format!(
+                "{text}[web]\npassword_env = \"TRAINBOT_WEB_PASSWORD\"\n"
+            ));
+            assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
+            let s = expect_ok(&format!("{text}[web]\npublic = true\n"));
+            assert!(s.web.public);
+            expect_error(
+                &format!("{text}[web]\npublic = false\n"),
+                "bot.http_listen",
+                6,
+            );
+        }
+        expect_error(
+            &format!("{ENVS}[web]\npassword_env = \"hunter 2\"\n"),
+            "web.password_env",
+            5,
+        );
+        expect_error(
+            &format!("{ENVS}[web]\npasword_env = \"X\"\n"),
+            "web.pasword_env",
+            5,
+        );
+    }
+
+    #[test]
+    fn the_webhook_may_have_a_listener_of_its_own() {
+        let s = expect_ok(&format!("{ENVS}[bot]\nwebhook_listen = \"0.0.0.0:9000\"\n"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:9000");
+        let err = expect_error(
+            &format!("{ENVS}[bot]\nwebhook_listen = \"0.0.0.0\"\n"),
+            "bot.webhook_listen",
+            5,
+        );
+        assert!(err.contains("not an address"), "{err}");
+        expect_error(
+            &format!(
+                "{ENVS}[bot]\nhttp_listen = \"127.0.0.1:8080\"\nwebhook_listen = \"127.0.0.1:8080\"\n"
+            ),
+            "bot.webhook_listen",
+            6,
+        );
+    }
+
+    #[test]
+    fn the_example_s_commented_web_access_keys_are_real() {
+        let text = include_str!("../../bot.toml.example");
+        let keys = ["# [web]", "# password_env", "# public", "# webhook_listen"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
+                Some(_) => &line[2..],
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            keys.len(),
+            text.lines()
+                .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+                .count()
+        );
+        let s = expect_ok(&uncommented);
+        assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
+        assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
+    }
+
+    #[test]
+    fn step_env_plain_and_secret() {
+        use crate::config::EnvValue;
+        let text = "[train]\nenvironments = [\"staging\"]\n[environments.staging]\ndeploy = [{ run = \"x\", env = { REGION = \"eu\", TOKEN = { secret_env = \"DEPLOY_TOKEN\" } } }]\n";
+        let s = expect_ok(text);
+        assert_eq!(
+            s.train.environments[0].deploy[0].env,
+            [
+                ("REGION".to_string(), EnvValue::Plain("eu".into())),
+                (
+                    "TOKEN".to_string(),
+                    EnvValue::Secret {
+                        var: "DEPLOY_TOKEN".into(),
+                        key: "environments.staging.deploy[0].env.TOKEN".into(),
+                    }
+                ),
+            ]
+        );
+        // Every kind takes env.
+        expect_ok(&format!(
+            "{ENVS}[production]\nsmoke = [{{ http = \"https://x\", env = {{ A = \"1\" }} }}]\n"
+        ));
+    }
+
+    #[test]
+    fn bad_step_env_names_its_key_and_line() {
+        let staging = |env: &str| {
+            format!(
+                "[train]\nenvironments = [\"staging\"]\n[environments.staging]\n\ndeploy = [{{ run = \"x\", env = {env} }}]\n"
+            )
+        };
+        let err = expect_error(
+            &staging("{ X = \"1\", \"A-B\" = \"2\" }"),
+            "environments.staging.deploy[0].env.A-B",
+            5,
+        );
+        assert!(err.contains("not an environment variable name"), "{err}");
+        let err = expect_error(
+            &staging("{ TRAINBOT_SHA = \"1\" }"),
+            "environments.staging.deploy[0].env.TRAINBOT_SHA",
+            5,
+        );
+        assert!(err.contains("TRAINBOT_"), "{err}");
+        let err = expect_error(
+            &staging("{ T = { secret_env = \"ghp_abc def\" } }"),
+            "environments.staging.deploy[0].env.T.secret_env",
+            5,
+        );
+        assert!(err.contains("not an environment variable name"), "{err}");
+        expect_error(
+            &staging("{ T = { secret = \"VAR\" } }"),
+            "environments.staging.deploy[0].env.T",
+            5,
+        );
+        expect_error(
+            &staging("{ T = 5 }"),
+            "environments.staging.deploy[0].env.T",
+            5,
+        );
+    }
+
+    #[test]
+    fn unset_secret_env_is_an_error_naming_key_and_variable() {
+        let text = format!(
+            "{ENVS}[production]\ndeploy = [{{ run = \"x\", env = {{ TOKEN = {{ secret_env = \"STEP_TOKEN_T1\" }} }} }}]\n"
+        );
+        let s = expect_ok(&text);
+        let pipelines = [s];
+        for lookup in [None, Some(String::new())] {
+            let err =
+                crate::config::load_step_secrets_with(&pipelines, |_| lookup.clone()).unwrap_err();
+            assert_eq!(
+                err,
+                "production.deploy[0].env.TOKEN.secret_env: the environment variable STEP_TOKEN_T1 is not set or empty"
+            );
+        }
+        assert_eq!(crate::config::step_secret("STEP_TOKEN_T1"), None);
+        crate::config::load_step_secrets_with(&pipelines, |var| {
+            (var == "STEP_TOKEN_T1").then(|| "s3cret-step-token-t1".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            crate::config::step_secret("STEP_TOKEN_T1").as_deref(),
+            Some("s3cret-step-token-t1")
+        );
+        assert_eq!(
+            crate::secrets::mask("echo s3cret-step-token-t1"),
+            "echo ***"
+        );
+    }
+
+    #[test]
+    fn keep_failed_workdirs() {
+        assert_eq!(
+            expect_ok(ENVS).bot.keep_failed_workdirs,
+            Duration::from_secs(86_400)
+        );
+        let s = expect_ok(&format!("{ENVS}[bot]\nkeep_failed_workdirs = \"0s\"\n"));
+        assert_eq!(s.bot.keep_failed_workdirs, Duration::ZERO);
+        let s = expect_ok(&format!("{ENVS}[bot]\nkeep_failed_workdirs = \"2h\"\n"));
+        assert_eq!(s.bot.keep_failed_workdirs, Duration::from_secs(7200));
+        let err = expect_error(
+            &format!("{ENVS}[bot]\nkeep_failed_workdirs = \"a while\"\n"),
+            "bot.keep_failed_workdirs",
+            5,
         );
         assert!(err.contains("is not a duration"), "{err}");
     }

@@ -53,6 +53,21 @@ pub struct Settings {
     pub production_role: Option<Vec<String>>,
     /// Commit email or forge login -> chat user id/name.
     pub people: BTreeMap<String, String>,
+    /// `[web]`, the same for every pipeline.
+    pub web: WebSettings,
+}
+
+/// `[web]`: who may read the pages (SPEC §13).
+#[derive(Debug, Clone, Default)]
+pub struct WebSettings {
+    /// The variable holding the password; None: the pages are open.
+    pub password_env: Option<String>,
+    /// `web.public`: a non-loopback `bot.http_listen` without a password
+    /// was asked for.
+    pub public: bool,
+    /// The password itself, read from `password_env` when the bot starts
+    /// (`trainbot run`); None in settings just parsed from the file.
+    pub password: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +75,8 @@ pub struct BotSettings {
     pub data_dir: PathBuf,
     pub command_prefix: String,
     pub http_listen: SocketAddr,
+    /// `bot.webhook_listen`: a listener serving only `POST /webhooks/github`.
+    pub webhook_listen: Option<SocketAddr>,
     /// Where this pipeline's pages are: `root_url` itself for a single
     /// pipeline, `<root_url>/p/NAME` for one of several, so chat links land
     /// on the pipeline they are about. Without a trailing slash.
@@ -71,6 +88,9 @@ pub struct BotSettings {
     pub shutdown_grace: Duration,
     /// Bytes a step log keeps at most (plus the cut marker).
     pub max_step_log: u64,
+    /// How long the workdir of a run that did not pass is kept
+    /// (`Duration::ZERO`: removed when the run ends).
+    pub keep_failed_workdirs: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +195,22 @@ pub struct Step {
     pub kind: StepKind,
     pub timeout: Duration,
     pub retries: u32,
+    /// `env = { … }`: the step's own variables, in name order. Shell steps
+    /// get them; http and workflow steps ignore them.
+    pub env: Vec<(String, EnvValue)>,
+}
+
+/// A value of a step's `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    /// `{ secret_env = "VAR" }`: the bot's `VAR`, checked and registered as
+    /// a secret at start ([`super::load_step_secrets`]). `key` is the dotted
+    /// config key, for the error when it is unset.
+    Secret {
+        var: String,
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

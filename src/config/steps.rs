@@ -7,8 +7,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::problem::Problem;
-use super::raw::{RawStep, RawSteps};
-use super::settings::{Step, StepKind};
+use super::raw::{RawEnvValue, RawStep, RawSteps};
+use super::settings::{EnvValue, Step, StepKind};
 use crate::domain::duration::{MAX_DURATION, MAX_DURATION_TEXT, parse_duration};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -83,7 +83,54 @@ fn step(key: &str, raw: &Spanned<RawStep>) -> Result<Step, Problem> {
         kind,
         timeout,
         retries: raw.retries.unwrap_or(0),
+        env: step_env(key, raw)?,
     })
+}
+
+/// `env = { NAME = "plain", TOKEN = { secret_env = "VAR" } }`, in name order.
+fn step_env(key: &str, raw: &RawStep) -> Result<Vec<(String, EnvValue)>, Problem> {
+    let mut env = Vec::new();
+    for (name, value) in raw.env.iter().flatten() {
+        let entry = format!("{key}.env.{}", name.get_ref());
+        if !is_env_name(name.get_ref()) {
+            let message = format!("{:?} is not an environment variable name", name.get_ref());
+            return Err(Problem::at(name.span(), entry, message));
+        }
+        if name.get_ref().to_ascii_uppercase().starts_with("TRAINBOT_") {
+            let message = "TRAINBOT_* variables are the bot's own facts; pick another name";
+            return Err(Problem::at(name.span(), entry, message));
+        }
+        let value = match value.get_ref() {
+            RawEnvValue::Plain(text) => EnvValue::Plain(text.clone()),
+            RawEnvValue::Secret(secret) => {
+                let var = &secret.secret_env;
+                if !is_env_name(var) {
+                    let message = format!(
+                        "{var:?} is not an environment variable name (secret_env names the variable, not the secret)"
+                    );
+                    return Err(Problem::at(
+                        value.span(),
+                        format!("{entry}.secret_env"),
+                        message,
+                    ));
+                }
+                EnvValue::Secret {
+                    var: var.clone(),
+                    key: entry,
+                }
+            }
+        };
+        env.push((name.get_ref().clone(), value));
+    }
+    Ok(env)
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+fn is_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A key that only makes sense next to another (`method` with `http`) is an

@@ -13,12 +13,12 @@ use super::pipelines::{pool, repository_name};
 use super::problem::Problem;
 use super::raw::{
     RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawSlack, RawSteps,
-    RawTags, RawTrain,
+    RawTags, RawTrain, RawWeb,
 };
 use super::settings::{
     BotSettings, BranchBuildSettings, ChatAdapter, ChatSettings, ForgeKind, ForgeSettings,
     GithubSettings, PipelineId, ProductionSettings, Settings, SlackSettings, TagSettings,
-    TrainSettings,
+    TrainSettings, WebSettings,
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
@@ -30,6 +30,8 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
     let config_dir = config_dir(path)?;
     // In the file's order, so the first problem reported stays the same.
     let bot = bot(&raw.bot, &config_dir)?;
+    let web = web(&raw.web)?;
+    exposed(&raw.bot, &bot, &web)?;
     let chat = chat(&raw.chat)?;
     let forge = forge(&raw.forge, &config_dir)?;
     let settings = Settings {
@@ -52,6 +54,7 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
         ops: raw.roles.ops.clone().unwrap_or_default(),
         production_role: raw.roles.production.clone(),
         people: raw.people.clone(),
+        web,
         config_dir,
     };
     if settings.forge.kind != ForgeKind::Github {
@@ -186,6 +189,17 @@ impl<'a> Field<'a> {
     fn duration(&self) -> Result<std::time::Duration> {
         check_duration(self.value).map_err(|message| self.problem(message))
     }
+
+    /// A duration, or zero written as `"0s"` (`"0"`, `"0m"`, …).
+    fn duration_or_zero(&self) -> Result<std::time::Duration> {
+        let digits = self
+            .value
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if !digits.is_empty() && digits.chars().all(|c| c == '0') {
+            return Ok(std::time::Duration::ZERO);
+        }
+        self.duration()
+    }
 }
 
 /// The config file's directory, absolute: `bot.toml` has the parent "".
@@ -198,25 +212,79 @@ fn config_dir(path: &Path) -> Result<PathBuf> {
         .map_err(|err| Problem::nowhere("", format!("cannot find the config directory: {err}")))
 }
 
+/// A socket address, like `"127.0.0.1:8080"`.
+fn socket_address(field: &Field<'_>) -> Result<SocketAddr> {
+    field.value.parse().map_err(|_| {
+        field.problem(format!(
+            "{:?} is not an address (use \"127.0.0.1:8080\" or \"0.0.0.0:8080\")",
+            field.value
+        ))
+    })
+}
+
 fn bot(raw: &RawBot, config_dir: &Path) -> Result<BotSettings> {
     let listen = Field::new("bot.http_listen", &raw.http_listen, "127.0.0.1:8080");
-    let http_listen: SocketAddr = listen.value.parse().map_err(|_| {
-        listen.problem(format!(
-            "{:?} is not an address (use \"127.0.0.1:8080\" or \"0.0.0.0:8080\")",
-            listen.value
-        ))
-    })?;
+    let http_listen = socket_address(&listen)?;
+    let webhook_listen = match &raw.webhook_listen {
+        None => None,
+        Some(_) => {
+            let field = Field::new("bot.webhook_listen", &raw.webhook_listen, "");
+            let addr = socket_address(&field)?;
+            if addr == http_listen && addr.port() != 0 {
+                return Err(field.problem(format!(
+                    "{:?} is bot.http_listen too: the webhook's own listener needs another port",
+                    field.value
+                )));
+            }
+            Some(addr)
+        }
+    };
     let public_url =
         Field::new("bot.public_url", &raw.public_url, "http://127.0.0.1:8080").base_url()?;
     Ok(BotSettings {
         data_dir: Field::new("bot.data_dir", &raw.data_dir, "./trainbot-data").path(config_dir)?,
         command_prefix: Field::new("bot.command_prefix", &raw.command_prefix, "!").word()?,
         http_listen,
+        webhook_listen,
         root_url: public_url.clone(),
         public_url,
         shutdown_grace: Field::new("bot.shutdown_grace", &raw.shutdown_grace, "10m").duration()?,
         max_step_log: Field::new("bot.max_step_log", &raw.max_step_log, "10MiB").size()?,
+        keep_failed_workdirs: Field::new(
+            "bot.keep_failed_workdirs",
+            &raw.keep_failed_workdirs,
+            "24h",
+        )
+        .duration_or_zero()?,
     })
+}
+
+fn web(raw: &RawWeb) -> Result<WebSettings> {
+    let password_env = match &raw.password_env {
+        None => None,
+        Some(_) => Some(Field::new("web.password_env", &raw.password_env, "").env_name()?),
+    };
+    Ok(WebSettings {
+        password_env,
+        public: raw.public.unwrap_or(false),
+        password: None,
+    })
+}
+
+/// The pages show commits, people and logs: they leave the machine only
+/// behind a password, or when the file says they are public (SPEC §13).
+fn exposed(raw: &RawBot, bot: &BotSettings, web: &WebSettings) -> Result<()> {
+    let loopback = bot.http_listen.ip().to_canonical().is_loopback();
+    if loopback || web.password_env.is_some() || web.public {
+        return Ok(());
+    }
+    let listen = Field::new("bot.http_listen", &raw.http_listen, "127.0.0.1:8080");
+    Err(listen.problem(format!(
+        "{:?} is not a loopback address, so anyone who reaches it reads the dashboard: \
+         set web.password_env (a password) or web.public = true, \
+         or serve only the webhook with bot.webhook_listen",
+        listen.value
+    )))
 }
 
 fn chat(raw: &RawChat) -> Result<ChatSettings> {

@@ -241,7 +241,8 @@ impl Engine {
         let b = &self.builds[&id].build;
         let node = b.node.clone().unwrap_or_default();
         let url = texts::node_url(&self.cfg.branch_builds.node_url, &node);
-        let mut env = self.step_env(b.sha.as_str(), "", "branch", "", b.branch.as_str());
+        let run = format!("build-{id}");
+        let mut env = self.step_env(&run, b.sha.as_str(), "", "branch", "", b.branch.as_str());
         for (k, v) in env.iter_mut() {
             match k.as_str() {
                 "TRAINBOT_NODE" => *v = node.clone(),
@@ -249,13 +250,13 @@ impl Engine {
                 _ => {}
             }
         }
-        let run = format!("build-{id}");
         let name = format!("{}-{}", pos.phase.name(), pos.step + 1);
         let req = StepRequest {
             key: format!("{run}/{name}"),
             step: step.clone(),
             env,
             cwd: self.cfg.config_dir.clone(),
+            workdir: Some(self.workdir(&run)),
             log_path: self.log_path(&run, &name),
         };
         let text = texts::step_started(b, pos, &step.label());
@@ -332,6 +333,10 @@ impl Engine {
         let Some(active) = self.builds.remove(&id) else {
             return Ok(());
         };
+        // Only a pass removes it: a superseded or cancelled build's step
+        // may still be stopping in it.
+        let passed = matches!(active.build.stage, BuildStage::Done(BuildOutcome::Passed));
+        self.run_ended(&format!("build-{id}"), passed);
         if let Some(name) = &active.build.node {
             let read = self.store.nodes(std::slice::from_ref(name))?.remove(0);
             if self.holds(&read, id) {

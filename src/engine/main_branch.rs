@@ -132,12 +132,20 @@ impl Engine {
             .enumerate()
             .map(|(i, step)| {
                 let name = format!("check-{}", i + 1);
-                let run = format!("main-{}", sha.short());
+                let run = super::workdirs::main_run(&sha);
                 let req = StepRequest {
                     key: format!("{run}/{name}"),
                     step: step.clone(),
-                    env: self.step_env(sha.as_str(), "", "main", "", &self.cfg.forge.main_branch),
+                    env: self.step_env(
+                        &run,
+                        sha.as_str(),
+                        "",
+                        "main",
+                        "",
+                        &self.cfg.forge.main_branch,
+                    ),
                     cwd: self.cfg.config_dir.clone(),
+                    workdir: Some(self.workdir(&run)),
                     log_path: self.log_path(&run, &name),
                 };
                 (step.clone(), req)
@@ -162,9 +170,12 @@ impl Engine {
         failure: Option<CheckFailure>,
     ) -> anyhow::Result<()> {
         if self.checking.as_ref().is_none_or(|(s, _)| *s != sha) {
-            return Ok(()); // superseded by a newer head
+            // Superseded by a newer head: its checks say nothing any more.
+            self.run_ended(&super::workdirs::main_run(&sha), true);
+            return Ok(());
         }
         self.checking = None;
+        self.run_ended(&super::workdirs::main_run(&sha), failure.is_none());
         self.store.set_main_seen(&sha)?;
         match failure {
             None => {

@@ -22,6 +22,7 @@ mod test_fakes;
 #[cfg(test)]
 mod tests;
 mod trains;
+pub mod workdirs;
 
 use std::sync::Arc;
 
@@ -405,6 +406,7 @@ impl Engine {
             self.baseline_tags().await?;
         }
         self.recover().await?;
+        self.sweep_workdirs_at_start();
         // A poller that panics is started again; the engine goes on.
         let (forge, interval, tx) = (
             self.ports.forge.clone(),

@@ -26,6 +26,40 @@ pub struct Snapshot {
     /// False until the engine has published once; /healthz uses it.
     #[serde(skip)]
     pub ready: bool,
+    /// `/api/status` of this snapshot, kept by the web while the minute
+    /// and the deploy history stay the same (dashboards poll it).
+    #[serde(skip)]
+    pub api_json: ApiCache,
+}
+
+/// The JSON of `/api/status` for one snapshot, and what it was made from.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCache(Arc<std::sync::Mutex<Option<Cached>>>);
+
+/// JSON text and the key it was made for.
+type Cached = (ApiCacheKey, Arc<str>);
+
+/// What else `/api/status` depends on: the minute (delivery metrics) and
+/// the newest deploy.
+pub type ApiCacheKey = (i64, Option<Vec<u8>>);
+
+impl ApiCache {
+    /// The cached JSON if it was made for `key`, else `make`'s (kept).
+    pub fn get_or<E>(
+        &self,
+        key: ApiCacheKey,
+        make: impl FnOnce() -> Result<String, E>,
+    ) -> Result<Arc<str>, E> {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, json)) = cached.as_ref()
+            && *k == key
+        {
+            return Ok(json.clone());
+        }
+        let json: Arc<str> = Arc::from(make()?);
+        *cached = Some((key, json.clone()));
+        Ok(json)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +226,7 @@ impl Engine {
             locks,
             gate,
             ready: true,
+            api_json: ApiCache::default(),
         })
     }
 }

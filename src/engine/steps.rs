@@ -43,15 +43,19 @@ impl Engine {
     }
 
     /// The facts a step learns, as `TRAINBOT_*` variables (never pasted into
-    /// the command).
+    /// the command), with its run's own directory (`TRAINBOT_WORKDIR`) and
+    /// the config's (`TRAINBOT_CONFIG_DIR`).
     pub(super) fn step_env(
         &self,
+        run: &str,
         sha: &str,
         prev: &str,
         env: &str,
         train: &str,
         branch: &str,
     ) -> Vec<(String, String)> {
+        let workdir = self.workdir(run).display().to_string();
+        let config_dir = self.cfg.config_dir.display().to_string();
         [
             ("TRAINBOT_SHA", sha),
             ("TRAINBOT_PREV_SHA", prev),
@@ -61,6 +65,8 @@ impl Engine {
             ("TRAINBOT_NODE", ""),
             ("TRAINBOT_NODE_URL", ""),
             ("TRAINBOT_PIPELINE", &self.cfg.pipeline.name),
+            ("TRAINBOT_WORKDIR", &workdir),
+            ("TRAINBOT_CONFIG_DIR", &config_dir),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -105,6 +111,7 @@ impl Engine {
         let req = StepRequest {
             key: format!("{run}/{name}/{attempt}"),
             env: self.step_env(
+                &run,
                 train.sha.as_str(),
                 train.base.as_ref().map(|s| s.as_str()).unwrap_or(""),
                 &env,
@@ -112,6 +119,7 @@ impl Engine {
                 &self.cfg.forge.main_branch,
             ),
             cwd: self.cfg.config_dir.clone(),
+            workdir: Some(self.workdir(&run)),
             log_path: self.log_path(&run, &name),
             step: step.clone(),
         };
@@ -237,6 +245,7 @@ impl Engine {
         let now = self.now();
         mark_interrupted(&mut train, pos, now);
         self.store.save_train(&train)?;
+        self.run_ended(&format!("train-{}", train.id.0), false);
         let text = messages::ended(&self.ctx(), &train, now);
         self.send_status(train.id, text.clone()).await;
         self.say(Some(train.id), text).await;
@@ -252,6 +261,17 @@ pub(super) async fn run_caught(
     req: StepRequest,
     cancel: watch::Receiver<bool>,
 ) -> StepOutcome {
+    if let Some(dir) = &req.workdir
+        && let Err(error) = super::workdirs::prepare(dir)
+    {
+        tracing::error!(dir = %dir.display(), %error, "Cannot make the run's workdir.");
+        return StepOutcome {
+            result: Err(crate::runner::StepError::Spawn(format!(
+                "cannot make the run's workdir: {error}"
+            ))),
+            ..StepOutcome::internal_error()
+        };
+    }
     crate::supervise::catch("step", async move { runner.run(req, cancel).await })
         .await
         .unwrap_or_else(|_| StepOutcome::internal_error())

@@ -399,6 +399,8 @@ impl Engine {
             url: self.ctx().run_url(train.id),
         });
         tracing::info!(train = train.id.0, outcome = outcome.word(), "Train ended.");
+        let passed = matches!(outcome, Outcome::Deployed | Outcome::LowerDone);
+        self.run_ended(&format!("train-{}", train.id.0), passed);
         let text = messages::ended(&self.ctx(), &train, self.now());
         self.send_status(train.id, text.clone()).await;
         self.forget_status(Run::Train(train.id));

@@ -290,9 +290,11 @@ mod tests {
                 kind,
                 timeout: Duration::from_secs(1),
                 retries: 0,
+                env: Vec::new(),
             },
             env: Vec::new(),
             cwd: ".".into(),
+            workdir: None,
             log_path: "unused.log".into(),
         }
     }

@@ -26,6 +26,9 @@ pub struct StepRequest {
     /// `TRAINBOT_*` variables. User text reaches steps only through these.
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// The run's own directory (`TRAINBOT_WORKDIR`), created `0700` before
+    /// the step starts if it is not there.
+    pub workdir: Option<PathBuf>,
     /// The step's output goes here (created, appended per attempt).
     pub log_path: PathBuf,
 }

@@ -178,12 +178,14 @@ impl Fixture {
                 kind,
                 timeout,
                 retries,
+                env: Vec::new(),
             },
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             cwd: self.dir.path().into(),
+            workdir: None,
             log_path: self.log_path(name),
         }
     }

@@ -436,6 +436,12 @@ impl Store {
     }
 
     /// Trains that deployed to production, newest first.
+    /// The key of the newest production deploy: changes whenever the
+    /// history gains a deploy, for caches of what is derived from it.
+    pub fn newest_deploy(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.deploys.last()?.map(|(k, _)| k.to_vec()))
+    }
+
     pub fn deploy_history(&self, n: usize) -> Result<Vec<Train>> {
         let mut out = Vec::new();
         for r in self.deploys.iter().rev().take(n) {

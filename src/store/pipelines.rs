@@ -63,6 +63,21 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A commit of the single-pipeline history when no pipeline owns it yet
+    /// (production's, else the first train's base): whichever repository
+    /// holds it is where that history came from.
+    pub fn unowned_legacy_sha(&self) -> Result<Option<crate::domain::ids::Sha>> {
+        if self.meta.get(LEGACY_OWNER)?.is_some() {
+            return Ok(None);
+        }
+        if let Some(production) = self.production()? {
+            return Ok(Some(production.sha));
+        }
+        self.first_base()
+    }
+}
+
 fn owner_of(recorded: Option<&str>, wanted: &[Wanted<'_>], multi: bool) -> Option<String> {
     if !multi {
         return wanted.first().map(|w| w.name.to_string());

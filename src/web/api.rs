@@ -2,8 +2,11 @@
 //! The engine's snapshot is the base (SPEC §7 fields); the delivery metrics
 //! and recent deploys are added here. Documented in `docs/api.md`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
-use axum::response::Json;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use chrono::TimeDelta;
 use serde::Serialize;
 
@@ -69,8 +72,23 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-pub async fn api_status(State(s): State<WebState>) -> Result<Json<ApiStatus>, Error> {
-    status(&s).map(Json)
+pub async fn api_status(State(s): State<WebState>) -> Result<Response, Error> {
+    Ok(json_response(status_json(&s)?.to_string()))
+}
+
+pub fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `/api/status` as JSON text, made once per snapshot, minute and deploy
+/// history: a radiator polling it costs a lock and a copy.
+pub fn status_json(s: &WebState) -> Result<Arc<str>, Error> {
+    let snapshot = s.snapshot();
+    let key = (s.clock.now().timestamp() / 60, s.store.newest_deploy()?);
+    snapshot.api_json.get_or(key, || {
+        let status = status(s)?;
+        serde_json::to_string(&status).map_err(|e| Error::BadRequest(e.to_string()))
+    })
 }
 
 pub fn status(s: &WebState) -> Result<ApiStatus, Error> {

@@ -3,6 +3,7 @@
 //! pushes to the engine's inbox. Every response carries a strict
 //! Content-Security-Policy; scripts and styles come from `/assets/` only.
 
+mod access;
 mod api;
 mod audit;
 mod build_runs;
@@ -34,7 +35,7 @@ use crate::domain::train::Plan;
 use crate::engine::{Metrics, Snapshot, plan_of};
 use crate::store::{Store, StoreError};
 
-pub use several::router_for;
+pub use several::{router_for, webhook_router_for};
 pub use webhook::Webhook;
 
 #[derive(Clone)]
@@ -94,15 +95,23 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'none'";
 
 pub fn router(state: WebState) -> Router {
+    let access = access::Access::of(&state.settings);
     pages(state.clone())
-        .route(
-            "/webhooks/github",
-            post(webhook::github)
-                .layer(DefaultBodyLimit::max(webhook::BODY_LIMIT))
-                .with_state(state),
-        )
+        .merge(webhook_route(state))
         .merge(assets())
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// `POST /webhooks/github` alone: part of [`router`], and all that
+/// `bot.webhook_listen` serves.
+fn webhook_route(state: WebState) -> Router {
+    Router::new().route(
+        "/webhooks/github",
+        post(webhook::github)
+            .layer(DefaultBodyLimit::max(webhook::BODY_LIMIT))
+            .with_state(state),
+    )
 }
 
 /// One pipeline's pages, API, metrics and health: the whole site of a
@@ -259,6 +268,8 @@ async fn js() -> impl IntoResponse {
     )
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod several_tests;
 #[cfg(test)]

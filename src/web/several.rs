@@ -11,14 +11,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
 
-use super::api::{ApiStatus, status};
+use super::api::{json_response, status_json};
 use super::metrics::label;
 use super::webhook::{self, BODY_LIMIT, Webhook, deliver, read_body, reply, signed_for};
-use super::{Error, WebState, assets, health, not_found, overview, pages, router};
+use super::{
+    Error, WebState, access, assets, health, not_found, overview, pages, router, webhook_route,
+};
 
 /// Every pipeline, in the configured order.
 pub type Pipelines = Arc<[WebState]>;
@@ -44,19 +45,18 @@ pub fn router_for(mut pipelines: Vec<WebState>) -> Router {
         );
         p.base = format!("/p/{}", p.name);
     }
+    // `web` and `bot` are top-level keys: every pipeline has the same.
+    let access = access::Access::of(&pipelines[0].settings);
     let all: Pipelines = pipelines.into();
     let mut app = Router::new()
         .route("/", get(overview::overview))
         .route("/api/status", get(api_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .route(
-            "/webhooks/github",
-            post(github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        )
         .fallback(not_found)
         .layer(axum::middleware::map_response(super::masking::mask_body))
-        .with_state(all.clone());
+        .with_state(all.clone())
+        .merge(several_webhook_route(all.clone()));
     for p in all.iter() {
         // Nested under `/p/NAME/` so that the radiator is `/p/NAME/`, the
         // page the pipeline's relative-looking links and chat links expect;
@@ -68,20 +68,55 @@ pub fn router_for(mut pipelines: Vec<WebState>) -> Router {
             .nest(&home, pages(p.clone()));
     }
     app.merge(assets())
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .layer(axum::middleware::map_response(super::security_headers))
 }
 
-#[derive(Serialize)]
-struct SeveralStatus {
-    pipelines: BTreeMap<String, ApiStatus>,
+/// What `bot.webhook_listen` serves: `POST /webhooks/github`, dispatched
+/// exactly as [`router_for`] does, and nothing else (404). No password and
+/// no Host check: the delivery's signature is what counts.
+pub fn webhook_router_for(mut pipelines: Vec<WebState>) -> Router {
+    let hook = if pipelines.len() == 1 {
+        webhook_route(pipelines.remove(0))
+    } else {
+        several_webhook_route(pipelines.into())
+    };
+    hook.fallback(|| async {
+        webhook::reply(
+            StatusCode::NOT_FOUND,
+            "only POST /webhooks/github is served here",
+        )
+    })
+    .layer(axum::middleware::map_response(super::security_headers))
 }
 
-async fn api_status(State(all): State<Pipelines>) -> Result<Json<SeveralStatus>, Error> {
-    let mut pipelines = BTreeMap::new();
-    for s in all.iter() {
-        pipelines.insert(s.name.clone(), status(s)?);
+/// One hook for every pipeline (see [`github`]).
+fn several_webhook_route(all: Pipelines) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/github",
+            post(github).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .with_state(all)
+}
+
+/// `{"pipelines": {NAME: <one pipeline's status>, …}}`, from each
+/// pipeline's cached JSON: the cost stays that of one pipeline plus copies.
+async fn api_status(State(all): State<Pipelines>) -> Result<Response, Error> {
+    let mut sorted: Vec<&WebState> = all.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut body = String::from("{\"pipelines\":{");
+    for (i, s) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let name = serde_json::to_string(&s.name).map_err(|e| Error::BadRequest(e.to_string()))?;
+        body.push_str(&name);
+        body.push(':');
+        body.push_str(&status_json(s)?);
     }
-    Ok(Json(SeveralStatus { pipelines }))
+    body.push_str("}}");
+    Ok(json_response(body))
 }
 
 async fn healthz(State(all): State<Pipelines>) -> impl IntoResponse {

@@ -126,7 +126,7 @@ impl Fixture {
         f
     }
 
-    fn save_deployed(&self, t: &Train) {
+    pub fn save_deployed(&self, t: &Train) {
         self.store.save_train(t).unwrap();
         self.store
             .set_production(&Production {
@@ -174,6 +174,7 @@ impl Fixture {
             }],
             gate: Default::default(),
             ready: true,
+            api_json: Default::default(),
         };
         self.snapshots.send_replace(Arc::new(snap));
     }

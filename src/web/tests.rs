@@ -47,6 +47,33 @@ async fn api_status_has_the_documented_shape() {
 }
 
 #[tokio::test]
+async fn api_status_is_made_again_for_a_new_snapshot_or_a_new_deploy_only() {
+    let f = Fixture::filled();
+    let recent = |body: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["recent_deploys"][0]["train"]
+            .clone()
+    };
+    let (_, _, first) = f.get("/api/status").await;
+    assert_eq!(recent(&first), 2);
+    // The same snapshot, the same minute, the same history: the same text.
+    let (_, _, again) = f.get("/api/status").await;
+    assert_eq!(again, first);
+    // A deploy the snapshot does not know of yet still shows.
+    let five = deployed(5, 300, 310, 320);
+    f.save_deployed(&five);
+    let (_, _, after_deploy) = f.get("/api/status").await;
+    assert_eq!(recent(&after_deploy), 5);
+    // A new snapshot is read afresh.
+    f.snapshots.send_replace(Arc::new(Snapshot {
+        ready: true,
+        ..Snapshot::default()
+    }));
+    let (_, _, fresh) = f.get("/api/status").await;
+    let v: serde_json::Value = serde_json::from_str(&fresh).unwrap();
+    assert!(v["train"].is_null(), "{v}");
+}
+
+#[tokio::test]
 async fn api_status_train_is_null_without_a_train() {
     let f = Fixture::new();
     let (status, _, body) = f.get("/api/status").await;

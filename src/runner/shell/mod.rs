@@ -162,7 +162,8 @@ impl ShellRunner {
     ) -> Result<(), StepError> {
         let (output, writer) =
             output::pipe().map_err(|e| StepError::Spawn(format!("cannot make a pipe: {e}")))?;
-        let GatedChild { mut child, pgid } = process::spawn_gated(cmd, &req.cwd, &req.env, writer)
+        let env = process::request_env(req)?;
+        let GatedChild { mut child, pgid } = process::spawn_gated(cmd, &req.cwd, &env, writer)
             .map_err(|e| StepError::Spawn(format!("cannot start sh: {e}")))?;
         let mut guard = GroupGuard {
             registry: &*self.registry,

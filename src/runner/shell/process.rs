@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// Variables a step inherits from the bot. Everything else (tokens above all)
-/// stays behind; what a step needs to know comes from `StepRequest::env`.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+use crate::config::{EnvValue, step_secret};
+use crate::runner::{StepError, StepRequest};
+
+/// Variables a step inherits from the bot (SPEC §13). Everything else (tokens
+/// above all) stays behind; what a step needs to know comes from
+/// `StepRequest::env` and the step's own `env`.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG"];
 
 /// Runs as the group leader and holds the user's command back until the bot
 /// has recorded the group: one line on stdin means "go", EOF without it means
@@ -48,10 +52,12 @@ pub(super) fn spawn_gated(
         .stderr(Stdio::from(output))
         .process_group(0);
     let umask = crate::harden::step_umask();
-    // SAFETY: umask(2) is async-signal-safe and touches no memory.
+    // SAFETY: umask(2) and prctl(2) are plain system calls, async-signal-safe,
+    // and touch no memory.
     unsafe {
         command.pre_exec(move || {
             libc::umask(umask);
+            drop_peeking_capabilities();
             Ok(())
         });
     }
@@ -62,6 +68,45 @@ pub(super) fn spawn_gated(
     let pgid =
         i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
     Ok(GatedChild { child, pgid })
+}
+
+/// The request's variables (`TRAINBOT_*`) and then the step's own `env`,
+/// with each `secret_env` value as read at start. A secret that was not read
+/// (the bot did not check it at start) stops the step.
+pub(super) fn request_env(req: &StepRequest) -> Result<Vec<(String, String)>, StepError> {
+    let mut env = req.env.clone();
+    for (name, value) in &req.step.env {
+        let value = match value {
+            EnvValue::Plain(text) => text.clone(),
+            EnvValue::Secret { var, key } => step_secret(var).ok_or_else(|| {
+                StepError::Spawn(format!("{key}: the secret in {var} was not read at start"))
+            })?,
+        };
+        env.push((name.clone(), value));
+    }
+    Ok(env)
+}
+
+/// `CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON` and
+/// `CAP_CHECKPOINT_RESTORE` in `linux/capability.h`: the capabilities that
+/// open another process's `/proc/<pid>/environ` or `mem` past its being
+/// non-dumpable (which of them a kernel honours varies).
+#[cfg(target_os = "linux")]
+const PEEKING_CAPABILITIES: [libc::c_ulong; 4] = [19, 21, 38, 40];
+
+/// A bot running as root (in a container, say) would let its root steps read
+/// `/proc/<bot>/environ` and `mem` despite being non-dumpable: root with
+/// `CAP_SYS_PTRACE` may. The step's process drops those capabilities from its
+/// bounding set before `exec`, so neither it nor its children hold them.
+/// Without `CAP_SETPCAP` (not root) this fails, and there is nothing to drop.
+fn drop_peeking_capabilities() {
+    #[cfg(target_os = "linux")]
+    for cap in PEEKING_CAPABILITIES {
+        // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers.
+        unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+    }
 }
 
 /// The whole environment of a step: the inherited whitelist, then the
@@ -157,6 +202,51 @@ mod tests {
         let env = step_env(&[("TRAINBOT_SHA".into(), "abc".into())], lookup);
         let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
         assert_eq!(names, ["PATH", "HOME", "TRAINBOT_SHA"]);
+    }
+
+    #[test]
+    fn only_path_home_and_lang_are_inherited() {
+        let lookup = |name: &str| Some(OsString::from(format!("v-{name}")));
+        let env = step_env(&[], lookup);
+        let names: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(names, ["PATH", "HOME", "LANG"]);
+    }
+
+    #[test]
+    fn request_env_adds_the_steps_own_and_needs_its_secrets_read() {
+        use crate::config::{Step, StepKind};
+        let mut req = StepRequest {
+            key: "k".into(),
+            step: Step {
+                kind: StepKind::Run("true".into()),
+                timeout: Duration::from_secs(1),
+                retries: 0,
+                env: vec![("REGION".into(), EnvValue::Plain("eu".into()))],
+            },
+            env: vec![("TRAINBOT_SHA".into(), "abc".into())],
+            cwd: ".".into(),
+            workdir: None,
+            log_path: "x.log".into(),
+        };
+        let env = request_env(&req).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("TRAINBOT_SHA".to_string(), "abc".to_string()),
+                ("REGION".to_string(), "eu".to_string())
+            ]
+        );
+        req.step.env.push((
+            "TOKEN".into(),
+            EnvValue::Secret {
+                var: "NEVER_READ_AT_START".into(),
+                key: "production.deploy[0].env.TOKEN".into(),
+            },
+        ));
+        let Err(StepError::Spawn(error)) = request_env(&req) else {
+            panic!("a secret not read at start must stop the step");
+        };
+        assert!(error.contains("production.deploy[0].env.TOKEN"), "{error}");
     }
 
     #[test]

@@ -74,12 +74,14 @@ impl Fixture {
                 kind: StepKind::Run(cmd.into()),
                 timeout,
                 retries,
+                env: Vec::new(),
             },
             env: vec![(
                 "TRAINBOT_SHA".into(),
                 "0123456789abcdef0123456789abcdef01234567".into(),
             )],
             cwd: self.dir.path().to_path_buf(),
+            workdir: None,
             log_path: self.path("logs/train-1/deploy.log"),
         }
     }

@@ -331,7 +331,52 @@ fn the_github_token_and_webhook_secret_never_show() {
     bot.stop();
 }
 
-// TODO(step secrets): once `env = { T = { secret_env = "…" } }` is on main,
-// add a test here: a step printing `$T` must show `***` in its log, chat and
-// pages, like the tests above. Not written yet: without that feature on this
-// branch such a test could not fail.
+/// A step secret (`env = { T = { secret_env = … } }`) printed by its step —
+/// whole, and in two writes with a pause between them, so that it reaches
+/// the bot in two reads — shows `***` in chat, the step log and the pages.
+#[test]
+fn a_step_secret_printed_by_its_step_is_masked_even_in_pieces() {
+    const STEP_SECRET: &str = "step-S3cret-4242";
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let config = BotConfig {
+        http_port: port,
+        ..BotConfig::default()
+    };
+    let run = "echo deploying with $T; printf 'split step-S3c'; sleep 0.3; printf 'ret-4242 end\\n'; exit 1";
+    let text = config.render().replacen(
+        "[environments.staging]\ndeploy = [",
+        &format!(
+            "[environments.staging]\ndeploy = [{{ run = \"{run}\", env = {{ T = {{ secret_env = \"TRAINBOT_TEST_STEP_SECRET\" }} }} }}, "
+        ),
+        1,
+    );
+    let path = sandbox.path().join("bot.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut bot = Bot::spawn_with_env(&path, &[("TRAINBOT_TEST_STEP_SECRET", STEP_SECRET)]);
+    bot.expect_allocated(&sandbox.repo.head());
+    bot.ask("!depart", "🚂 train #1 departs");
+    bot.expect("| deploying with ***");
+    bot.expect("| split *** end");
+    bot.expect("❌ train #1 failed in staging deploy");
+
+    let mut everything = bot.said("").join("\n");
+    let mut logs = Vec::new();
+    all_files(&sandbox.path().join("data"), &mut logs);
+    let all_logs: String = logs.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        all_logs.contains("deploying with ***\nsplit *** end"),
+        "{all_logs}"
+    );
+    everything.push_str(&all_logs);
+    for page in ["/", "/api/status", "/audit", "/runs/train-1"] {
+        let (_, text) = http_get(port, page).expect("the bot answers");
+        everything.push_str(&text);
+    }
+    everything.push_str(&bot.log());
+    assert!(
+        !everything.contains(STEP_SECRET),
+        "the step secret shows:\n{everything}"
+    );
+    bot.stop();
+}

@@ -348,16 +348,16 @@ fn nothing_sent(e: &octocrab::Error) -> bool {
 /// Percent-encodes one path segment (or, with `keep_slash`, a ref like
 /// `feature/x`, which GitHub takes with its slashes as they are).
 pub(super) fn encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let plain = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/');
-        if plain {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let set = if keep_slash { PATH } else { SEGMENT };
+    percent_encoding::utf8_percent_encode(s, set).to_string()
 }
+
+/// Unreserved characters (RFC 3986) stay; everything else is escaped.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A path of segments: `/` stays too (branch names like `feature/x`).
+const PATH: &percent_encoding::AsciiSet = &SEGMENT.remove(b'/');

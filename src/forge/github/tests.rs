@@ -692,3 +692,11 @@ async fn workflows_are_dispatched_and_their_runs_read() {
         ("completed", Some("success"))
     );
 }
+
+#[test]
+fn refs_are_percent_encoded_but_keep_their_slashes() {
+    use super::api::encode;
+    assert_eq!(encode("feature/ä x#1?", true), "feature/%C3%A4%20x%231%3F");
+    assert_eq!(encode("feature/x", false), "feature%2Fx");
+    assert_eq!(encode("v1.2-rc_1~", false), "v1.2-rc_1~");
+}

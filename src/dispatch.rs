@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::chat::{Chat, Incoming, Message, Scope};
 use crate::domain::route::{Route, Said, Summary, route};
+use crate::domain::train::Outcome;
 use crate::engine::{Event, Snapshot};
 
 /// One pipeline as the dispatcher sees it.
@@ -133,19 +134,8 @@ impl Dispatcher {
                 _ => Vec::new(),
             },
             approval,
-            running: train.is_some_and(|t| !ENDED.contains(&t.stage.as_str())),
+            running: train.is_some_and(|t| !Outcome::WORDS.contains(&t.stage.as_str())),
             frozen: snap.frozen.is_some(),
         }
     }
 }
-
-/// Stage words of an ended train (`Outcome::word`).
-const ENDED: &[&str] = &[
-    "deployed",
-    "done",
-    "vetoed",
-    "failed",
-    "expired",
-    "cancelled",
-    "interrupted",
-];

@@ -159,6 +159,17 @@ impl Outcome {
                 | Outcome::Cancelled { .. }
         )
     }
+    /// Every outcome's word, in the order the metrics list them.
+    pub const WORDS: [&'static str; 7] = [
+        "deployed",
+        "done",
+        "vetoed",
+        "failed",
+        "expired",
+        "cancelled",
+        "interrupted",
+    ];
+
     pub fn word(&self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",

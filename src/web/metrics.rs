@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{Error, WebState};
-use crate::domain::train::Stage;
+use crate::domain::train::{Outcome, Stage};
 use crate::engine::metrics::{APPROVAL_BUCKETS, Histogram, STEP_BUCKETS};
 
 /// A label value escaped per the text format.
@@ -64,19 +64,11 @@ pub fn render(s: &WebState) -> Result<String, Error> {
         "gauge",
         "Stored trains by outcome (running: not ended).",
     );
-    let by_outcome: BTreeMap<&str, u64> = [
-        "deployed",
-        "done",
-        "vetoed",
-        "failed",
-        "expired",
-        "cancelled",
-        "interrupted",
-        "running",
-    ]
-    .into_iter()
-    .map(|k| (k, 0))
-    .collect();
+    let by_outcome: BTreeMap<&str, u64> = Outcome::WORDS
+        .into_iter()
+        .chain(["running"])
+        .map(|k| (k, 0))
+        .collect();
     let counted = s.store.trains_by_outcome()?;
     let mut by_outcome: BTreeMap<String, u64> = by_outcome
         .into_iter()

@@ -64,7 +64,8 @@ pub fn text_of(msg: &Message) -> &str {
         Message::Reply { text, .. }
         | Message::Notice { text, .. }
         | Message::Status { text, .. }
-        | Message::Approval { text, .. } => text,
+        | Message::Approval { text, .. }
+        | Message::Remind { text, .. } => text,
         Message::ApprovalProgress { .. } => "",
     }
 }

@@ -204,6 +204,13 @@ pub(super) struct RawTrain {
     pub approval: Option<Spanned<String>>,
     /// Default `"30m"`.
     pub approval_timeout: Option<Spanned<String>>,
+    /// Authors who have not answered are reminded this long after the
+    /// approval request, then again every as long (SPEC §14). Default
+    /// `"0s"`: off.
+    pub remind_after: Option<Spanned<String>>,
+    /// Ops are told who is missing this long after the approval request.
+    /// Default `"0s"`: off.
+    pub escalate_after: Option<Spanned<String>>,
     /// Lower environments, in order. Default `["staging", "preview", "preprod"]`.
     pub environments: Option<Spanned<Vec<Spanned<String>>>>,
 }

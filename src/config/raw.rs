@@ -871,6 +871,25 @@ deploy = [
     }
 
     #[test]
+    fn the_example_s_commented_rhythm_keys_are_real_and_off_by_default() {
+        let text = include_str!("../../bot.toml.example");
+        let s = expect_ok(text);
+        assert_eq!((s.train.remind_after, s.train.escalate_after), (None, None));
+        let keys = ["# remind_after", "# escalate_after"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
+                Some(_) => &line[2..],
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let s = expect_ok(&uncommented);
+        assert_eq!(s.train.remind_after, Some(Duration::from_secs(600)));
+        assert_eq!(s.train.escalate_after, Some(Duration::from_secs(1200)));
+    }
+
+    #[test]
     fn step_env_plain_and_secret() {
         use crate::config::EnvValue;
         let text = "[train]\nenvironments = [\"staging\"]\n[environments.staging]\ndeploy = [{ run = \"x\", env = { REGION = \"eu\", TOKEN = { secret_env = \"DEPLOY_TOKEN\" } } }]\n";

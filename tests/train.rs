@@ -152,6 +152,43 @@ fn an_expired_train_deploys_nothing_until_ops_force_it() {
     bot.stop();
 }
 
+/// SPEC §14 on the console, with short durations: reminders are lines that
+/// mention the author, ops hear once who is missing, then the train expires.
+#[test]
+fn on_the_console_authors_are_reminded_and_ops_hear_who_is_missing() {
+    let config = BotConfig {
+        approval_timeout: "4s",
+        ..BotConfig::default()
+    };
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_config(&config);
+    let text = std::fs::read_to_string(&path).expect("bot.toml");
+    let text = text.replace(
+        "approval_timeout = \"4s\"\n",
+        "approval_timeout = \"4s\"\nremind_after = \"1500ms\"\nescalate_after = \"2s\"\n",
+    );
+    std::fs::write(&path, text).expect("bot.toml");
+    let mut bot = Bot::spawn(&path);
+    bot.expect_allocated(&sandbox.repo.head());
+    let head = sandbox.repo.commit("bob", "Make the widget blue");
+    bot.expect_allocated(&head);
+    depart_through_lower_envs(&mut bot, 1);
+
+    bot.expect("@bob: ⏰ reminder: train #1");
+    let escalation = bot.expect("📣 @local: train #1");
+    assert!(escalation.contains("missing: @alice, @bob"), "{escalation}");
+    bot.expect("⌛ train #1 expired");
+    // At 1.5s and 3s (a slow machine may merge the two: the exact minutes
+    // are the engine tests'); once to ops; no expiry notice for a timeout
+    // under 5m.
+    let reminders = bot.said("@bob: ⏰ reminder: train #1").len();
+    assert!((1..=2).contains(&reminders), "{reminders} reminders");
+    assert_eq!(bot.said("📣").len(), 1);
+    assert!(bot.said("⌛ train #1 expires in").is_empty());
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.stop();
+}
+
 #[test]
 fn a_failing_acceptance_step_fails_the_train_with_its_last_lines() {
     let config = BotConfig {

@@ -235,6 +235,7 @@ fn deployed_train(n: u64, created: Ts) -> Train {
         rolled_back: false,
         overrode: None,
         envs: vec!["staging".into()],
+        nudged: Default::default(),
     }
 }
 

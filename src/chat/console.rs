@@ -91,6 +91,7 @@ impl Chat for Console {
     async fn send(&self, msg: Message) {
         let text = match msg {
             Message::Reply { to, text, .. } if to != self.user => format!("@{to}: {text}"),
+            Message::Remind { to, text, .. } => format!("@{to}: {text}"),
             Message::Reply { text, .. }
             | Message::Notice { text, .. }
             | Message::Approval { text, .. } => text,

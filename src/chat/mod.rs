@@ -45,6 +45,17 @@ pub enum Message {
         approved_by: Vec<ChatUser>,
         open: bool,
     },
+    /// A nudge to one person about one train (SPEC §14): Slack sends it as a direct
+    /// message with that train's Good/Bad buttons; the console prints it as a line
+    /// that mentions them.
+    ///
+    /// `text` does not name `to`: the adapter addresses it (the console
+    /// prints `@to: text`).
+    Remind {
+        to: ChatUser,
+        train: TrainId,
+        text: String,
+    },
 }
 
 /// A chat message addressed to the bot.
@@ -138,6 +149,11 @@ pub fn masked(msg: Message) -> Message {
             train,
             text: hide(text),
         },
+        Message::Remind { to, train, text } => Message::Remind {
+            to,
+            train,
+            text: hide(text),
+        },
         msg @ Message::ApprovalProgress { .. } => msg,
     }
 }
@@ -190,6 +206,11 @@ fn prefixed(pipeline: &str, msg: Message) -> Message {
             url,
         },
         Message::Approval { train, text } => Message::Approval {
+            train,
+            text: tag(text),
+        },
+        Message::Remind { to, train, text } => Message::Remind {
+            to,
             train,
             text: tag(text),
         },

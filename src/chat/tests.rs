@@ -57,6 +57,11 @@ fn all_kinds() -> Vec<Message> {
             approved_by: vec![ChatUser::new("U1")],
             open: true,
         },
+        Message::Remind {
+            to: ChatUser::new("U1"),
+            train: TrainId(3),
+            text: "train #3 waits for your approval".into(),
+        },
     ]
 }
 
@@ -66,7 +71,8 @@ fn with_text(msg: &Message, f: impl Fn(&str) -> String) -> Message {
         Message::Reply { text, .. }
         | Message::Notice { text, .. }
         | Message::Status { text, .. }
-        | Message::Approval { text, .. } => *text = f(text),
+        | Message::Approval { text, .. }
+        | Message::Remind { text, .. } => *text = f(text),
         Message::ApprovalProgress { .. } => {}
     }
     msg

@@ -351,3 +351,32 @@ fn web_access_is_top_level_and_shared_by_every_pipeline() {
     let err = expect_error(&open, "bot.http_listen", 2);
     assert!(!err.contains("pipelines."), "{err}");
 }
+
+#[test]
+fn reminders_and_escalation_are_off_by_default_and_set_per_pipeline() {
+    let all = expect_ok(TWO);
+    let web = by_name(&all, "web");
+    assert_eq!(web.train.remind_after, None);
+    assert_eq!(web.train.escalate_after, None);
+    let text = TWO
+        .replace(
+            "approval_timeout = \"45m\"\n",
+            "approval_timeout = \"45m\"\nremind_after = \"10m\"\nescalate_after = \"20m\"\n",
+        )
+        .replace(
+            "schedule = \"0 30 9 * * Mon-Fri\"\n",
+            "schedule = \"0 30 9 * * Mon-Fri\"\nremind_after = \"0s\"\nescalate_after = \"15m\"\n",
+        );
+    let all = expect_ok(&text);
+    let web = by_name(&all, "web");
+    assert_eq!(web.train.remind_after, None, "\"0s\" turns it off");
+    assert_eq!(web.train.escalate_after, Some(Duration::from_secs(15 * 60)));
+    let api = by_name(&all, "api");
+    assert_eq!(api.train.remind_after, Some(Duration::from_secs(10 * 60)));
+    assert_eq!(api.train.escalate_after, Some(Duration::from_secs(20 * 60)));
+    let bad = TWO.replace(
+        "approval_timeout = \"45m\"\n",
+        "approval_timeout = \"45m\"\nremind_after = \"often\"\n",
+    );
+    expect_error(&bad, "train.remind_after", 8);
+}

@@ -204,6 +204,13 @@ pub(super) struct RawTrain {
     pub approval: Option<Spanned<String>>,
     /// Default `"30m"`.
     pub approval_timeout: Option<Spanned<String>>,
+    /// Authors who have not answered are reminded this long after the
+    /// approval request, then again every as long (SPEC §14). Default
+    /// `"0s"`: off.
+    pub remind_after: Option<Spanned<String>>,
+    /// Ops are told who is missing this long after the approval request.
+    /// Default `"0s"`: off.
+    pub escalate_after: Option<Spanned<String>>,
     /// Lower environments, in order. Default `["staging", "preview", "preprod"]`.
     pub environments: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -861,6 +868,25 @@ deploy = [
         let s = expect_ok(&uncommented);
         assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
         assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
+    }
+
+    #[test]
+    fn the_example_s_commented_rhythm_keys_are_real_and_off_by_default() {
+        let text = include_str!("../../bot.toml.example");
+        let s = expect_ok(text);
+        assert_eq!((s.train.remind_after, s.train.escalate_after), (None, None));
+        let keys = ["# remind_after", "# escalate_after"];
+        let uncommented: String = text
+            .lines()
+            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
+                Some(_) => &line[2..],
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let s = expect_ok(&uncommented);
+        assert_eq!(s.train.remind_after, Some(Duration::from_secs(600)));
+        assert_eq!(s.train.escalate_after, Some(Duration::from_secs(1200)));
     }
 
     #[test]

@@ -149,6 +149,10 @@ pub struct TrainSettings {
     pub timezone: chrono_tz::Tz,
     pub approval: ApprovalPolicy,
     pub approval_timeout: Duration,
+    /// `remind_after`: None when off (SPEC §14).
+    pub remind_after: Option<Duration>,
+    /// `escalate_after`: None when off.
+    pub escalate_after: Option<Duration>,
     /// Lower environments, in order, each with its steps.
     pub environments: Vec<EnvSettings>,
 }

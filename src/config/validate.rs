@@ -426,8 +426,20 @@ fn train(raw: &RawTrain, tables: &BTreeMap<Spanned<String>, RawEnv>) -> Result<T
         approval,
         approval_timeout: Field::new("train.approval_timeout", &raw.approval_timeout, "30m")
             .duration()?,
+        remind_after: off_or(Field::new("train.remind_after", &raw.remind_after, "0s"))?,
+        escalate_after: off_or(Field::new(
+            "train.escalate_after",
+            &raw.escalate_after,
+            "0s",
+        ))?,
         environments: environments(raw.environments.as_ref(), tables)?,
     })
+}
+
+/// A duration, or None for `"0s"` (off).
+fn off_or(field: Field<'_>) -> Result<Option<std::time::Duration>> {
+    let d = field.duration_or_zero()?;
+    Ok((!d.is_zero()).then_some(d))
 }
 
 fn schedule(field: &Field<'_>) -> Result<cron::Schedule> {

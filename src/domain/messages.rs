@@ -141,6 +141,101 @@ fn mention(chat: Option<&ChatUser>, name: &str, console: bool) -> String {
     }
 }
 
+/// A chat user as a mention: `@name` on the console, `<@U…>` on Slack.
+pub fn mention_user(u: &ChatUser, console: bool) -> String {
+    if console {
+        format!("@{u}")
+    } else {
+        format!("<@{u}>")
+    }
+}
+
+fn mentions(users: &[ChatUser], console: bool) -> String {
+    users
+        .iter()
+        .map(|u| mention_user(u, console))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A reminder to one approver who has not answered (SPEC §14); the chat
+/// addresses it to them.
+pub fn reminder(ctx: &Ctx, t: &Train, to: &ChatUser, left: TimeDelta) -> String {
+    let how = if ctx.console {
+        format!(
+            "type `@{to} {p}good` or `@{to} {p}bad <reason>`",
+            p = ctx.prefix
+        )
+    } else {
+        format!(
+            "click Good or Bad, or say `{p}good` / `{p}bad <reason>`",
+            p = ctx.prefix
+        )
+    };
+    format!(
+        "⏰ reminder: train {} ({}) waits for your approval; {how}. It expires in {}.",
+        t.id,
+        t.sha.short(),
+        human(left)
+    )
+}
+
+/// Ops hear who is missing (SPEC §14).
+pub fn escalation(
+    ctx: &Ctx,
+    t: &Train,
+    ops: &[ChatUser],
+    missing: &[ChatUser],
+    waited: TimeDelta,
+) -> String {
+    let to = if ops.is_empty() {
+        "ops".to_string()
+    } else {
+        mentions(ops, ctx.console)
+    };
+    let who = if missing.is_empty() {
+        "no author can approve".to_string()
+    } else {
+        format!("missing: {}", mentions(missing, ctx.console))
+    };
+    format!(
+        "📣 {to}: train {} ({}) has waited {} for approval; {who}. Ops can {p}force {n} or {p}bad {n}.",
+        t.id,
+        t.sha.short(),
+        human(waited),
+        p = ctx.prefix,
+        n = t.id.0
+    )
+}
+
+/// Five minutes before the approval timeout.
+pub fn expires_soon(ctx: &Ctx, t: &Train, missing: &[ChatUser]) -> String {
+    let who = if missing.is_empty() {
+        "no author can approve".to_string()
+    } else {
+        format!("waiting for {}", mentions(missing, ctx.console))
+    };
+    format!(
+        "⌛ train {} expires in {}; {who}",
+        t.id,
+        human(super::rhythm::EXPIRY_NOTICE)
+    )
+}
+
+/// A failed train's authors, mentioned (SPEC §14): the line under its
+/// failure notice. None when nobody is known.
+pub fn failure_mentions(ctx: &Ctx, t: &Train) -> Option<String> {
+    let mut users: Vec<ChatUser> = Vec::new();
+    for a in &t.authors {
+        if let Some(u) = &a.chat
+            && !users.contains(u)
+        {
+            users.push(u.clone());
+        }
+    }
+    (!users.is_empty()).then(|| format!("cc {}", mentions(&users, ctx.console)))
+}
+
 pub fn step_started(ctx: &Ctx, t: TrainId, pos: StepPos, label: &str) -> String {
     format!(
         "train {t} ▶ {} started: {}",
@@ -405,7 +500,13 @@ pub fn resumed(ctx: &Ctx, t: &Train) -> String {
     out
 }
 
-pub fn allocated(sha: &Sha, subject: Option<(&str, &str)>, next: Option<Ts>, ctx: &Ctx) -> String {
+pub fn allocated(
+    sha: &Sha,
+    subject: Option<(&str, &str)>,
+    next: Option<Ts>,
+    branch: &str,
+    ctx: &Ctx,
+) -> String {
     let what = subject
         .map(|(s, a)| format!(" \"{}\" by {}", one_line(s, 60), one_line(a, 60)))
         .unwrap_or_default();
@@ -413,7 +514,7 @@ pub fn allocated(sha: &Sha, subject: Option<(&str, &str)>, next: Option<Ts>, ctx
         .map(|n| format!("; next departure {}", ctx.time(n)))
         .unwrap_or_default();
     format!(
-        "📥 {}{what} is on main and waits for the next train{when}",
+        "📥 {}{what} is on {branch} and waits for the next train{when}",
         sha.short()
     )
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod progress;
 pub mod refusal;
+pub mod rhythm;
 pub mod route;
 pub mod schedule;
 pub mod size;

@@ -67,6 +67,7 @@ pub fn train(id: u64, created: i64) -> Train {
         rolled_back: false,
         overrode: None,
         envs: Vec::new(),
+        nudged: Default::default(),
     }
 }
 

@@ -234,6 +234,10 @@ pub struct Train {
     /// in records written before it was kept.
     #[serde(default)]
     pub envs: Vec<String>,
+    /// What was already said while the train waited for approval
+    /// (reminders, escalation, expiry notice; SPEC §14).
+    #[serde(default)]
+    pub nudged: super::rhythm::Nudged,
 }
 
 /// What happened to the train, as something the engine must do.
@@ -334,6 +338,7 @@ impl Train {
             rolled_back: false,
             overrode: None,
             envs: plan.envs.iter().map(|e| e.name.clone()).collect(),
+            nudged: Default::default(),
         };
         let effects = match train.route {
             Route::ProductionOnly => train.start_production(plan, now),

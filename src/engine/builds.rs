@@ -15,6 +15,7 @@ use crate::domain::build::{
 };
 use crate::domain::build_messages as texts;
 use crate::domain::ids::{BranchName, ChatUser, Sha};
+use crate::domain::messages;
 use crate::domain::nodes::{self, Node};
 use crate::domain::refusal::Refusal;
 use crate::domain::train::Actor;
@@ -355,6 +356,14 @@ impl Engine {
         self.send_run_status(Run::Build(id), text.clone(), url)
             .await;
         self.forget_status(Run::Build(id));
+        // A failed build mentions who asked for it (SPEC §14).
+        let text = match &active.build.stage {
+            BuildStage::Done(BuildOutcome::Failed { .. }) => {
+                let who = messages::mention_user(&active.build.requester, self.ctx().console);
+                format!("{text}\ncc {who}")
+            }
+            _ => text,
+        };
         self.say_build(id, text).await;
         if start_queue {
             Box::pin(self.start_queued_builds()).await

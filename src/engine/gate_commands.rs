@@ -287,7 +287,10 @@ impl Engine {
             return self.why_train(t.id);
         }
         let Some(alloc) = self.store.allocation_by_prefix(p)? else {
-            return Ok(format!("{p} is not a SHA allocated from main"));
+            return Ok(format!(
+                "{p} is not a SHA allocated from {}",
+                self.cfg.forge.main_branch
+            ));
         };
         let sha = alloc.sha;
         if let Some((id, how)) = self.rejection_of(&sha)? {

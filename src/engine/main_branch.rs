@@ -234,7 +234,13 @@ impl Engine {
         let subject = head
             .as_ref()
             .map(|c| (c.subject.as_str(), c.author_name.as_str()));
-        let text = messages::allocated(&sha, subject, self.next_departure, &self.ctx());
+        let text = messages::allocated(
+            &sha,
+            subject,
+            self.next_departure,
+            &self.cfg.forge.main_branch,
+            &self.ctx(),
+        );
         self.say(None, text).await;
         Ok(())
     }

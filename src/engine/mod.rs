@@ -295,6 +295,15 @@ impl Engine {
         self.ports.clock.now()
     }
 
+    /// `[train] remind_after` and `escalate_after` (SPEC §14).
+    fn rhythm(&self) -> crate::domain::rhythm::Rhythm {
+        let delta = crate::domain::duration::to_delta;
+        crate::domain::rhythm::Rhythm {
+            remind_after: self.cfg.train.remind_after.map(delta),
+            escalate_after: self.cfg.train.escalate_after.map(delta),
+        }
+    }
+
     fn is_ops(&self, user: &ChatUser) -> bool {
         self.cfg.ops.iter().any(|o| o == user.as_str())
     }
@@ -516,6 +525,11 @@ impl Engine {
 
     fn next_wake(&self) -> Option<Ts> {
         let train_wake = self.train.as_ref().and_then(|t| t.next_wakeup(&self.plan));
+        let rhythm = self.rhythm();
+        let nudge = self
+            .train
+            .as_ref()
+            .and_then(|t| rhythm.next_at(t, &self.plan));
         // A retry time that has passed is no reason to wake (it would spin).
         let tag_retry = self.tag_retry_at.filter(|at| *at > self.now());
         let progress = self
@@ -525,6 +539,7 @@ impl Engine {
             .map(|(_, started)| crate::domain::progress::next_tick(started, self.now()));
         [
             train_wake,
+            nudge,
             self.next_departure,
             tag_retry,
             progress,
@@ -552,6 +567,7 @@ impl Engine {
             self.train_input(crate::domain::train::Input::Wakeup)
                 .await?;
         }
+        self.nudge(now).await?;
         if self.next_departure.is_some_and(|at| now >= at) {
             self.next_departure = self.compute_next_departure(now);
             self.scheduled_departure().await?;

@@ -64,7 +64,8 @@ pub fn text_of(msg: &Message) -> &str {
         Message::Reply { text, .. }
         | Message::Notice { text, .. }
         | Message::Status { text, .. }
-        | Message::Approval { text, .. } => text,
+        | Message::Approval { text, .. }
+        | Message::Remind { text, .. } => text,
         Message::ApprovalProgress { .. } => "",
     }
 }
@@ -171,12 +172,15 @@ pub struct FakeForge {
     pub tag_now: Mutex<HashMap<String, Option<Sha>>>,
     /// Branch heads `branch_head` answers; any other branch does not exist.
     pub branches: Mutex<HashMap<String, Sha>>,
+    /// How many commits of the history are on main yet (the head is the
+    /// last of them); all unless a test holds some back.
+    pub visible: AtomicUsize,
     clock: Arc<FakeClock>,
 }
 
 impl FakeForge {
     pub fn new(clock: Arc<FakeClock>, len: usize) -> Self {
-        let history = (0..len)
+        let history: Vec<Commit> = (0..len)
             .map(|i| {
                 let (name, email) = if i % 2 == 0 {
                     ("Alice", "alice@example.com")
@@ -194,6 +198,7 @@ impl FakeForge {
             })
             .collect();
         FakeForge {
+            visible: AtomicUsize::new(history.len()),
             history,
             tags: Mutex::new(Vec::new()),
             fail_commits: AtomicUsize::new(0),
@@ -207,7 +212,11 @@ impl FakeForge {
     }
 
     pub fn head(&self) -> Sha {
-        self.history.last().expect("a history").sha.clone()
+        let n = self
+            .visible
+            .load(Ordering::SeqCst)
+            .clamp(1, self.history.len());
+        self.history[n - 1].sha.clone()
     }
 
     fn index(&self, sha: &Sha) -> Result<usize, ForgeError> {

@@ -41,6 +41,14 @@ struct Options {
     fail_commits: usize,
     /// The step of this name (`staging-deploy-1`) panics.
     panics_in: Option<&'static str>,
+    /// More `[train]` keys (`remind_after = "10m"`).
+    train_keys: &'static str,
+    /// `[forge] main_branch`.
+    main_branch: &'static str,
+    /// More sections, at the end of the config.
+    extra: &'static str,
+    /// Only this many commits of the fake history are on main at start.
+    visible: Option<usize>,
 }
 
 impl Default for Options {
@@ -51,6 +59,10 @@ impl Default for Options {
             stored_tag: None,
             fail_commits: 0,
             panics_in: None,
+            train_keys: "",
+            main_branch: "main",
+            extra: "",
+            visible: None,
         }
     }
 }
@@ -143,17 +155,55 @@ struct Bot {
 
 impl Bot {
     async fn start(test: &'static str, opts: Options) -> Bot {
-        let watchdog = Watchdog::start(test);
         let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = Settings::parse(&config(opts.tags), &dir.path().join("bot.toml"))
+        let bot = Bot::start_in(test, &opts, dir, base_time()).await;
+        // Started: the head of main is allocated before anything else.
+        let allocated = format!("is on {} and waits", opts.main_branch);
+        bot.chat.wait_for(&allocated).await;
+        bot
+    }
+
+    /// Stops this engine and starts a new one on the same store, its clock
+    /// going on from this one's; it has said nothing yet.
+    async fn restart(self, test: &'static str, opts: &Options) -> Bot {
+        let now = self.clock.peek();
+        let dir = self.stop_keeping_dir().await;
+        Bot::start_in(test, opts, dir, now).await
+    }
+
+    async fn stop_keeping_dir(self) -> tempfile::TempDir {
+        self.inbox.send(Event::Shutdown).await.expect("engine runs");
+        self.task
+            .await
+            .expect("engine task")
+            .unwrap_or_else(|e| panic!("engine failed: {e:#}\n{}", self.chat.transcript()));
+        self._dir
+    }
+
+    async fn start_in(test: &'static str, opts: &Options, dir: tempfile::TempDir, now: Ts) -> Bot {
+        let watchdog = Watchdog::start(test);
+        let text = config(opts.tags)
+            .replace(
+                "approval_timeout = \"30m\"\n",
+                &format!("approval_timeout = \"30m\"\n{}\n", opts.train_keys),
+            )
+            .replace(
+                "main_branch = \"main\"",
+                &format!("main_branch = \"{}\"", opts.main_branch),
+            )
+            + opts.extra;
+        let cfg = Settings::parse(&text, &dir.path().join("bot.toml"))
             .unwrap_or_else(|e| panic!("config: {e}"));
         let store = Store::open(&cfg.bot.data_dir).expect("store");
-        let clock = Arc::new(FakeClock::new(base_time()));
+        let clock = Arc::new(FakeClock::new(now));
         let chat = Arc::new(FakeChat::new(clock.clone()));
         let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
         forge
             .fail_commits
             .store(opts.fail_commits, Ordering::SeqCst);
+        if let Some(n) = opts.visible {
+            forge.visible.store(n, Ordering::SeqCst);
+        }
         if let Some(tag) = &opts.stored_tag {
             store
                 .record_tag(&tag.name, &tag.sha, Some(tag))
@@ -180,7 +230,7 @@ impl Bot {
         let inbox = engine.inbox();
         let metrics = engine.metrics();
         let task = tokio::spawn(engine.run());
-        let bot = Bot {
+        Bot {
             clock,
             chat,
             forge,
@@ -190,10 +240,7 @@ impl Bot {
             task,
             _dir: dir,
             _watchdog: watchdog,
-        };
-        // Started: the head of main is allocated before anything else.
-        bot.chat.wait_for("is on main and waits").await;
-        bot
+        }
     }
 
     /// A console line, as the console adapter reads it (`@alice …` is alice).
@@ -689,14 +736,19 @@ async fn an_unapproved_train_expires_after_the_approval_timeout() {
         .await;
     let (expired_at, expired, _) = bot.chat.wait_for("⌛ train #1 expired").await;
     assert_eq!(expired - asked, minutes(30));
-    // Nothing said in between but the approval's own messages.
+    // Nothing said in between but the approval's own messages and, five
+    // minutes before the end, that it expires (SPEC §14).
     let said = bot.chat.messages();
     let between: Vec<_> = said[asked_at + 1..expired_at]
         .iter()
-        .map(|(_, m)| m)
-        .filter(|m| !matches!(m, Message::ApprovalProgress { .. } | Message::Status { .. }))
+        .filter(|(_, m)| !matches!(m, Message::ApprovalProgress { .. } | Message::Status { .. }))
+        .map(|(at, m)| (*at - asked, text_of(m)))
         .collect();
-    assert!(between.is_empty(), "said while waiting: {between:#?}");
+    assert_eq!(
+        between,
+        [(minutes(25), "⌛ train #1 expires in 5m; waiting for @bob")],
+        "said while waiting"
+    );
     let said = bot.finish().await;
     assert_eq!(count_containing(&said, "expired"), 2, "notice and status");
     let status = statuses(&said, TrainId(1));
@@ -1169,3 +1221,6 @@ async fn a_user_may_queue_only_max_queued_per_user_branch_builds() {
     web.chat.wait_for("build 5 a").await;
     web.stop().await;
 }
+
+#[path = "rhythm_tests.rs"]
+mod rhythm;

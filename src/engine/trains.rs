@@ -7,6 +7,7 @@ use crate::domain::gate::{Rejected, Road, Verdict};
 use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
+use crate::domain::rhythm::Nudge;
 use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
 use crate::forge::{Forge, ForgeError};
 use crate::store::{Production, StoreError};
@@ -326,6 +327,60 @@ impl Engine {
         Ok(())
     }
 
+    /// Reminders, the escalation and the expiry notice that are due (SPEC
+    /// §14): recorded on the train and saved before they are said.
+    pub(super) async fn nudge(&mut self, now: crate::domain::clock::Ts) -> anyhow::Result<()> {
+        let rhythm = self.rhythm();
+        let Some(train) = self.train.as_mut() else {
+            return Ok(());
+        };
+        let nudges = rhythm.due(train, &self.plan, now);
+        if nudges.is_empty() {
+            return Ok(());
+        }
+        self.store.save_train(train)?;
+        let train = train.clone();
+        let id = train.id;
+        for nudge in nudges {
+            match nudge {
+                Nudge::Remind { to, left } => {
+                    for user in to {
+                        let text = messages::reminder(&self.ctx(), &train, &user, left);
+                        tracing::info!(train = id.0, user = %user, "Reminding an author.");
+                        self.send_msg(Message::Remind {
+                            to: user,
+                            train: id,
+                            text,
+                        })
+                        .await;
+                    }
+                }
+                Nudge::Escalate { missing, waited } => {
+                    let ops = self.ops_to_tell();
+                    let text = messages::escalation(&self.ctx(), &train, &ops, &missing, waited);
+                    tracing::info!(train = id.0, "Escalating a waiting approval to ops.");
+                    self.say(Some(id), text).await;
+                }
+                Nudge::ExpiresSoon { missing } => {
+                    let text = messages::expires_soon(&self.ctx(), &train, &missing);
+                    self.say(Some(id), text).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Who hears an escalation: `roles.ops`, or the production role when
+    /// no ops are configured.
+    fn ops_to_tell(&self) -> Vec<ChatUser> {
+        let ops = if self.cfg.ops.is_empty() {
+            self.cfg.production_role.clone().unwrap_or_default()
+        } else {
+            self.cfg.ops.clone()
+        };
+        ops.into_iter().map(ChatUser::new).collect()
+    }
+
     /// Updates the train's status message, if what it says has changed.
     pub(super) async fn show_status(&mut self) {
         let Some(train) = self.train.as_ref() else {
@@ -405,6 +460,15 @@ impl Engine {
         self.send_status(train.id, text.clone()).await;
         self.forget_status(Run::Train(train.id));
         self.send_msg(approval_progress(&train)).await;
+        // A failure mentions the train's authors (SPEC §14), in the notice
+        // only: the status message is edited in place.
+        let cc = matches!(outcome, Outcome::Failed { .. })
+            .then(|| messages::failure_mentions(&self.ctx(), &train))
+            .flatten();
+        let text = match cc {
+            Some(cc) => format!("{text}\n{cc}"),
+            None => text,
+        };
         self.say(Some(train.id), text).await;
         Ok(())
     }

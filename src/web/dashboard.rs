@@ -285,7 +285,11 @@ fn departure_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Erro
         let _ = write!(out, "<li class=\"sub\">and {} more</li>", n - WAITING_SHOWN);
     }
     if n == 0 {
-        out.push_str("<li class=\"sub\">nothing new on main</li>");
+        let _ = write!(
+            out,
+            "<li class=\"sub\">nothing new on {}</li>",
+            Esc(&s.settings.forge.main_branch)
+        );
     }
     out.push_str("</ul>");
     if !snap.tags_waiting.is_empty() {

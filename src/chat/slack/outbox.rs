@@ -72,6 +72,11 @@ impl Outbox {
                 let content = blocks::reply(&to, &text);
                 self.web.post(channel, content, None, false).await;
             }
+            // A channel fallback until reminders go out as direct messages.
+            Message::Remind { to, text, .. } => {
+                let content = blocks::reply(&to, &text);
+                self.web.post(channel, content, None, false).await;
+            }
             Message::Notice { run, text } => {
                 let thread = run.and_then(|r| self.note(&keys.status(r)));
                 self.web

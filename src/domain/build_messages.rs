@@ -108,7 +108,7 @@ pub fn ended(ctx: &Ctx, b: &Build, now: Ts) -> String {
             ("❌", format!("failed in {}: {error}", pos_name(*at)))
         }
         Some(BuildOutcome::Superseded { by }) => ("⏭", format!("superseded by build {by}")),
-        Some(BuildOutcome::Cancelled { by }) => ("🛑", format!("cancelled by {by}")),
+        Some(BuildOutcome::Cancelled { by }) => ("🛑", format!("cancelled by {}", by.mention())),
         Some(BuildOutcome::Interrupted) => (
             "⚠️",
             format!(

@@ -118,6 +118,11 @@ impl MaskedChat {
     }
 }
 
+/// `text` with every known secret masked.
+pub fn masked_text(text: &str) -> String {
+    crate::secrets::mask(text).into_owned()
+}
+
 /// `msg` with every known secret in its texts masked.
 pub fn masked(msg: Message) -> Message {
     use crate::secrets::mask;

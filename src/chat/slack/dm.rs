@@ -4,8 +4,6 @@
 //! the channel's approval request, so a click counts for that train the
 //! same way (the listener accepts clicks from the DM: see `Pump::check`).
 
-#![allow(dead_code)] // Wired by `Message::Remind` (the engine's reminders).
-
 use slack_morphism::prelude::*;
 
 use super::blocks;
@@ -15,8 +13,7 @@ use crate::domain::ids::ChatUser;
 /// Opens (or finds) the DM with `to`; its channel id.
 pub async fn open(web: &Web, to: &ChatUser) -> Option<SlackChannelId> {
     let req = SlackApiConversationsOpenRequest::new()
-        .with_users(vec![SlackUserId(to.as_str().to_string())])
-        .with_return_im(true);
+        .with_users(vec![SlackUserId(to.as_str().to_string())]);
     let session = web.session();
     let opened = retrying("conversations.open", || session.conversations_open(&req)).await?;
     Some(opened.channel.id)

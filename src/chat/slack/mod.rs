@@ -28,7 +28,7 @@ pub use client::{StartError, Tokens};
 
 use super::{Chat, Incoming, Message, Scope};
 use crate::config::SlackSettings;
-use crate::domain::ids::ChatUser;
+use crate::domain::ids::{ChatUser, TrainId};
 use crate::engine::Snapshot;
 use crate::store::AdapterStore;
 
@@ -41,6 +41,7 @@ pub struct Slack {
     identity: identity::Identity,
     listener: SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
     home: Arc<home::Home>,
+    web: client::Web,
 }
 
 impl Slack {
@@ -82,6 +83,7 @@ impl Slack {
                 error: e.to_string(),
             })?;
         let home = Arc::new(home::Home::new(web.clone(), store.clone()));
+        let dm_web = web.clone();
         let pump = listener::Pump {
             bot,
             channels: channels.clone(),
@@ -113,7 +115,24 @@ impl Slack {
             identity: identity::Identity::new(web, store),
             listener,
             home,
+            web: dm_web,
         })
+    }
+
+    /// Reminds `to` in their DM with the bot: `text` with the Good / Bad
+    /// buttons of `train` (the same values as the channel's approval
+    /// request of that pipeline, so a click counts the same). Sent at once,
+    /// not through the outbox; false when Slack refused.
+    pub async fn remind(
+        &self,
+        scope: Option<&Scope>,
+        to: &ChatUser,
+        train: TrainId,
+        text: &str,
+    ) -> bool {
+        let value = routing::Keys::for_scope(scope).button_value(train);
+        let text = crate::chat::masked_text(text);
+        dm::remind(&self.web, to, &value, &text).await.is_some()
     }
 
     /// What the Home tab shows: each pipeline's snapshots, by name. Tabs

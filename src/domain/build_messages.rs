@@ -25,7 +25,7 @@ pub fn started(ctx: &Ctx, b: &Build, node_url: &str) -> String {
         b.id,
         b.branch,
         b.sha.short(),
-        b.requester,
+        b.requester.mention(),
         b.node.as_deref().unwrap_or("?"),
         build_url(ctx, b.id)
     )

@@ -432,7 +432,7 @@ impl Engine {
         if !actor.ops && self.builds[&id].build.requester != actor.user {
             return Ok(Err(Refusal::Forge(format!(
                 "only ops or {} can cancel this build",
-                self.builds[&id].build.requester
+                self.builds[&id].build.requester.mention()
             ))));
         }
         self.end_build(
@@ -479,7 +479,7 @@ impl Engine {
             let who = node
                 .requester
                 .as_ref()
-                .map(|r| r.to_string())
+                .map(|r| r.mention())
                 .unwrap_or_else(|| "its requester".into());
             return Ok(Err(Refusal::Forge(format!(
                 "only ops or {who} can release {name}"
@@ -497,7 +497,10 @@ impl Engine {
         self.node_freed();
         self.say(
             None,
-            format!("🔓 {name} released by {} (was {branch})", actor.user),
+            format!(
+                "🔓 {name} released by {} (was {branch})",
+                actor.user.mention()
+            ),
         )
         .await;
         self.start_queued_builds().await?;

@@ -174,7 +174,9 @@ impl Pump {
     async fn check(&self, input: Inbound) -> Option<Incoming> {
         if input.what == What::HomeOpened {
             tracing::debug!(user = input.user, "Slack Home tab opened.");
-            self.home.opened(&input.user).await;
+            // Aside: a slow views.publish must not hold up commands.
+            let home = self.home.clone();
+            tokio::spawn(async move { home.opened(&input.user).await });
             return None;
         }
         // A click in someone's DM with the bot (a reminder's buttons)

@@ -86,6 +86,7 @@ async fn bursts(bot: &mut Bot, iters: u64) -> Duration {
                     train: None,
                     channel: None,
                     pipeline: None,
+                    thread: None,
                 })
             })
             .collect();

@@ -209,6 +209,7 @@ impl Bots {
             train: None,
             channel: None,
             pipeline: None,
+            thread: None,
         };
         assert!(self.dispatcher.dispatch(msg).await, "engines stopped");
         self.answer().await

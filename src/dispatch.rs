@@ -115,6 +115,7 @@ impl Dispatcher {
             to: msg.user.clone(),
             text: answer,
             private: msg.button,
+            thread: msg.thread.clone(),
         };
         self.chat.send_in(&scope, reply).await;
         true

@@ -315,6 +315,14 @@ async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         webs.push(built.web);
         engines.push((settings.pipeline.name.clone(), built.engine));
     }
+    if let Some(slack) = &slack {
+        slack.set_home(
+            routes
+                .iter()
+                .map(|r| (r.name.clone(), r.snapshots.clone()))
+                .collect(),
+        );
+    }
     let inboxes: Vec<mpsc::Sender<Event>> = routes.iter().map(|r| r.inbox.clone()).collect();
     let listener = tokio::net::TcpListener::bind(bot.http_listen)
         .await

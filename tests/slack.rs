@@ -307,7 +307,7 @@ async fn commands_are_answered_once_even_when_slack_delivers_again() {
     fake.send_envelope(envelope::redelivery("env-1c", &status))
         .await;
     say(&fake, 7, "U0OPS", "!freeze").await;
-    fake.wait_for_post("departures frozen by U0OPS").await;
+    fake.wait_for_post("departures frozen by <@U0OPS>").await;
     assert_eq!(replies_to(&fake, "U0DEV"), 2);
     let texts: Vec<String> = fake.with(|s| s.calls.iter().map(|c| c.args.to_string()).collect());
     for t in texts {
@@ -402,8 +402,26 @@ async fn a_train_is_approved_with_buttons_and_its_status_is_updated_in_place() {
             .map(|_| ())
     })
     .await;
-    fake.send_envelope(envelope::click("env-c3", BOB, "good", "1", &approval_ts))
+    // The progress names people as mentions, never as raw ids.
+    let progress = fake
+        .wait_for_post("approved train #1 (1/2; waiting for")
         .await;
+    assert_eq!(
+        progress.text(),
+        "👍 <@U0ALICE> approved train #1 (1/2; waiting for <@U0BOB>)"
+    );
+    // Bob clicks Good on a reminder in his DM with the bot: the same
+    // button value, so it counts the same.
+    let dm = fake_slack::dm_of(BOB);
+    fake.send_envelope(envelope::click_in(
+        (&dm, "directmessage"),
+        "env-c3",
+        BOB,
+        "good",
+        "1",
+        "1700009000.000001",
+    ))
+    .await;
     let done = fake.wait_for_post("deployed").await;
     assert_eq!(done.thread_ts(), Some(status_ts.as_str()));
     fake.wait_for("the status to say deployed", |s| {
@@ -614,6 +632,188 @@ async fn the_socket_drops_mid_train_and_the_train_still_completes() {
     fake.send_envelope(envelope::click("env-c1", ALICE, "good", "1", &approval_ts))
         .await;
     fake.wait_for_post("train #1 deployed").await;
+    bot.stop().await;
+}
+
+/// The answer to `user` posted in the channel (top-level or not).
+async fn answer_to(fake: &FakeSlack, user: &str, needle: &str) -> Call {
+    let mention = format!("<@{user}> ");
+    fake.wait_for(&format!("an answer to {user} with {needle:?}"), |s| {
+        s.calls_to("chat.postMessage")
+            .into_iter()
+            .find(|c| c.text().starts_with(&mention) && c.text().contains(needle))
+            .cloned()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slash_command_is_acked_at_once_and_answered_like_a_typed_command() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Alice <alice@example.com>", "First");
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+    fake.wait_for_post(&first).await;
+
+    fake.send_envelope(envelope::slash(
+        "env-s1",
+        fake_slack::CHANNEL_ID,
+        "U0DEV",
+        "status",
+    ))
+    .await;
+    let (ack, took) = fake.ack_of("env-s1").unwrap();
+    assert!(took < Duration::from_secs(3), "acked after {took:?}");
+    assert_eq!(ack.get("payload"), None, "a bare ack: {ack}");
+    let status = answer_to(&fake, "U0DEV", "waiting").await;
+    assert_eq!(status.args["channel"], fake_slack::CHANNEL_ID);
+    assert_eq!(status.thread_ts(), None);
+    assert!(status.text().contains(&first), "{}", status.text());
+
+    // `/trainbot` alone is help.
+    fake.send_envelope(envelope::slash(
+        "env-s2",
+        fake_slack::CHANNEL_ID,
+        "U0DEV",
+        "",
+    ))
+    .await;
+    answer_to(&fake, "U0DEV", "commands:").await;
+
+    // Outside the bot's channels: the ack says where it works; nothing runs.
+    fake.send_envelope(envelope::slash("env-s3", "C0OTHER", "U0DEV", "freeze"))
+        .await;
+    let (ack, _) = fake.ack_of("env-s3").unwrap();
+    assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
+    let text = ack["payload"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("#deploys"), "{text}");
+    say(&fake, 4, OPS, "!unfreeze").await;
+    fake.wait_for_post("<@U0OPS> departures are not frozen")
+        .await;
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_typed_in_a_thread_is_answered_in_that_thread() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Alice <alice@example.com>", "First");
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+    let allocated = fake.wait_for_post(&first).await;
+    let parent = allocated.ts.clone().unwrap();
+
+    fake.send_envelope(envelope::thread_message(
+        "env-t1",
+        "EvT1",
+        "U0DEV",
+        "!status",
+        "1700002000.000001",
+        &parent,
+    ))
+    .await;
+    let answer = answer_to(&fake, "U0DEV", "waiting").await;
+    assert_eq!(answer.thread_ts(), Some(parent.as_str()));
+    // A refusal goes to the thread too; a top-level command stays top-level.
+    fake.send_envelope(envelope::thread_message(
+        "env-t2",
+        "EvT2",
+        "U0DEV",
+        "!freeze",
+        "1700002000.000002",
+        &parent,
+    ))
+    .await;
+    let refusal = answer_to(&fake, "U0DEV", "ops").await;
+    assert_eq!(
+        refusal.thread_ts(),
+        Some(parent.as_str()),
+        "{}",
+        refusal.text()
+    );
+    say(&fake, 3, "U0DEV", "!help").await;
+    let help = answer_to(&fake, "U0DEV", "commands:").await;
+    assert_eq!(help.thread_ts(), None);
+    bot.stop().await;
+}
+
+/// The `views.publish` calls for `user`, as their blocks' text.
+fn home_views(fake: &FakeSlack, user: &str) -> Vec<String> {
+    fake.with(|s| {
+        s.calls_to("views.publish")
+            .into_iter()
+            .filter(|c| c.args["user_id"] == user)
+            .map(|c| {
+                assert_eq!(c.args["view"]["type"], "home", "{}", c.args);
+                c.args["view"]["blocks"].to_string()
+            })
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_tab_is_published_when_opened_and_again_when_the_train_moves() {
+    let fake = FakeSlack::start().await;
+    fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Alice <alice@example.com>", "Add the thing");
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+    fake.wait_for_post(&first).await;
+
+    fake.send_envelope(envelope::home_opened("env-h1", "EvH1", ALICE))
+        .await;
+    let opened = fake
+        .wait_for("the Home tab", |s| {
+            s.calls_to("views.publish").first().map(|c| c.args.clone())
+        })
+        .await;
+    assert_eq!(opened["user_id"], ALICE);
+    let blocks = opened["view"]["blocks"].to_string();
+    assert!(blocks.contains("no train running"), "{blocks}");
+    assert!(blocks.contains(&format!("waiting: {first}")), "{blocks}");
+    assert!(
+        blocks.contains("production: nothing deployed yet"),
+        "{blocks}"
+    );
+
+    say(&fake, 1, OPS, "!depart").await;
+    fake.wait_for("the Home tab at the approval", |s| {
+        s.calls_to("views.publish")
+            .into_iter()
+            .find(|c| {
+                let b = c.args["view"]["blocks"].to_string();
+                b.contains("train #1") && b.contains("must approve: <@U0ALICE>")
+            })
+            .map(|_| ())
+    })
+    .await;
+    let approval = approval_of(&fake, 1).await;
+    fake.send_envelope(envelope::click(
+        "env-c1",
+        ALICE,
+        "good",
+        "1",
+        approval.ts.as_deref().unwrap(),
+    ))
+    .await;
+    fake.wait_for_post("train #1 deployed").await;
+    fake.wait_for("the Home tab after the deploy", |s| {
+        s.calls_to("views.publish")
+            .iter()
+            .any(|c| {
+                c.args["view"]["blocks"]
+                    .to_string()
+                    .contains(&format!("production: {first}"))
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(home_views(&fake, ALICE).len() >= 3);
     bot.stop().await;
 }
 

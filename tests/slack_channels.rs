@@ -9,14 +9,14 @@ mod fake_slack;
 use std::time::Duration;
 
 use fake_slack::{
-    APP_TOKEN, BOT_TOKEN, CHANNEL_ID, CHANNEL2_ID, CHANNEL2_NAME, Call, FakeSlack, envelope,
+    APP_TOKEN, BOT_TOKEN, CHANNEL_ID, CHANNEL2_ID, CHANNEL2_NAME, Call, FakeSlack, dm_of, envelope,
 };
 use slack_morphism::prelude::SlackApiToken;
 use tokio::sync::mpsc;
 use trainbot::chat::slack::{Slack, StartError, Tokens};
 use trainbot::chat::{Chat, Incoming, Message, Run, Scope};
 use trainbot::config::SlackSettings;
-use trainbot::domain::ids::TrainId;
+use trainbot::domain::ids::{ChatUser, TrainId};
 use trainbot::store::Store;
 
 /// The one upper bound for every wait in these tests.
@@ -197,6 +197,72 @@ async fn inputs_carry_the_configured_channel_they_came_from() {
     assert_eq!(got.pipeline.as_deref(), Some("web"));
     assert_eq!(got.train, Some(TrainId(12)));
     assert_eq!(got.text, "!good 12");
+    bot.slack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reminder_goes_to_the_person_s_dm_with_buttons_that_count() {
+    let fake = FakeSlack::start().await;
+    let web = scope("web", "#web-deploys", true);
+    let mut bot = start(&fake, &["#deploys", "#web-deploys"]).await.unwrap();
+
+    let sent = bot
+        .slack
+        .remind(
+            Some(&web),
+            &ChatUser::new(ALICE),
+            TrainId(3),
+            "train #3 waits for your approval",
+        )
+        .await;
+    assert!(sent);
+    let open = fake.with(|s| s.calls_to("conversations.open")[0].args.clone());
+    assert_eq!(open["users"], serde_json::json!([ALICE]));
+    let dm = dm_of(ALICE);
+    let post = wait_call(&fake, "chat.postMessage", "train #3 waits").await;
+    assert_eq!(post.args["channel"], dm.as_str());
+    let blocks = post.args["blocks"].as_array().unwrap();
+    let buttons = blocks.iter().find(|b| b["type"] == "actions").unwrap();
+    assert_eq!(buttons["elements"][0]["action_id"], "good");
+    assert_eq!(buttons["elements"][0]["value"], "web#3");
+    assert_eq!(buttons["elements"][1]["action_id"], "bad");
+
+    // Clicked there: the same input as a click in the channel, with no
+    // channel (a DM is not one of the pipelines' channels).
+    let click = envelope::click_in(
+        (&dm, "directmessage"),
+        "e1",
+        ALICE,
+        "good",
+        "web#3",
+        post.ts.as_deref().unwrap(),
+    );
+    fake.send_envelope(click).await;
+    let got = next(&mut bot).await;
+    assert!(got.button);
+    assert_eq!(got.text, "!good 3");
+    assert_eq!(got.train, Some(TrainId(3)));
+    assert_eq!(got.pipeline.as_deref(), Some("web"));
+    assert_eq!(got.channel, None);
+    // Typed text in a DM is not a command.
+    let typed = envelope::message_in(&dm, "e2", "Ev2", ALICE, "!depart", "1.000009");
+    fake.send_envelope(typed).await;
+    let later = envelope::message_in(CHANNEL_ID, "e3", "Ev3", ALICE, "!status", "1.000010");
+    fake.send_envelope(later).await;
+    assert_eq!(next(&mut bot).await.text, "!status");
+    bot.slack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slash_command_arrives_as_a_command_from_its_channel() {
+    let fake = FakeSlack::start().await;
+    let mut bot = start(&fake, &["#deploys", CHANNEL2_ID]).await.unwrap();
+    fake.send_envelope(envelope::slash("s1", CHANNEL2_ID, ALICE, "status web"))
+        .await;
+    let got = next(&mut bot).await;
+    assert_eq!(got.text, "!status web");
+    assert_eq!(got.channel.as_deref(), Some(CHANNEL2_ID));
+    assert_eq!((got.button, got.thread), (false, None));
     bot.slack.shutdown().await;
 }
 

@@ -412,6 +412,7 @@ impl Bot {
             train: None,
             channel: None,
             pipeline: None,
+            thread: None,
         };
         self.inbox
             .send(Event::Chat(msg))

@@ -56,6 +56,7 @@ pub fn parse_line(line: &str, default_user: &ChatUser) -> Option<Incoming> {
             train: None,
             channel: None,
             pipeline: None,
+            thread: None,
         });
     }
     Some(Incoming {
@@ -65,6 +66,7 @@ pub fn parse_line(line: &str, default_user: &ChatUser) -> Option<Incoming> {
         train: None,
         channel: None,
         pipeline: None,
+        thread: None,
     })
 }
 
@@ -121,6 +123,7 @@ mod tests {
                 train: None,
                 channel: None,
                 pipeline: None,
+                thread: None,
             })
         );
         assert_eq!(
@@ -132,6 +135,7 @@ mod tests {
                 train: None,
                 channel: None,
                 pipeline: None,
+                thread: None,
             })
         );
         assert_eq!(parse_line("   ", &local), None);

@@ -29,6 +29,9 @@ pub enum Message {
         to: ChatUser,
         text: String,
         private: bool,
+        /// The thread the command was typed in (Slack's `thread_ts`): the
+        /// answer goes there. None on the console and for top-level commands.
+        thread: Option<String>,
     },
     /// An event in the channel; with a run, it belongs in that run's thread.
     Notice { run: Option<Run>, text: String },
@@ -75,6 +78,9 @@ pub struct Incoming {
     /// The pipeline a clicked button belongs to; None for typed text (and
     /// for buttons of a single-pipeline bot, whose values stay as they were).
     pub pipeline: Option<String>,
+    /// The thread it was typed in (Slack's `thread_ts`); the answer goes
+    /// there. None on the console and for top-level messages.
+    pub thread: Option<String>,
 }
 
 /// Where one pipeline's messages go.
@@ -123,6 +129,11 @@ impl MaskedChat {
     }
 }
 
+/// `text` with every known secret masked.
+pub fn masked_text(text: &str) -> String {
+    crate::secrets::mask(text).into_owned()
+}
+
 /// `msg` with every known secret in its texts masked.
 pub fn masked(msg: Message) -> Message {
     use crate::secrets::mask;
@@ -131,10 +142,16 @@ pub fn masked(msg: Message) -> Message {
         std::borrow::Cow::Owned(masked) => masked,
     };
     match msg {
-        Message::Reply { to, text, private } => Message::Reply {
+        Message::Reply {
+            to,
+            text,
+            private,
+            thread,
+        } => Message::Reply {
             to,
             text: hide(text),
             private,
+            thread,
         },
         Message::Notice { run, text } => Message::Notice {
             run,
@@ -191,10 +208,16 @@ impl ScopedChat {
 fn prefixed(pipeline: &str, msg: Message) -> Message {
     let tag = |text: String| format!("[{pipeline}] {text}");
     match msg {
-        Message::Reply { to, text, private } => Message::Reply {
+        Message::Reply {
+            to,
+            text,
+            private,
+            thread,
+        } => Message::Reply {
             to,
             text: tag(text),
             private,
+            thread,
         },
         Message::Notice { run, text } => Message::Notice {
             run,

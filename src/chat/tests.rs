@@ -38,6 +38,7 @@ fn all_kinds() -> Vec<Message> {
             to: ChatUser::new("U1"),
             text: "ok".into(),
             private: true,
+            thread: None,
         },
         Message::Notice {
             run: Some(Run::Train(TrainId(3))),

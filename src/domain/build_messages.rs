@@ -25,7 +25,7 @@ pub fn started(ctx: &Ctx, b: &Build, node_url: &str) -> String {
         b.id,
         b.branch,
         b.sha.short(),
-        b.requester,
+        b.requester.mention(),
         b.node.as_deref().unwrap_or("?"),
         build_url(ctx, b.id)
     )
@@ -108,7 +108,7 @@ pub fn ended(ctx: &Ctx, b: &Build, now: Ts) -> String {
             ("❌", format!("failed in {}: {error}", pos_name(*at)))
         }
         Some(BuildOutcome::Superseded { by }) => ("⏭", format!("superseded by build {by}")),
-        Some(BuildOutcome::Cancelled { by }) => ("🛑", format!("cancelled by {by}")),
+        Some(BuildOutcome::Cancelled { by }) => ("🛑", format!("cancelled by {}", by.mention())),
         Some(BuildOutcome::Interrupted) => (
             "⚠️",
             format!(

@@ -282,7 +282,10 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
         )
     {
         let why = fr.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        let detail = format!("departures are frozen by {}{why}; {p}unfreeze first", fr.by);
+        let detail = format!(
+            "departures are frozen by {}{why}; {p}unfreeze first",
+            fr.by.mention()
+        );
         return refuse_or_wait(hold(Rule::Freeze, detail, None));
     }
     if let (Road::Tag { .. }, Some(problem)) = (road, f.tag_problem) {
@@ -312,7 +315,8 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
             .unwrap_or_default();
         let detail = format!(
             "{env} is locked by {} ({}){until}; {p}unlock {env} releases it",
-            lock.by, lock.reason
+            lock.by.mention(),
+            lock.reason
         );
         let h = hold(Rule::Lock, detail, lock.until);
         // An approved train, a tag and a lower `!deploy` wait at the door;

@@ -127,6 +127,34 @@ impl ChatUser {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// How chat text shows this user: a Slack user id as a mention
+    /// (`<@U0123ABC>`, which Slack renders as the name), a console name as
+    /// it is. `Display` stays the bare id (logs, the web, the API).
+    pub fn mention(&self) -> String {
+        mention(&self.0)
+    }
+}
+
+/// [`ChatUser::mention`] of a user id kept as a string.
+pub fn mention(user: &str) -> String {
+    if is_slack_user_id(user) {
+        format!("<@{user}>")
+    } else {
+        user.to_string()
+    }
+}
+
+/// `U…` or `W…`, then capitals and digits, with at least one digit: a Slack
+/// user id. Console names (`alice`, `ops`) never look like that.
+pub fn is_slack_user_id(user: &str) -> bool {
+    let mut chars = user.chars();
+    matches!(chars.next(), Some('U' | 'W'))
+        && user.len() >= 3
+        && chars
+            .clone()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && chars.any(|c| c.is_ascii_digit())
 }
 
 impl fmt::Display for ChatUser {
@@ -194,6 +222,16 @@ fn is_valid_branch(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_user_ids_are_shown_as_mentions_and_names_plainly() {
+        assert_eq!(ChatUser::new("U0123ABC").mention(), "<@U0123ABC>");
+        assert_eq!(ChatUser::new("W111").mention(), "<@W111>");
+        for plain in ["alice", "ops", "USA", "U", "U12a", "C0123ABC"] {
+            assert_eq!(ChatUser::new(plain).mention(), plain);
+        }
+        assert_eq!(ChatUser::new("U0123ABC").to_string(), "U0123ABC");
+    }
 
     #[test]
     fn hostile_branch_names_are_refused() {

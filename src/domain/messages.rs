@@ -87,9 +87,11 @@ pub fn status_line(ctx: &Ctx, t: &Train, now: Ts) -> String {
 pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
     let what = match &t.kind {
         Kind::Scheduled => "departs".to_string(),
-        Kind::Departed { by } => format!("departs (sent by {by})"),
-        Kind::ForcedSha { by } => format!("goes straight to production (forced by {by})"),
-        Kind::Rollback { by } => format!("rolls production back (by {by})"),
+        Kind::Departed { by } => format!("departs (sent by {})", by.mention()),
+        Kind::ForcedSha { by } => {
+            format!("goes straight to production (forced by {})", by.mention())
+        }
+        Kind::Rollback { by } => format!("rolls production back (by {})", by.mention()),
         Kind::Tag { name, pushed_by } => match t.route {
             Route::LowerOnly => {
                 format!("deploys tag {name} to the lower environments (pushed by {pushed_by})")
@@ -97,7 +99,7 @@ pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
             _ => format!("deploys tag {name} to production (pushed by {pushed_by})"),
         },
         Kind::Deploy { by, git_ref, env } => {
-            format!("deploys {git_ref} to {env} (by {by})")
+            format!("deploys {git_ref} to {env} (by {})", by.mention())
         }
     };
     let n = t.commits.len();
@@ -372,11 +374,12 @@ pub fn approval_request(ctx: &Ctx, t: &Train) -> String {
 }
 
 pub fn approved(ctx: &Ctx, t: &Train, by: &ChatUser) -> String {
+    let by = by.mention();
     if ctx.plan.approval == super::approval::ApprovalPolicy::AnyAuthor {
         return format!("👍 {by} approved train {} (one approval is enough)", t.id);
     }
     let approvers = t.approvers().len();
-    let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
+    let waiting: Vec<String> = t.waiting_for().iter().map(|u| u.mention()).collect();
     let rest = if waiting.is_empty() {
         String::new()
     } else {
@@ -395,15 +398,16 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
     match t.outcome() {
         Some(Outcome::Deployed) => match &t.kind {
             Kind::Rollback { by } => format!(
-                "✅ train {} rolled production back to {} in {took} (by {by})",
+                "✅ train {} rolled production back to {} in {took} (by {})",
                 t.id,
-                t.sha.short()
+                t.sha.short(),
+                by.mention()
             ),
             _ => {
                 let forced = t
                     .forced_by
                     .as_ref()
-                    .map(|b| format!(" (forced by {b})"))
+                    .map(|b| format!(" (forced by {})", b.mention()))
                     .unwrap_or_default();
                 format!(
                     "✅ train {} deployed {} to production in {took}{forced}",
@@ -423,8 +427,9 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
                 .map(|r| format!(": {}", one_line(r, 200)))
                 .unwrap_or_default();
             format!(
-                "⛔ train {} vetoed by {by}{why}. Nothing went to production.",
-                t.id
+                "⛔ train {} vetoed by {}{why}. Nothing went to production.",
+                t.id,
+                by.mention()
             )
         }
         Some(Outcome::Failed { at, error })
@@ -450,7 +455,9 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
             human(ctx.plan.approval_timeout),
             t.id.0
         ),
-        Some(Outcome::Cancelled { by }) => format!("🛑 train {} cancelled by {by}.", t.id),
+        Some(Outcome::Cancelled { by }) => {
+            format!("🛑 train {} cancelled by {}.", t.id, by.mention())
+        }
         Some(Outcome::Interrupted { at }) => format!(
             "⚠️ train {} was interrupted during {} (the bot stopped). It is not re-run by itself: ops, {prefix}force {} to re-run it or {prefix}cancel {}.",
             t.id,
@@ -488,8 +495,8 @@ pub fn resumed(ctx: &Ctx, t: &Train) -> String {
         stage_label(ctx.plan, &t.stage)
     );
     if matches!(t.stage, Stage::AwaitingApproval { .. }) {
-        let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
-        let approved: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
+        let waiting: Vec<String> = t.waiting_for().iter().map(|u| u.mention()).collect();
+        let approved: Vec<String> = t.approvals.iter().map(|a| a.user.mention()).collect();
         if !approved.is_empty() {
             out.push_str(&format!("; approved by {}", approved.join(", ")));
         }
@@ -557,14 +564,14 @@ pub fn frozen(by: &ChatUser, reason: Option<&str>) -> String {
     let why = reason
         .map(|r| format!(": {}", one_line(r, 200)))
         .unwrap_or_default();
-    format!("🧊 departures frozen by {by}{why}")
+    format!("🧊 departures frozen by {}{why}", by.mention())
 }
 
 pub fn unfrozen(by: &ChatUser, next: Option<Ts>, ctx: &Ctx) -> String {
     let when = next
         .map(|n| format!("; next departure {}", ctx.time(n)))
         .unwrap_or_default();
-    format!("departures resumed by {by}{when}")
+    format!("departures resumed by {}{when}", by.mention())
 }
 
 /// "2m ago", "3h ago".

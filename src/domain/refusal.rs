@@ -61,7 +61,7 @@ pub enum Refusal {
     TrainRunning(TrainId),
     #[error("a train with {0} is about to leave")]
     Departing(String),
-    #[error("departures are frozen by {by}{}; !unfreeze first", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    #[error("departures are frozen by {}{}; !unfreeze first", by.mention(), reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
     Frozen {
         by: ChatUser,
         reason: Option<String>,
@@ -78,7 +78,7 @@ pub enum Refusal {
     TrainEnded(TrainId),
     #[error("nothing in production yet to roll back")]
     NothingToRollBack,
-    #[error("already frozen by {by}; !unfreeze first")]
+    #[error("already frozen by {}; !unfreeze first", by.mention())]
     AlreadyFrozen { by: ChatUser },
     #[error("departures are not frozen")]
     NotFrozen,

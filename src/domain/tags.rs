@@ -79,8 +79,9 @@ pub fn tag_moved(name: &str, from: &Sha, to: &Sha) -> String {
 /// `!cancel <tag>` dropped a waiting tag deploy.
 pub fn tag_cancelled(name: &str, sha: &Sha, by: &ChatUser) -> String {
     format!(
-        "🏷 tag {name} ({}) dropped by {by}; it will not deploy",
-        sha.short()
+        "🏷 tag {name} ({}) dropped by {}; it will not deploy",
+        sha.short(),
+        by.mention()
     )
 }
 

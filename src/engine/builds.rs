@@ -441,7 +441,7 @@ impl Engine {
         if !actor.ops && self.builds[&id].build.requester != actor.user {
             return Ok(Err(Refusal::Forge(format!(
                 "only ops or {} can cancel this build",
-                self.builds[&id].build.requester
+                self.builds[&id].build.requester.mention()
             ))));
         }
         self.end_build(
@@ -488,7 +488,7 @@ impl Engine {
             let who = node
                 .requester
                 .as_ref()
-                .map(|r| r.to_string())
+                .map(|r| r.mention())
                 .unwrap_or_else(|| "its requester".into());
             return Ok(Err(Refusal::Forge(format!(
                 "only ops or {who} can release {name}"
@@ -506,7 +506,10 @@ impl Engine {
         self.node_freed();
         self.say(
             None,
-            format!("🔓 {name} released by {} (was {branch})", actor.user),
+            format!(
+                "🔓 {name} released by {} (was {branch})",
+                actor.user.mention()
+            ),
         )
         .await;
         self.start_queued_builds().await?;

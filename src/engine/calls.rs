@@ -27,6 +27,8 @@ pub struct Asked {
     pub text: String,
     pub private: bool,
     pub query: bool,
+    /// The chat thread the command was typed in: its answers go there.
+    pub thread: Option<String>,
 }
 
 /// Which command resolved a SHA on main.

@@ -36,6 +36,7 @@ impl Engine {
             text: messages::one_line(&msg.text, 300),
             private: msg.button,
             query: cmd.is_query(),
+            thread: msg.thread.clone(),
         };
         let result = if cmd.ops_only() && !asked.actor.ops {
             Err(Refusal::NotOps {
@@ -79,8 +80,10 @@ impl Engine {
     /// Answers the user who asked, privately if they clicked a button.
     pub(super) async fn reply_to(&mut self, asked: &Asked, text: String) {
         let was = std::mem::replace(&mut self.private_replies, asked.private);
+        let thread = std::mem::replace(&mut self.reply_thread, asked.thread.clone());
         self.reply(&asked.actor.user, text).await;
         self.private_replies = was;
+        self.reply_thread = thread;
     }
 
     /// Acts on a command. Accepted commands answer through what they
@@ -520,8 +523,10 @@ impl Engine {
                     messages::stage_label(&self.plan, &t.stage)
                 ));
                 if matches!(t.stage, Stage::AwaitingApproval { .. }) {
-                    let approved: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
-                    let waiting: Vec<&str> = t.waiting_for().iter().map(|u| u.as_str()).collect();
+                    let approved: Vec<String> =
+                        t.approvals.iter().map(|a| a.user.mention()).collect();
+                    let waiting: Vec<String> =
+                        t.waiting_for().iter().map(|u| u.mention()).collect();
                     out.push_str(&format!(
                         "\napproved: {} · waiting for: {}",
                         list_or(&approved, "nobody yet"),
@@ -573,7 +578,7 @@ impl Engine {
             .locks
             .iter()
             .filter(|l| l.holds(now))
-            .map(|l| format!("{} by {} ({})", l.env, l.by, l.reason))
+            .map(|l| format!("{} by {} ({})", l.env, l.by.mention(), l.reason))
             .collect();
         if !locks.is_empty() {
             out.push_str(&format!("\nlocked: {}", locks.join(", ")));
@@ -583,7 +588,7 @@ impl Engine {
                 let why = f.reason.map(|r| format!(": {r}")).unwrap_or_default();
                 out.push_str(&format!(
                     "\nfrozen by {}{why} ({})",
-                    f.by,
+                    f.by.mention(),
                     messages::ago(f.at, now)
                 ));
             }
@@ -622,22 +627,23 @@ impl Engine {
     }
 }
 
-fn list_or(items: &[&str], empty: &str) -> String {
+fn list_or<S: AsRef<str>>(items: &[S], empty: &str) -> String {
     if items.is_empty() {
         empty.to_string()
     } else {
+        let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
         items.join(", ")
     }
 }
 
 fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -> String {
     let authors: Vec<&str> = t.authors.iter().map(|a| a.name.as_str()).collect();
-    let approvers: Vec<&str> = t.approvals.iter().map(|a| a.user.as_str()).collect();
+    let approvers: Vec<String> = t.approvals.iter().map(|a| a.user.mention()).collect();
     let mut notes = Vec::new();
     if let Some(by) = &t.forced_by {
         notes.push(match t.kind {
-            Kind::Rollback { .. } => format!("rollback by {by}"),
-            _ => format!("forced by {by}"),
+            Kind::Rollback { .. } => format!("rollback by {}", by.mention()),
+            _ => format!("forced by {}", by.mention()),
         });
     }
     if t.rolled_back {

@@ -75,6 +75,7 @@ impl Engine {
             }
             self.departing = departing;
             self.private_replies = false;
+            self.reply_thread = None;
             self.answer_later = false;
         }
         result

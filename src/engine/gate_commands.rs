@@ -125,7 +125,8 @@ impl Engine {
         if let Some(l) = self.locks.iter().find(|l| l.env == env && l.holds(now)) {
             return Ok(Err(Refusal::Forge(format!(
                 "{env} is already locked by {} ({})",
-                l.by, l.reason
+                l.by.mention(),
+                l.reason
             ))));
         }
         // The parser bounds `for_`, and `to_delta` bounds it again.
@@ -145,7 +146,10 @@ impl Engine {
             .unwrap_or_default();
         self.say(
             None,
-            format!("🔒 {env} locked by {}{until}: {reason}", actor.user),
+            format!(
+                "🔒 {env} locked by {}{until}: {reason}",
+                actor.user.mention()
+            ),
         )
         .await;
         Ok(Ok(()))
@@ -178,8 +182,11 @@ impl Engine {
         }
         self.store.remove_lock(env)?;
         self.locks.retain(|l| l.env != env);
-        self.say(None, format!("🔓 {env} unlocked by {}", actor.user))
-            .await;
+        self.say(
+            None,
+            format!("🔓 {env} unlocked by {}", actor.user.mention()),
+        )
+        .await;
         Ok(Ok(()))
     }
 
@@ -258,7 +265,7 @@ impl Engine {
             out.push_str(&format!(": {h}"));
         }
         if let Stage::AwaitingApproval { .. } = train.stage {
-            let waiting: Vec<&str> = train.waiting_for().iter().map(|u| u.as_str()).collect();
+            let waiting: Vec<String> = train.waiting_for().iter().map(|u| u.mention()).collect();
             out.push_str(&format!(": waiting for {}", waiting.join(", ")));
         }
         if train.rolled_back {

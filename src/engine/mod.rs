@@ -119,6 +119,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// The input being handled is a button click: replies go privately.
     private_replies: bool,
+    /// The chat thread of the command being answered (None otherwise).
+    reply_thread: Option<String>,
     /// The last status sent per run, so an unchanged one is not sent again.
     last_status: std::collections::HashMap<Run, String>,
     /// The last forge refusal said in chat, and when: said again only
@@ -230,6 +232,7 @@ impl Engine {
             builds: Default::default(),
             metrics: Arc::default(),
             private_replies: false,
+            reply_thread: None,
             last_status: Default::default(),
             last_refusal: None,
             publisher: publish::Publisher::default(),
@@ -373,6 +376,7 @@ impl Engine {
             to: to.clone(),
             text,
             private: self.private_replies,
+            thread: self.reply_thread.clone(),
         })
         .await;
     }
@@ -486,8 +490,10 @@ impl Engine {
             Event::Chat(msg) => {
                 self.metrics.chat_event();
                 self.private_replies = msg.button;
+                self.reply_thread = msg.thread.clone();
                 let result = self.handle_chat(msg).await;
                 self.private_replies = false;
+                self.reply_thread = None;
                 result
             }
             Event::StepDone {

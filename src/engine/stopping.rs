@@ -106,8 +106,10 @@ impl Engine {
                 }
                 Some(Event::Chat(msg)) => {
                     self.private_replies = msg.button;
+                    self.reply_thread = msg.thread.clone();
                     self.reply(&msg.user, messages::stopping_reply()).await;
                     self.private_replies = false;
+                    self.reply_thread = None;
                 }
                 // Polls, pushes and refusals are seen again after the restart.
                 Some(other) => tracing::debug!(event = ?other, "Ignored while stopping."),

@@ -310,6 +310,7 @@ impl Bot {
             train: Some(TrainId(train)),
             channel: None,
             pipeline: None,
+            thread: None,
         };
         self.inbox
             .send(Event::Chat(msg))
@@ -697,7 +698,9 @@ async fn approvals_and_buttons_of_an_ended_train_never_count_for_the_next() {
     let replies: Vec<_> = said
         .iter()
         .filter_map(|(_, m)| match m {
-            Message::Reply { to, text, private } => Some((to.as_str(), text.as_str(), *private)),
+            Message::Reply {
+                to, text, private, ..
+            } => Some((to.as_str(), text.as_str(), *private)),
             _ => None,
         })
         .collect();

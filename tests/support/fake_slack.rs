@@ -62,6 +62,11 @@ pub struct State {
     pub calls: Vec<Call>,
     /// Envelope ids the bot acknowledged, in order.
     pub acks: Vec<String>,
+    /// The whole ack frames (a slash command's may carry a payload), with
+    /// the time from the envelope's sending to its ack.
+    pub ack_frames: Vec<(Value, std::time::Duration)>,
+    /// When each envelope was sent, by id.
+    sent_at: HashMap<String, std::time::Instant>,
     /// Websocket connections accepted so far.
     pub connections: usize,
     pub emails: HashMap<String, String>,
@@ -168,7 +173,21 @@ impl FakeSlack {
     /// Sends a frame on the current socket, waiting for one to be open.
     pub async fn send_frame(&self, frame: Value) {
         let socket = self.wait_for("an open socket", |s| s.socket.clone()).await;
+        if let Some(id) = frame["envelope_id"].as_str() {
+            let id = id.to_string();
+            self.with(|s| s.sent_at.insert(id, std::time::Instant::now()));
+        }
         socket.send(SocketCmd::Send(frame.to_string())).unwrap();
+    }
+
+    /// The ack frame of `envelope_id` and how long it took, once acked.
+    pub fn ack_of(&self, envelope_id: &str) -> Option<(Value, std::time::Duration)> {
+        self.with(|s| {
+            s.ack_frames
+                .iter()
+                .find(|(f, _)| f["envelope_id"] == envelope_id)
+                .cloned()
+        })
     }
 
     /// Sends an envelope and waits for its ack.
@@ -222,7 +241,15 @@ impl FakeSlack {
                                 let v: Value = serde_json::from_str(&text).unwrap_or_default();
                                 if let Some(id) = v["envelope_id"].as_str() {
                                     let id = id.to_string();
-                                    fake.with(|s| s.acks.push(id));
+                                    fake.with(|s| {
+                                        let took = s
+                                            .sent_at
+                                            .get(&id)
+                                            .map(|at| at.elapsed())
+                                            .unwrap_or_default();
+                                        s.ack_frames.push((v.clone(), took));
+                                        s.acks.push(id);
+                                    });
                                 }
                             }
                             Some(Ok(_)) => {}
@@ -329,6 +356,26 @@ fn answer(st: &mut State, method: &str, token: Option<&str>, args: &Value, ws_ur
             st.next_ts += 1;
             json!({"ok": true, "message_ts": format!("1700000000.{:06}", st.next_ts)})
         }
+        "views.publish" if bot_ok => json!({
+            "ok": true,
+            "view": {"id": "V0HOME", "team_id": TEAM, "type": "home",
+                     "blocks": args["view"]["blocks"], "hash": "h1"}
+        }),
+        "conversations.open" if bot_ok => {
+            // slack-morphism sends `users` as a JSON array; the docs show a
+            // comma-separated string.
+            let user = match &args["users"] {
+                Value::Array(a) => a.first().and_then(Value::as_str).unwrap_or_default(),
+                v => v.as_str().unwrap_or_default(),
+            }
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+            json!({"ok": true, "no_op": true, "already_open": true,
+                   "channel": {"id": dm_of(&user), "created": 1600000000, "is_im": true,
+                               "user": user}})
+        }
         "users.lookupByEmail" if bot_ok => {
             let email = args["email"].as_str().unwrap_or_default();
             match st.emails.get(email) {
@@ -342,9 +389,16 @@ fn answer(st: &mut State, method: &str, token: Option<&str>, args: &Value, ws_ur
         | "chat.postMessage"
         | "chat.update"
         | "chat.postEphemeral"
-        | "users.lookupByEmail" => bad,
+        | "users.lookupByEmail"
+        | "views.publish"
+        | "conversations.open" => bad,
         _ => json!({"ok": false, "error": "unknown_method"}),
     }
+}
+
+/// The id of `user`'s DM with the bot (`conversations.open`).
+pub fn dm_of(user: &str) -> String {
+    format!("D{}", user.trim_start_matches(['U', 'W']))
 }
 
 /// Real-format envelopes.
@@ -374,6 +428,53 @@ pub mod envelope {
             json!({
                 "type": "message", "channel": channel, "user": user, "text": text,
                 "ts": ts, "event_ts": ts, "channel_type": "channel"
+            }),
+        )
+    }
+
+    /// A message typed in the thread of the message at `thread_ts`.
+    pub fn thread_message(
+        envelope_id: &str,
+        event_id: &str,
+        user: &str,
+        text: &str,
+        ts: &str,
+        thread_ts: &str,
+    ) -> Value {
+        let mut env = message(envelope_id, event_id, user, text, ts);
+        env["payload"]["event"]["thread_ts"] = json!(thread_ts);
+        env["payload"]["event"]["parent_user_id"] = json!(super::BOT_USER);
+        env
+    }
+
+    /// `/trainbot <text>` typed in `channel` (a `slash_commands` envelope,
+    /// the payload as Slack sends it).
+    pub fn slash(envelope_id: &str, channel: &str, user: &str, text: &str) -> Value {
+        json!({
+            "envelope_id": envelope_id,
+            "type": "slash_commands",
+            "accepts_response_payload": true,
+            "payload": {
+                "token": "verification-token", "team_id": TEAM, "team_domain": "fake",
+                "channel_id": channel, "channel_name": super::CHANNEL_NAME,
+                "user_id": user, "user_name": user.to_lowercase(),
+                "command": "/trainbot", "text": text, "api_app_id": "A0APP",
+                "is_enterprise_install": "false",
+                "response_url": "https://hooks.slack.invalid/commands/T0/1/x",
+                "trigger_id": format!("trigger-{envelope_id}")
+            }
+        })
+    }
+
+    /// `user` opened the app's Home tab.
+    pub fn home_opened(envelope_id: &str, event_id: &str, user: &str) -> Value {
+        events_api(
+            envelope_id,
+            event_id,
+            0,
+            json!({
+                "type": "app_home_opened", "user": user, "channel": super::dm_of(user),
+                "tab": "home", "event_ts": "1700000000.000900"
             }),
         )
     }

@@ -176,12 +176,14 @@ impl Web {
         channel: &SlackChannelId,
         user: &str,
         content: SlackMessageContent,
+        thread_ts: Option<SlackTs>,
     ) {
         let req = SlackApiChatPostEphemeralRequest::new(
             channel.clone(),
             SlackUserId(user.to_string()),
             content,
-        );
+        )
+        .opt_thread_ts(thread_ts);
         let session = self.session();
         retrying("chat.postEphemeral", || session.chat_post_ephemeral(&req)).await;
     }

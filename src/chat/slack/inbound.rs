@@ -11,12 +11,18 @@ pub struct Inbound {
     pub keys: Vec<String>,
     pub channel: Option<String>,
     pub user: String,
+    /// The thread it was typed in (`thread_ts`).
+    pub thread: Option<String>,
     pub what: What,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
     Text(String),
+    /// `/trainbot <text>`: the command without its prefix.
+    Slash(String),
+    /// The user opened the app's Home tab.
+    HomeOpened,
     /// `action_id` is "good" or "bad", `train` the button's value.
     Click {
         action: Action,
@@ -34,7 +40,19 @@ pub enum Action {
 /// else (bots, edits, joins, other event types).
 pub fn from_push(ev: &SlackPushEventCallback) -> Option<Inbound> {
     let event_key = format!("event:{}", ev.event_id.0);
-    let (channel, ts, user, text) = match &ev.event {
+    if let SlackEventCallbackBody::AppHomeOpened(h) = &ev.event {
+        if h.tab.as_deref().is_some_and(|t| t != "home") {
+            return None;
+        }
+        return Some(Inbound {
+            keys: vec![event_key],
+            channel: None,
+            user: h.user.0.clone(),
+            thread: None,
+            what: What::HomeOpened,
+        });
+    }
+    let (channel, ts, thread, user, text) = match &ev.event {
         SlackEventCallbackBody::Message(m) => {
             let plain =
                 m.subtype.is_none() || m.subtype == Some(SlackMessageEventType::ThreadBroadcast);
@@ -44,6 +62,7 @@ pub fn from_push(ev: &SlackPushEventCallback) -> Option<Inbound> {
             (
                 m.origin.channel.as_ref().map(|c| c.0.clone()),
                 &m.origin.ts,
+                m.origin.thread_ts.as_ref(),
                 m.sender.user.as_ref()?.0.clone(),
                 m.content.as_ref()?.text.clone()?,
             )
@@ -51,6 +70,7 @@ pub fn from_push(ev: &SlackPushEventCallback) -> Option<Inbound> {
         SlackEventCallbackBody::AppMention(m) => (
             Some(m.channel.0.clone()),
             &m.origin.ts,
+            m.origin.thread_ts.as_ref(),
             m.user.0.clone(),
             m.content.text.clone()?,
         ),
@@ -63,8 +83,20 @@ pub fn from_push(ev: &SlackPushEventCallback) -> Option<Inbound> {
         keys: vec![event_key, message_key],
         channel,
         user,
+        thread: thread.map(|t| t.0.clone()),
         what: What::Text(text),
     })
+}
+
+/// A `/trainbot …` slash command.
+pub fn from_command(ev: &SlackCommandEvent) -> Inbound {
+    Inbound {
+        keys: vec![format!("slash:{}", ev.trigger_id.0)],
+        channel: Some(ev.channel_id.0.clone()),
+        user: ev.user_id.0.clone(),
+        thread: None,
+        what: What::Slash(ev.text.clone().unwrap_or_default().trim().to_string()),
+    }
 }
 
 /// A click on one of our buttons.
@@ -83,6 +115,7 @@ pub fn from_interaction(ev: &SlackInteractionEvent) -> Option<Inbound> {
         keys: vec![format!("click:{}", ev.trigger_id.0)],
         channel: ev.channel.as_ref().map(|c| c.id.0.clone()),
         user: ev.user.as_ref()?.id.0.clone(),
+        thread: None,
         what: What::Click {
             action: what,
             train: action.value.clone().unwrap_or_default(),
@@ -123,6 +156,48 @@ mod tests {
         assert_eq!(got.channel.as_deref(), Some("C1"));
         assert_eq!(got.what, What::Text("!status".into()));
         assert_eq!(got.keys, ["event:Ev1", "msg:C1:1700000000.000100"]);
+    }
+
+    #[test]
+    fn a_message_in_a_thread_carries_its_thread() {
+        let ev = push(serde_json::json!({
+            "type": "message", "channel": "C1", "user": "U1", "text": "!status",
+            "ts": "1700000000.000200", "thread_ts": "1700000000.000100", "channel_type": "channel"
+        }));
+        let got = from_push(&ev).unwrap();
+        assert_eq!(got.thread.as_deref(), Some("1700000000.000100"));
+    }
+
+    #[test]
+    fn a_slash_command_is_read_from_the_real_payload() {
+        let ev: SlackCommandEvent = serde_json::from_value(serde_json::json!({
+            "token": "t", "team_id": "T1", "team_domain": "fake", "channel_id": "C1",
+            "channel_name": "deploys", "user_id": "U1", "user_name": "ann",
+            "command": "/trainbot", "text": " status web ", "api_app_id": "A1",
+            "is_enterprise_install": "false",
+            "response_url": "https://hooks.slack.com/commands/T1/1/x", "trigger_id": "tr9"
+        }))
+        .unwrap();
+        let got = from_command(&ev);
+        assert_eq!(got.keys, ["slash:tr9"]);
+        assert_eq!(got.channel.as_deref(), Some("C1"));
+        assert_eq!(got.user, "U1");
+        assert_eq!(got.what, What::Slash("status web".into()));
+    }
+
+    #[test]
+    fn opening_the_home_tab_is_read() {
+        let ev = push(serde_json::json!({
+            "type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home",
+            "event_ts": "1700000000.000100"
+        }));
+        let got = from_push(&ev).unwrap();
+        assert_eq!((got.user.as_str(), &got.what), ("U1", &What::HomeOpened));
+        let messages = push(serde_json::json!({
+            "type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "messages",
+            "event_ts": "1700000000.000100"
+        }));
+        assert_eq!(from_push(&messages), None);
     }
 
     #[test]

@@ -80,6 +80,7 @@ mod tests {
             to: ChatUser::new("alice"),
             text: text.into(),
             private: false,
+            thread: None,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::client::BotIdentity;
 use super::dedupe::Dedupe;
+use super::home::Home;
 use super::inbound::{self, Action, Inbound, What};
 use super::routing::{Channels, parse_button_value};
 use crate::chat::Incoming;
@@ -19,7 +20,61 @@ use crate::domain::ids::ChatUser;
 
 /// The callbacks' way out (they are plain `fn`s: state goes through the
 /// listener environment).
-struct Forward(mpsc::UnboundedSender<Inbound>);
+struct Forward {
+    tx: mpsc::UnboundedSender<Inbound>,
+    channels: Channels,
+}
+
+/// Not an error: how a slash-command callback asks for a bare ack (no
+/// payload, so Slack shows nothing until the answer comes).
+#[derive(Debug)]
+struct BareAck;
+
+impl std::fmt::Display for BareAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bare ack")
+    }
+}
+
+impl std::error::Error for BareAck {}
+
+/// `/trainbot …`: acked at once (the callback does no I/O, well within
+/// Slack's 3 s); in one of our channels it is a command like a typed one,
+/// anywhere else the ack itself says, privately, where it works.
+async fn on_command(
+    ev: SlackCommandEvent,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackCommandEventResponse> {
+    let ours = {
+        let states = states.read().await;
+        let forward = states.get_user_state::<Forward>();
+        forward.map(|f| {
+            (
+                f.channels.configured(&ev.channel_id.0).is_some(),
+                f.channels.names(),
+            )
+        })
+    };
+    match ours {
+        Some((true, _)) => {
+            forward(&states, inbound::from_command(&ev)).await;
+            Err(Box::new(BareAck))
+        }
+        Some((false, names)) => {
+            tracing::info!(user = %ev.user_id, channel = %ev.channel_id, "A slash command outside the bot's channels.");
+            let text = format!(
+                "trainbot only takes commands in its channels: {}",
+                names.join(", ")
+            );
+            Ok(
+                SlackCommandEventResponse::new(SlackMessageContent::new().with_text(text))
+                    .with_response_type(SlackMessageResponseType::Ephemeral),
+            )
+        }
+        None => Err(Box::new(BareAck)),
+    }
+}
 
 async fn on_push(
     ev: SlackPushEventCallback,
@@ -44,8 +99,8 @@ async fn on_interaction(
 }
 
 async fn forward(states: &SlackClientEventsUserState, input: Inbound) {
-    if let Some(Forward(tx)) = states.read().await.get_user_state::<Forward>() {
-        let _ = tx.send(input);
+    if let Some(f) = states.read().await.get_user_state::<Forward>() {
+        let _ = f.tx.send(input);
     }
 }
 
@@ -56,6 +111,9 @@ fn on_error(
     _client: Arc<SlackHyperClient>,
     _states: SlackClientEventsUserState,
 ) -> HttpStatusCode {
+    if error.downcast_ref::<BareAck>().is_some() {
+        return HttpStatusCode::OK;
+    }
     let text = error.to_string();
     tracing::warn!(error = %text.lines().next().unwrap_or_default(), "Slack Socket Mode error.");
     HttpStatusCode::OK
@@ -65,6 +123,7 @@ fn on_error(
 pub async fn listen(
     client: Arc<SlackHyperClient>,
     app_token: &SlackApiToken,
+    channels: Channels,
 ) -> Result<
     (
         SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
@@ -76,11 +135,12 @@ pub async fn listen(
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(client)
             .with_error_handler(on_error)
-            .with_user_state(Forward(tx)),
+            .with_user_state(Forward { tx, channels }),
     );
     let callbacks = SlackSocketModeListenerCallbacks::new()
         .with_push_events(on_push)
-        .with_interaction_events(on_interaction);
+        .with_interaction_events(on_interaction)
+        .with_command_events(on_command);
     // One connection: a second one would only start after 5 s and adds
     // nothing a reconnect does not (Slack sends each event to one socket).
     let config = SlackClientSocketModeConfig::new().with_max_connections_count(1);
@@ -97,6 +157,7 @@ pub struct Pump {
     pub dedupe: Dedupe,
     pub prefix: String,
     pub out: mpsc::Sender<Incoming>,
+    pub home: Arc<Home>,
 }
 
 impl Pump {
@@ -111,11 +172,29 @@ impl Pump {
     }
 
     async fn check(&self, input: Inbound) -> Option<Incoming> {
-        let channel = input
-            .channel
-            .as_deref()
-            .and_then(|id| self.channels.configured(id))?
-            .to_string();
+        if input.what == What::HomeOpened {
+            tracing::debug!(user = input.user, "Slack Home tab opened.");
+            // Aside: a slow views.publish must not hold up commands.
+            let home = self.home.clone();
+            tokio::spawn(async move { home.opened(&input.user).await });
+            return None;
+        }
+        // A click in someone's DM with the bot (a reminder's buttons)
+        // counts like one in the channel: its value names the train (and
+        // the pipeline); no channel, so every pipeline may take it.
+        let in_dm = matches!(input.what, What::Click { .. })
+            && input.channel.as_deref().is_some_and(|c| c.starts_with('D'));
+        let channel = if in_dm {
+            None
+        } else {
+            Some(
+                input
+                    .channel
+                    .as_deref()
+                    .and_then(|id| self.channels.configured(id))?
+                    .to_string(),
+            )
+        };
         if input.user == self.bot.user {
             return None;
         }
@@ -133,10 +212,30 @@ impl Pump {
                     text,
                     button: false,
                     train: None,
-                    channel: Some(channel),
+                    channel: channel.clone(),
                     pipeline: None,
+                    thread: input.thread,
                 })
             }
+            What::Slash(text) => {
+                // `/trainbot` alone asks for help.
+                let text = if text.is_empty() {
+                    format!("{}help", self.prefix)
+                } else {
+                    format!("{}{text}", self.prefix)
+                };
+                tracing::info!(user = %user, command = text, "Slack slash command.");
+                Some(Incoming {
+                    user,
+                    text,
+                    button: false,
+                    train: None,
+                    channel: channel.clone(),
+                    pipeline: None,
+                    thread: None,
+                })
+            }
+            What::HomeOpened => None,
             What::Click { action, train } => {
                 // The button's value is its train's id (and pipeline, when
                 // there are several); whether that train still waits is the
@@ -156,8 +255,9 @@ impl Pump {
                     text,
                     button: true,
                     train: Some(id),
-                    channel: Some(channel),
+                    channel: channel.clone(),
                     pipeline,
+                    thread: None,
                 })
             }
         }

@@ -7,6 +7,8 @@
 mod blocks;
 mod client;
 mod dedupe;
+mod dm;
+mod home;
 mod identity;
 mod inbound;
 mod lanes;
@@ -19,14 +21,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use slack_morphism::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use client::{StartError, Tokens};
 
 use super::{Chat, Incoming, Message, Scope};
 use crate::config::SlackSettings;
-use crate::domain::ids::ChatUser;
+use crate::domain::ids::{ChatUser, TrainId};
+use crate::engine::Snapshot;
 use crate::store::AdapterStore;
 
 /// Messages waiting for Slack; past this many, new ones are dropped (logged).
@@ -37,6 +40,8 @@ pub struct Slack {
     sender: Mutex<Option<JoinHandle<()>>>,
     identity: identity::Identity,
     listener: SlackClientSocketModeListener<SlackClientHyperHttpsConnector>,
+    home: Arc<home::Home>,
+    web: client::Web,
 }
 
 impl Slack {
@@ -71,19 +76,21 @@ impl Slack {
             client::Web::connect(client.clone(), cfg, tokens.bot, &unique).await?;
         let channels = routing::Channels::new(found);
         client::check_app_token(&client, cfg, &tokens.app).await?;
-        let (listener, rx) =
-            listener::listen(client, &tokens.app)
-                .await
-                .map_err(|e| StartError::Api {
-                    url: cfg.api_url.clone(),
-                    error: e.to_string(),
-                })?;
+        let (listener, rx) = listener::listen(client, &tokens.app, channels.clone())
+            .await
+            .map_err(|e| StartError::Api {
+                url: cfg.api_url.clone(),
+                error: e.to_string(),
+            })?;
+        let home = Arc::new(home::Home::new(web.clone(), store.clone()));
+        let dm_web = web.clone();
         let pump = listener::Pump {
             bot,
             channels: channels.clone(),
             dedupe: dedupe::Dedupe::new(store.clone()),
             prefix: prefix.to_string(),
             out: inbox,
+            home: home.clone(),
         };
         // Both tasks are restarted if they panic; their queues outlive them.
         let (pump, rx) = (Arc::new(pump), Arc::new(tokio::sync::Mutex::new(rx)));
@@ -107,7 +114,31 @@ impl Slack {
             sender: Mutex::new(Some(sender)),
             identity: identity::Identity::new(web, store),
             listener,
+            home,
+            web: dm_web,
         })
+    }
+
+    /// Reminds `to` in their DM with the bot: `text` with the Good / Bad
+    /// buttons of `train` (the same values as the channel's approval
+    /// request of that pipeline, so a click counts the same). Sent at once,
+    /// not through the outbox; false when Slack refused.
+    pub async fn remind(
+        &self,
+        scope: Option<&Scope>,
+        to: &ChatUser,
+        train: TrainId,
+        text: &str,
+    ) -> bool {
+        let value = routing::Keys::for_scope(scope).button_value(train);
+        let text = crate::chat::masked_text(text);
+        dm::remind(&self.web, to, &value, &text).await.is_some()
+    }
+
+    /// What the Home tab shows: each pipeline's snapshots, by name. Tabs
+    /// already opened are published again when a train changes stage.
+    pub fn set_home(&self, pipelines: Vec<(String, watch::Receiver<Arc<Snapshot>>)>) {
+        self.home.set(pipelines);
     }
 
     /// Stops listening, then gives the outbox a few seconds to drain.

@@ -64,13 +64,22 @@ impl Outbox {
                 to,
                 text,
                 private: true,
+                thread,
             } => {
                 let content = blocks::plain(&text);
-                self.web.ephemeral(channel, to.as_str(), content).await
+                let thread = thread.map(SlackTs);
+                self.web
+                    .ephemeral(channel, to.as_str(), content, thread)
+                    .await
             }
-            Message::Reply { to, text, .. } => {
+            Message::Reply {
+                to, text, thread, ..
+            } => {
+                // A command typed in a thread is answered in that thread.
                 let content = blocks::reply(&to, &text);
-                self.web.post(channel, content, None, false).await;
+                self.web
+                    .post(channel, content, thread.map(SlackTs), false)
+                    .await;
             }
             // A channel fallback until reminders go out as direct messages.
             Message::Remind { to, text, .. } => {

@@ -32,6 +32,17 @@ impl Channels {
             .map(|(_, id)| id)
     }
 
+    /// The configured strings, for people to read.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (c, _) in &self.0 {
+            if !names.contains(c) {
+                names.push(c.clone());
+            }
+        }
+        names
+    }
+
     /// The configured string of a channel id; the first one when two
     /// configured strings (a name and an id) are the same channel.
     pub fn configured(&self, id: &str) -> Option<&str> {

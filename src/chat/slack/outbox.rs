@@ -82,9 +82,14 @@ impl Outbox {
                     .await;
             }
             // A channel fallback until reminders go out as direct messages.
-            Message::Remind { to, text, .. } => {
-                let content = blocks::reply(&to, &text);
-                self.web.post(channel, content, None, false).await;
+            Message::Remind { to, train, text } => {
+                // A direct message with this train's buttons; if Slack will
+                // not open the DM, the channel hears it, mentioning them.
+                let value = keys.button_value(train);
+                if super::dm::remind(&self.web, &to, &value, &text).await.is_none() {
+                    let content = blocks::reply(&to, &text);
+                    self.web.post(channel, content, None, false).await;
+                }
             }
             Message::Notice { run, text } => {
                 let thread = run.and_then(|r| self.note(&keys.status(r)));

@@ -863,3 +863,58 @@ async fn a_refused_token_exits_2_saying_invalid_auth() {
     assert!(out.contains("SLACK_APP_TOKEN: invalid_auth"), "{out}");
     assert!(!out.contains("xapp-revoked"), "{out}");
 }
+
+/// SPEC §14: an author who has not answered is reminded in a direct
+/// message that carries the train's buttons, and a click there counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_is_a_direct_message_whose_buttons_count() {
+    let fake = FakeSlack::start().await;
+    fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, "Bob <bob@example.com>", "Add the thing");
+    let cfg = config(dir.path(), &repo, &fake);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "environments = [\"staging\"]",
+        "environments = [\"staging\"]\nremind_after = \"2s\"\napproval_timeout = \"30m\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let bot = Bot::with_tokens(&cfg);
+    fake.wait_for_post(&first).await;
+    say(&fake, 1, OPS, "!depart").await;
+    fake.wait_for_post("must approve").await;
+
+    let dm = fake_slack::dm_of(BOB);
+    let reminder = fake
+        .wait_for("a reminder in Bob's DM", |s| {
+            s.calls_to("chat.postMessage")
+                .into_iter()
+                .find(|c| c.args["channel"] == dm.as_str() && c.has_buttons())
+                .cloned()
+        })
+        .await;
+    assert!(reminder.text().contains("train #1"), "{}", reminder.text());
+    let opened = fake.with(|s| {
+        s.calls_to("conversations.open")
+            .iter()
+            .any(|c| c.args["users"].to_string().contains(BOB))
+    });
+    assert!(opened, "the DM was opened with conversations.open");
+    let value = reminder.args["blocks"].to_string();
+    assert!(
+        value.contains("\\\"value\\\":\\\"1\\\"") || value.contains("\"value\":\"1\""),
+        "{value}"
+    );
+
+    fake.send_envelope(envelope::click_in(
+        (&dm, "directmessage"),
+        "env-dm1",
+        BOB,
+        "good",
+        "1",
+        reminder.ts.as_deref().unwrap_or("1700009000.000001"),
+    ))
+    .await;
+    fake.wait_for_post("deployed").await;
+    drop(bot);
+}

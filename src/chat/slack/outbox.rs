@@ -86,7 +86,10 @@ impl Outbox {
                 // A direct message with this train's buttons; if Slack will
                 // not open the DM, the channel hears it, mentioning them.
                 let value = keys.button_value(train);
-                if super::dm::remind(&self.web, &to, &value, &text).await.is_none() {
+                if super::dm::remind(&self.web, &to, &value, &text)
+                    .await
+                    .is_none()
+                {
                     let content = blocks::reply(&to, &text);
                     self.web.post(channel, content, None, false).await;
                 }

@@ -145,6 +145,29 @@ pub fn mention(user: &str) -> String {
     }
 }
 
+/// Chat text for the web and the API, which show users by bare id: every
+/// `<@U…>` mention made by [`mention`] becomes the id again.
+pub fn unmention(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('>') {
+            Some(end) if is_slack_user_id(&after[..end]) => {
+                out.push_str(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("<@");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `U…` or `W…`, then capitals and digits, with at least one digit: a Slack
 /// user id. Console names (`alice`, `ops`) never look like that.
 pub fn is_slack_user_id(user: &str) -> bool {
@@ -222,6 +245,15 @@ fn is_valid_branch(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_web_shows_mentions_as_bare_ids() {
+        assert_eq!(
+            unmention("frozen by <@U0OPS1> (<@nobody> <@U0123ABC>"),
+            "frozen by U0OPS1 (<@nobody> U0123ABC"
+        );
+        assert_eq!(unmention("a <@ b"), "a <@ b");
+    }
 
     #[test]
     fn slack_user_ids_are_shown_as_mentions_and_names_plainly() {

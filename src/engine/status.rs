@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::domain::ids::unmention;
 use crate::domain::messages;
 use crate::store::Freeze;
 
@@ -149,7 +150,7 @@ impl Engine {
             waiting_for: t.waiting_for().iter().map(|u| u.to_string()).collect(),
             stage_since: messages::rfc3339(t.stage_since, self.cfg.train.timezone),
             url: self.ctx().run_url(t.id),
-            held: self.door_hold.as_ref().map(|h| h.to_string()),
+            held: self.door_hold.as_ref().map(|h| unmention(&h.to_string())),
         });
         let tz = self.cfg.train.timezone;
         let now = self.now();
@@ -171,7 +172,7 @@ impl Engine {
                 GateView {
                     departure: v.word().into(),
                     rule: v.hold().map(|h| h.rule.name().to_string()),
-                    detail: v.hold().map(|h| h.detail.clone()),
+                    detail: v.hold().map(|h| unmention(&h.detail)),
                 }
             }
             crate::domain::departure::Decision::Skip(skip) => GateView {

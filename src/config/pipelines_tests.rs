@@ -351,3 +351,18 @@ fn web_access_is_top_level_and_shared_by_every_pipeline() {
     let err = expect_error(&open, "bot.http_listen", 2);
     assert!(!err.contains("pipelines."), "{err}");
 }
+
+#[test]
+fn on_veto_is_per_pipeline_and_a_bad_value_names_its_key_and_line() {
+    use crate::domain::eject::OnVeto;
+    let text = TWO.replace(
+        "schedule = \"0 30 9 * * Mon-Fri\"",
+        "schedule = \"0 30 9 * * Mon-Fri\"\non_veto = \"eject\"",
+    );
+    let all = expect_ok(&text);
+    assert_eq!(by_name(&all, "web").train.on_veto, OnVeto::Eject);
+    assert_eq!(by_name(&all, "api").train.on_veto, OnVeto::Stop);
+    let text = TWO.replace("schedule = \"0 30 9 * * Mon-Fri\"", "on_veto = \"revert\"");
+    let err = expect_error(&text, "pipelines.web.train.on_veto", 19);
+    assert!(err.contains("\"stop\" or \"eject\""), "{err}");
+}

@@ -3,8 +3,10 @@
 //! with the commits before the first vetoed one. Pure: which commits a veto
 //! names, the new head, what rides on, which approvals carry over.
 
+use serde::{Deserialize, Serialize};
+
 use super::approval::Author;
-use super::ids::{ChatUser, Sha};
+use super::ids::{ChatUser, Sha, TrainId};
 use super::train::{Approval, Commit};
 
 /// `[train] on_veto`: what a veto does to the rest of the train.
@@ -147,6 +149,73 @@ pub fn eject(
         carried,
         waiting_for,
     }
+}
+
+/// A partial train that must leave after a veto: stored with the vetoed
+/// train, so a restart before it departs neither loses it nor sends it
+/// twice (it is removed when the new train is saved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The vetoed train.
+    pub vetoed: TrainId,
+    /// Who vetoed: the new train is sent by them.
+    pub by: ChatUser,
+    pub head: Sha,
+    /// "bbbbbbb (bob), ccccccc (carol)": what was ejected, for the message.
+    pub ejected: String,
+    pub carried: Vec<Approval>,
+}
+
+/// "bbbbbbb (bob), ccccccc (carol)": each ejected commit and who wrote it
+/// (their chat name, else their commit name).
+pub fn ejected_label(commits: &[Commit], authors: &[Author], ejected: &[Sha]) -> String {
+    const SHOWN: usize = 10;
+    let mut parts: Vec<String> = commits
+        .iter()
+        .filter(|c| ejected.contains(&c.sha))
+        .take(SHOWN)
+        .map(|c| {
+            let who = author_of(authors, c)
+                .map(|u| u.as_str().to_string())
+                .unwrap_or_else(|| c.author_name.clone());
+            format!("{} ({who})", c.sha.short())
+        })
+        .collect();
+    if ejected.len() > SHOWN {
+        parts.push(format!("and {} more", ejected.len() - SHOWN));
+    }
+    parts.join(", ")
+}
+
+/// What the chat hears once the partial train left: "⏏ ejected bbbbbbb
+/// (bob); aaaaaaa rides on in train #2; waiting for: alice".
+pub fn rode_on_message(
+    ejected: &str,
+    head: &Sha,
+    train: &str,
+    carried: &[ChatUser],
+    waiting: &[&ChatUser],
+) -> String {
+    let mut out = format!(
+        "⏏ ejected {ejected}; {} rides on in train {train}",
+        head.short()
+    );
+    if !carried.is_empty() {
+        let names: Vec<&str> = carried.iter().map(|u| u.as_str()).collect();
+        out.push_str(&format!("; approved already: {}", names.join(", ")));
+    }
+    if waiting.is_empty() {
+        out.push_str("; waiting for nobody");
+    } else {
+        let names: Vec<&str> = waiting.iter().map(|u| u.as_str()).collect();
+        out.push_str(&format!("; waiting for: {}", names.join(", ")));
+    }
+    out
+}
+
+/// When nothing rides on: "⏏ ejected …; nothing rides on (…)".
+pub fn nothing_rides_on(ejected: &str, why: &str) -> String {
+    format!("⏏ ejected {ejected}; nothing rides on ({why})")
 }
 
 #[cfg(test)]

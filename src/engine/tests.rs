@@ -1169,3 +1169,6 @@ async fn a_user_may_queue_only_max_queued_per_user_branch_builds() {
     web.chat.wait_for("build 5 a").await;
     web.stop().await;
 }
+
+#[path = "eject_tests.rs"]
+mod eject_tests;

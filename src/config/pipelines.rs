@@ -217,7 +217,7 @@ over_fields! {
     RawGit { path }
     RawGithub { owner, repo, token_env, webhook_secret_env, api_url }
     RawMain { checks }
-    RawTrain { schedule, timezone, approval, approval_timeout, remind_after, escalate_after, environments }
+    RawTrain { schedule, timezone, approval, approval_timeout, remind_after, escalate_after, environments, on_veto }
     RawEnv { deploy, acceptance }
     RawProduction { deploy, smoke, windows }
     RawBranchBuilds { nodes, node_url, checks, deploy, smoke, pool, max_queued_per_user }

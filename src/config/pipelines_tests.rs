@@ -380,3 +380,18 @@ fn reminders_and_escalation_are_off_by_default_and_set_per_pipeline() {
     );
     expect_error(&bad, "train.remind_after", 8);
 }
+
+#[test]
+fn on_veto_is_per_pipeline_and_a_bad_value_names_its_key_and_line() {
+    use crate::domain::eject::OnVeto;
+    let text = TWO.replace(
+        "schedule = \"0 30 9 * * Mon-Fri\"",
+        "schedule = \"0 30 9 * * Mon-Fri\"\non_veto = \"eject\"",
+    );
+    let all = expect_ok(&text);
+    assert_eq!(by_name(&all, "web").train.on_veto, OnVeto::Eject);
+    assert_eq!(by_name(&all, "api").train.on_veto, OnVeto::Stop);
+    let text = TWO.replace("schedule = \"0 30 9 * * Mon-Fri\"", "on_veto = \"revert\"");
+    let err = expect_error(&text, "pipelines.web.train.on_veto", 19);
+    assert!(err.contains("\"stop\" or \"eject\""), "{err}");
+}

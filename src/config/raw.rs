@@ -213,6 +213,8 @@ pub(super) struct RawTrain {
     pub escalate_after: Option<Spanned<String>>,
     /// Lower environments, in order. Default `["staging", "preview", "preprod"]`.
     pub environments: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"stop"` | `"eject"`: what a veto does (SPEC §15). Default `"stop"`.
+    pub on_veto: Option<Spanned<String>>,
 }
 
 /// `[environments.NAME]`
@@ -423,6 +425,7 @@ mod tests {
         assert_eq!(settings.train.timezone, chrono_tz::UTC);
         assert_eq!(settings.train.approval, ApprovalPolicy::AllAuthors);
         assert_eq!(settings.train.approval_timeout, Duration::from_secs(1800));
+        assert_eq!(settings.train.on_veto, crate::domain::eject::OnVeto::Stop);
         assert_eq!(settings.tags.give_up_after, Duration::from_secs(3600));
         assert_eq!(settings.train.environments.len(), 3);
         assert_eq!(settings.branch_builds.node_url, "http://{node}.localhost");
@@ -592,6 +595,11 @@ deploy = [
                 "[train]\napproval = \"everyone\"",
                 "train.approval",
                 "\"all-authors\" or \"any-author\"",
+            ),
+            (
+                "[train]\non_veto = \"explode\"",
+                "train.on_veto",
+                "\"stop\" or \"eject\"",
             ),
             (
                 "[chat]\nadapter = \"irc\"",

@@ -155,6 +155,8 @@ pub struct TrainSettings {
     pub escalate_after: Option<Duration>,
     /// Lower environments, in order, each with its steps.
     pub environments: Vec<EnvSettings>,
+    /// What a veto does: stop the train, or eject the vetoed commits.
+    pub on_veto: crate::domain::eject::OnVeto,
 }
 
 #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@ use super::settings::{
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
+use crate::domain::eject::OnVeto;
 use crate::domain::size::parse_size;
 
 type Result<T> = std::result::Result<T, Problem>;
@@ -419,7 +420,18 @@ fn train(raw: &RawTrain, tables: &BTreeMap<Spanned<String>, RawEnv>) -> Result<T
             )));
         }
     };
+    let on_veto = Field::new("train.on_veto", &raw.on_veto, "stop");
+    let on_veto = match on_veto.value {
+        "stop" => OnVeto::Stop,
+        "eject" => OnVeto::Eject,
+        other => {
+            return Err(on_veto.problem(format!(
+                "{other:?} is not what a veto does (use \"stop\" or \"eject\")"
+            )));
+        }
+    };
     Ok(TrainSettings {
+        on_veto,
         schedule,
         schedule_text: schedule_field.value.to_string(),
         timezone: tz,

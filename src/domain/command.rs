@@ -323,8 +323,8 @@ pub fn usage(name: &str, prefix: &str) -> Option<String> {
             "approve the train awaiting approval (its authors)",
         ),
         "bad" => (
-            "[reason]",
-            "veto the running train before production (authors, ops)",
+            "[sha] [reason]",
+            "veto the running train before production (authors, ops); with on_veto = \"eject\" the commits before the named one (else before yours) leave at once",
         ),
         "force" => (
             "[train|sha]",

@@ -351,6 +351,7 @@ pub fn approval_request(ctx: &Ctx, t: &Train) -> String {
     for a in &t.authors {
         let how = match (&a.chat, a.only_reverted) {
             (_, true) => "not asked: their commits were reverted".to_string(),
+            (Some(u), _) if t.has_approved(u) => "approved already (carried over)".to_string(),
             (Some(u), _) if ctx.console => format!(
                 "type `@{u} {p}good` or `@{u} {p}bad <reason>`",
                 p = ctx.prefix

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod command;
 pub mod departure;
 pub mod duration;
+pub mod eject;
 pub mod gate;
 pub mod ids;
 pub mod lock;

@@ -493,9 +493,31 @@ impl Train {
         if self.route == Route::LowerOnly {
             return self.end(Outcome::LowerDone, now);
         }
+        // Approvals carried over from a vetoed train may be enough (SPEC §15).
+        if self.route == Route::Full && self.approved(plan.approval) {
+            return self.stop_at_door(Target::Production, now);
+        }
         self.set_stage(Stage::AwaitingApproval { since: now }, now);
-        let _ = plan;
         vec![Effect::AskApproval]
+    }
+
+    /// Approvals carried over from a vetoed train (SPEC §15), recorded for
+    /// the authors who may approve this one. A train already awaiting
+    /// approval that needs no more goes on to production's door.
+    pub fn carry_approvals(&mut self, carried: &[Approval], plan: &Plan, now: Ts) -> Vec<Effect> {
+        for a in carried {
+            if self.is_author(&a.user) && !self.has_approved(&a.user) {
+                self.approvals.push(a.clone());
+            }
+        }
+        match self.stage {
+            Stage::AwaitingApproval { .. }
+                if self.route == Route::Full && self.approved(plan.approval) =>
+            {
+                self.stop_at_door(Target::Production, now)
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn start_production(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {

@@ -145,6 +145,9 @@ impl Engine {
                 if self.train.is_none() {
                     return Ok(Err(Refusal::NothingToVeto));
                 }
+                if self.cfg.train.on_veto == crate::domain::eject::OnVeto::Eject {
+                    return self.veto_ejecting(actor, reason.as_deref()).await;
+                }
                 self.train_input_checked(Input::Bad {
                     actor: actor.clone(),
                     reason: reason.clone(),

@@ -6,6 +6,7 @@
 mod builds;
 mod calls;
 mod commands;
+mod eject;
 mod faults;
 mod gate;
 mod gate_commands;

@@ -47,6 +47,7 @@ impl Engine {
                 self.apply(ended).await?;
             }
         }
+        self.resume_ejection().await?;
         self.recover_builds().await?;
         self.poll_main_now().await?;
         self.report_set_aside().await;

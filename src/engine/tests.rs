@@ -1225,5 +1225,7 @@ async fn a_user_may_queue_only_max_queued_per_user_branch_builds() {
     web.stop().await;
 }
 
+#[path = "eject_tests.rs"]
+mod eject_tests;
 #[path = "rhythm_tests.rs"]
 mod rhythm;

@@ -167,6 +167,7 @@ impl Engine {
         result: Result<Prep, ForgeError>,
     ) -> anyhow::Result<()> {
         self.departing = None;
+        let ejection = self.take_ejection(&departing.sha)?;
         let prep = match result {
             Ok(prep) => prep,
             Err(error) => {
@@ -208,8 +209,9 @@ impl Engine {
             route: departing.route,
         };
         let now = self.now();
-        let (mut train, effects) = Train::depart(new, &self.plan, now);
+        let (mut train, mut effects) = Train::depart(new, &self.plan, now);
         train.overrode = departing.overrides.map(|r| r.name().to_string());
+        let rode_on = ejection.map(|i| self.carry_over(&mut train, &i, &mut effects));
         self.store.save_train(&train)?;
         tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
         let text = messages::departure_message(&self.ctx(), &train);
@@ -218,6 +220,9 @@ impl Engine {
         // The status message first: the departure goes into its thread.
         self.show_status().await;
         self.say(Some(id), text).await;
+        if let Some(text) = rode_on {
+            self.say(Some(id), text).await;
+        }
         self.apply(effects).await?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod audit_pages;
 mod builds;
 mod codec;
+mod eject;
 mod locks;
 mod pipelines;
 mod quarantine;

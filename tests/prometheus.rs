@@ -214,3 +214,25 @@ async fn a_slow_prometheus_times_out() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_prometheus_fails_without_showing_its_password() {
+    let f = Fixture::new();
+    let mut req = f.request("errors", 0.05, 1, Duration::from_secs(20));
+    // Port 1 on loopback: nothing listens there.
+    req.step.kind = StepKind::Prometheus {
+        url: "http://bob:hunter2@127.0.0.1:1".into(),
+        query: "errors".into(),
+        min: None,
+        max: Some(0.05),
+    };
+    let (_tx, cancel) = watch::channel(false);
+    let outcome = f.runner.run(req, cancel).await;
+    let text = error(&outcome);
+    assert_eq!(outcome.attempts, 2, "a refused connection is retried");
+    assert!(text.starts_with("prometheus http://"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let log = f.log();
+    assert!(log.contains("! "), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}

@@ -19,6 +19,7 @@ use trainbot::forge::{Forge, Results};
 use trainbot::runner::StepRunner;
 use trainbot::runner::http::HttpRunner;
 use trainbot::runner::kinds::StepKinds;
+use trainbot::runner::prometheus::PrometheusRunner;
 use trainbot::runner::shell::ShellRunner;
 use trainbot::runner::workflow::WorkflowRunner;
 use trainbot::store::{Store, StoreError, Wanted};
@@ -406,7 +407,10 @@ fn pipeline(
         chat,
         forge,
         results,
-        runner: Arc::new(StepKinds::new(shell, http, workflow)),
+        runner: Arc::new(
+            StepKinds::new(shell, http, workflow)
+                .with_prometheus(Arc::new(PrometheusRunner::new().with_log_cap(max_log))),
+        ),
         clock: Arc::new(SystemClock),
     };
     let engine = Engine::new(settings.clone(), store.clone(), ports);

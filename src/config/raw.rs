@@ -285,7 +285,7 @@ pub(super) struct RawRoles {
     pub production: Option<Vec<String>>,
 }
 
-/// One step: exactly one of `run`, `http`, `workflow`.
+/// One step: exactly one of `run`, `http`, `workflow`, `prometheus`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
@@ -302,6 +302,15 @@ pub(super) struct RawStep {
     pub git_ref: Option<Spanned<String>>,
     /// Only with `workflow`. Default: none.
     pub inputs: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// A Prometheus server's base URL: the step runs an instant query.
+    pub prometheus: Option<Spanned<String>>,
+    /// Only with `prometheus`, and required there: the PromQL expression.
+    pub query: Option<Spanned<String>>,
+    /// Only with `prometheus`: every series must be at least this.
+    pub min: Option<Spanned<f64>>,
+    /// Only with `prometheus`: every series must be at most this. At least
+    /// one of `min` and `max` is required.
+    pub max: Option<Spanned<f64>>,
     /// Default `"30m"`.
     pub timeout: Option<Spanned<String>>,
     /// Extra attempts after a failure. Default 0.

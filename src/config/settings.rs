@@ -232,10 +232,20 @@ pub enum StepKind {
         git_ref: Option<String>,
         inputs: BTreeMap<String, String>,
     },
+    /// `{ prometheus = "http://prom:9090", query = "…", max = 0.05 }`: an
+    /// instant query over the Prometheus HTTP API; every returned series
+    /// must lie within `min..=max` (at least one is set; no data fails).
+    Prometheus {
+        /// The server's base URL, without a trailing `/`.
+        url: String,
+        query: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
 }
 
 impl Step {
-    /// A short label for chat and logs: the command, URL or workflow.
+    /// A short label for chat and logs: the command, URL, workflow or query.
     pub fn label(&self) -> String {
         match &self.kind {
             StepKind::Run(cmd) => cmd.clone(),
@@ -244,8 +254,33 @@ impl Step {
                 format!("{method} {}", redact_url(url))
             }
             StepKind::Workflow { workflow, .. } => format!("workflow {workflow}"),
+            StepKind::Prometheus {
+                url,
+                query,
+                min,
+                max,
+            } => prometheus_label(url, query, *min, *max),
         }
     }
+}
+
+/// How much of a Prometheus query a label shows.
+const LABEL_QUERY_CHARS: usize = 60;
+
+/// `prometheus http://prom:9090 sum(rate(…)) <= 0.05`: the URL redacted,
+/// the query cut to [`LABEL_QUERY_CHARS`].
+pub fn prometheus_label(url: &str, query: &str, min: Option<f64>, max: Option<f64>) -> String {
+    let mut shown: String = query.chars().take(LABEL_QUERY_CHARS).collect();
+    if query.chars().count() > LABEL_QUERY_CHARS {
+        shown.push('…');
+    }
+    let bounds = match (min, max) {
+        (Some(min), Some(max)) => format!(" in [{min}, {max}]"),
+        (None, Some(max)) => format!(" <= {max}"),
+        (Some(min), None) => format!(" >= {min}"),
+        (None, None) => String::new(),
+    };
+    format!("prometheus {} {shown}{bounds}", redact_url(url))
 }
 
 impl Settings {
@@ -306,7 +341,7 @@ impl Settings {
                 &self.branch_builds.smoke,
             ]);
         for step in lists.flatten() {
-            if let StepKind::Http { url, .. } = &step.kind {
+            if let StepKind::Http { url, .. } | StepKind::Prometheus { url, .. } = &step.kind {
                 crate::secrets::register_url(url);
             }
         }

@@ -1,5 +1,6 @@
-//! Steps: `{ run = … }`, `{ http = … }` or `{ workflow = … }`, each with an
-//! optional `timeout` and `retries`.
+//! Steps: `{ run = … }`, `{ http = … }`, `{ workflow = … }` or
+//! `{ prometheus = …, query = …, max = … }`, each with an optional `timeout`
+//! and `retries`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +35,7 @@ fn step(key: &str, raw: &Spanned<RawStep>) -> Result<Step, Problem> {
         raw.run.as_ref().map(|_| "run"),
         raw.http.as_ref().map(|_| "http"),
         raw.workflow.as_ref().map(|_| "workflow"),
+        raw.prometheus.as_ref().map(|_| "prometheus"),
     ]
     .into_iter()
     .flatten()
@@ -44,7 +46,9 @@ fn step(key: &str, raw: &Spanned<RawStep>) -> Result<Step, Problem> {
         } else {
             kinds.join(" and ")
         };
-        let message = format!("a step needs exactly one of run, http or workflow (found {found})");
+        let message = format!(
+            "a step needs exactly one of run, http, workflow or prometheus (found {found})"
+        );
         return Err(Problem::at(span, key, message));
     }
     only_with(key, &raw.method, "method", "http", raw.http.is_some())?;
@@ -56,6 +60,10 @@ fn step(key: &str, raw: &Spanned<RawStep>) -> Result<Step, Problem> {
         "workflow",
         raw.workflow.is_some(),
     )?;
+    let prometheus = raw.prometheus.is_some();
+    only_with(key, &raw.query, "query", "prometheus", prometheus)?;
+    only_with(key, &raw.min, "min", "prometheus", prometheus)?;
+    only_with(key, &raw.max, "max", "prometheus", prometheus)?;
 
     let kind = if let Some(run) = &raw.run {
         if run.get_ref().trim().is_empty() {
@@ -70,6 +78,8 @@ fn step(key: &str, raw: &Spanned<RawStep>) -> Result<Step, Problem> {
         http_kind(key, url, raw.method.as_ref())?
     } else if let Some(workflow) = &raw.workflow {
         workflow_kind(key, workflow, raw)?
+    } else if let Some(url) = &raw.prometheus {
+        prometheus_kind(key, span, url, raw)?
     } else {
         unreachable!("exactly one kind was checked above")
     };
@@ -223,6 +233,57 @@ fn workflow_kind(
     })
 }
 
+/// `{ prometheus = "http://prom:9090", query = "…", min = …, max = … }`:
+/// a query, and at least one bound, `min <= max`.
+fn prometheus_kind(
+    key: &str,
+    span: std::ops::Range<usize>,
+    url: &Spanned<String>,
+    raw: &RawStep,
+) -> Result<StepKind, Problem> {
+    check_http_url(url.get_ref())
+        .map_err(|message| Problem::at(url.span(), format!("{key}.prometheus"), message))?;
+    let query = match &raw.query {
+        None => {
+            let message = "a prometheus step needs a query (query = \"…\")";
+            return Err(Problem::at(span, format!("{key}.query"), message));
+        }
+        Some(query) if query.get_ref().trim().is_empty() => {
+            let message = "the query is empty";
+            return Err(Problem::at(query.span(), format!("{key}.query"), message));
+        }
+        Some(query) => query.get_ref().trim().to_string(),
+    };
+    let bound = |value: &Option<Spanned<f64>>, name: &str| match value {
+        Some(value) if !value.get_ref().is_finite() => Err(Problem::at(
+            value.span(),
+            format!("{key}.{name}"),
+            format!("{name} must be a finite number"),
+        )),
+        _ => Ok(value.as_ref().map(|value| *value.get_ref())),
+    };
+    let min = bound(&raw.min, "min")?;
+    let max = bound(&raw.max, "max")?;
+    match (min, max, &raw.min) {
+        (None, None, _) => {
+            let message =
+                "a prometheus step needs max, min or both (the bounds every series must keep)";
+            return Err(Problem::at(span, format!("{key}.max"), message));
+        }
+        (Some(low), Some(high), Some(min_raw)) if low > high => {
+            let message = format!("min ({low}) is greater than max ({high})");
+            return Err(Problem::at(min_raw.span(), format!("{key}.min"), message));
+        }
+        _ => {}
+    }
+    Ok(StepKind::Prometheus {
+        url: url.get_ref().trim_end_matches('/').to_string(),
+        query,
+        min,
+        max,
+    })
+}
+
 /// The first `{word}` in `text` that is not a known placeholder. Braces
 /// around anything that is not a plain word (JSON, say) are left alone.
 fn unknown_placeholder(text: &str) -> Option<&str> {
@@ -264,6 +325,10 @@ pub(super) fn check_http_url(text: &str) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "steps_tests.rs"]
+mod prometheus_tests;
 
 #[cfg(test)]
 mod tests {

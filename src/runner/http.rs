@@ -171,7 +171,7 @@ fn facts_body(req: &StepRequest) -> Value {
 }
 
 /// The `user:pass@` part of a URL, to take out of error texts.
-fn userinfo(url: &Url) -> Option<String> {
+pub(super) fn userinfo(url: &Url) -> Option<String> {
     match (url.username(), url.password()) {
         ("", None) => None,
         (user, None) => Some(format!("{user}@")),
@@ -179,7 +179,7 @@ fn userinfo(url: &Url) -> Option<String> {
     }
 }
 
-fn redact(text: &str, secret: Option<&str>) -> String {
+pub(super) fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(secret) => text.replace(secret, "***@"),
         None => text.to_string(),
@@ -188,7 +188,7 @@ fn redact(text: &str, secret: Option<&str>) -> String {
 
 /// "error sending request: client error (Connect): tcp connect error: …",
 /// without the URL reqwest puts in its own message.
-fn error_chain(error: reqwest::Error) -> String {
+pub(super) fn error_chain(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut text = error.to_string();
     let mut source = error.source();

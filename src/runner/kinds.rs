@@ -1,5 +1,5 @@
 //! The runner the engine holds: it hands each step to the runner of its kind.
-//! Also the attempt loop the in-process kinds (http, workflow) share: retries
+//! Also the attempt loop the in-process kinds (http, workflow, prometheus) share: retries
 //! with a backoff, a timeout per attempt, cancel, and the step log.
 
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,8 @@ pub struct StepKinds {
     http: Arc<dyn StepRunner>,
     /// None unless the forge is GitHub.
     workflow: Option<Arc<dyn StepRunner>>,
+    /// Set by [`StepKinds::with_prometheus`]; main always sets it.
+    prometheus: Option<Arc<dyn StepRunner>>,
 }
 
 impl StepKinds {
@@ -35,6 +37,15 @@ impl StepKinds {
             shell,
             http,
             workflow,
+            prometheus: None,
+        }
+    }
+
+    /// Runs `{ prometheus = … }` steps with `runner`.
+    pub fn with_prometheus(self, runner: Arc<dyn StepRunner>) -> StepKinds {
+        StepKinds {
+            prometheus: Some(runner),
+            ..self
         }
     }
 }
@@ -48,6 +59,10 @@ impl StepRunner for StepKinds {
             StepKind::Workflow { .. } => match &self.workflow {
                 Some(runner) => runner,
                 None => return not_run("workflow steps need the github forge".into()),
+            },
+            StepKind::Prometheus { .. } => match &self.prometheus {
+                Some(runner) => runner,
+                None => return not_run("no runner for prometheus steps".into()),
             },
         };
         runner.run(req, cancel).await
@@ -309,8 +324,19 @@ mod tests {
             Arc::new(Fixed("shell")),
             Arc::new(Fixed("http")),
             Some(Arc::new(Fixed("workflow"))),
-        );
+        )
+        .with_prometheus(Arc::new(Fixed("prometheus")));
         let (_tx, cancel) = watch::channel(false);
+        let prometheus = StepKind::Prometheus {
+            url: "http://prom:9090".into(),
+            query: "up".into(),
+            min: Some(1.0),
+            max: None,
+        };
+        assert_eq!(
+            error(kinds.run(request(prometheus), cancel.clone()).await),
+            "prometheus"
+        );
         let http = StepKind::Http {
             url: "http://x".into(),
             method: "POST".into(),

@@ -1,10 +1,11 @@
-//! Step runners: shell, http and workflow steps, and `StepKinds`, which picks
+//! Step runners: shell, http, workflow and prometheus steps, and `StepKinds`, which picks
 //! the runner by the step's kind.
 
 pub mod http;
 pub mod kinds;
 mod log;
 pub use log::DEFAULT_MAX_STEP_LOG;
+pub mod prometheus;
 pub mod shell;
 pub mod workflow;
 

@@ -241,6 +241,7 @@ impl StepRunner for ShellRunner {
             StepKind::Run(cmd) => cmd.clone(),
             StepKind::Http { .. } => return unsupported("http"),
             StepKind::Workflow { .. } => return unsupported("workflow"),
+            StepKind::Prometheus { .. } => return unsupported("prometheus"),
         };
         self.run_command(&req, &cmd, &mut cancel)
             .instrument(span)

@@ -30,6 +30,11 @@ impl Engine {
     /// leave, refuses a new one.
     pub(super) fn busy(&self) -> Option<Refusal> {
         if let Some(t) = &self.train {
+            // A verifying train holds other deploys by the gate's rule.
+            if let Some(until) = t.verifying_until() {
+                let hold = gate::verifying_hold(t.id, until, self.cfg.train.timezone);
+                return Some(Refusal::Held(hold));
+            }
             return Some(Refusal::TrainRunning(t.id));
         }
         self.departing
@@ -76,6 +81,10 @@ impl Engine {
             rejected_head: ask.rejected,
             on_main: ask.on_main,
             tag_problem: ask.tag_problem,
+            verifying: self
+                .train
+                .as_ref()
+                .and_then(|t| Some((t.id, t.verifying_until()?))),
         };
         gate::gate(road, &facts)
     }

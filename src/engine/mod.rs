@@ -209,6 +209,18 @@ pub fn plan_of(cfg: &Settings) -> Plan {
         production_smoke: cfg.production.smoke.len(),
         approval: cfg.train.approval,
         approval_timeout: crate::domain::duration::to_delta(cfg.train.approval_timeout),
+        verify: {
+            let v = &cfg.production.verify;
+            let delta = crate::domain::duration::to_delta;
+            crate::domain::train::VerifyPlan {
+                steps: v.steps.len(),
+                window: delta(v.window),
+                every: delta(v.every),
+                delay: delta(v.delay),
+                failure_limit: v.failure_limit,
+                auto_rollback: v.auto_rollback,
+            }
+        },
     }
 }
 

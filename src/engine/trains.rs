@@ -8,7 +8,9 @@ use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::rhythm::Nudge;
-use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
+use crate::domain::train::{
+    Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train, VerifyResult,
+};
 use crate::forge::{Forge, ForgeError};
 use crate::store::{Production, StoreError};
 
@@ -326,6 +328,13 @@ impl Engine {
                 Effect::Ended(outcome) => self.ended(outcome).await?,
                 // The gate is asked after the input (`check_door`).
                 Effect::AtDoor(_) => {}
+                Effect::Verifying => {
+                    let text = messages::verifying(&self.ctx(), train);
+                    self.say(Some(id), text).await;
+                }
+                // The check's step said how it went; the status line shows
+                // the count.
+                Effect::Checked { .. } => {}
             }
         }
         self.show_status().await;
@@ -466,16 +475,72 @@ impl Engine {
         self.forget_status(Run::Train(train.id));
         self.send_msg(approval_progress(&train)).await;
         // A failure mentions the train's authors (SPEC §14), in the notice
-        // only: the status message is edited in place.
-        let cc = matches!(outcome, Outcome::Failed { .. })
+        // only: the status message is edited in place. So does a red
+        // verification (and, without auto_rollback, ops too).
+        let red = match train.verify.as_ref().and_then(|v| v.result.as_ref()) {
+            Some(VerifyResult::Red { auto_rollback }) => Some(*auto_rollback),
+            _ => None,
+        };
+        let cc = (matches!(outcome, Outcome::Failed { .. }) || red.is_some())
             .then(|| messages::failure_mentions(&self.ctx(), &train))
             .flatten();
+        let cc = match (red, cc) {
+            (Some(false), cc) => {
+                let ops: Vec<String> = self.ops_to_tell().iter().map(|u| u.mention()).collect();
+                let ops = format!(
+                    "production is red and stays as it is; ops: {}",
+                    ops.join(" ")
+                );
+                Some(cc.map_or(ops.clone(), |cc| format!("{cc}\n{ops}")))
+            }
+            (_, cc) => cc,
+        };
         let text = match cc {
             Some(cc) => format!("{text}\n{cc}"),
             None => text,
         };
         self.say(Some(train.id), text).await;
+        if red == Some(true) {
+            self.auto_rollback(&train).await?;
+        }
         Ok(())
+    }
+
+    /// A red verification with `auto_rollback` (SPEC §15): the previous
+    /// production SHA goes back through the rollback road (production
+    /// steps, a claim, the once-only rules). The bot's own rollback is not
+    /// held by a lock or a window: a red production must heal.
+    async fn auto_rollback(&mut self, red: &Train) -> anyhow::Result<()> {
+        let previous = self
+            .store
+            .production()?
+            .filter(|p| p.train == red.id)
+            .and_then(|p| p.previous);
+        let Some(prev) = previous else {
+            let ops: Vec<String> = self.ops_to_tell().iter().map(|u| u.mention()).collect();
+            let text = format!(
+                "🚨 train {} is red in production and there is no previous SHA to roll back to; ops: {}",
+                red.id,
+                ops.join(" ")
+            );
+            self.say(Some(red.id), text).await;
+            return Ok(());
+        };
+        tracing::warn!(train = red.id.0, sha = %prev, "Verification red: rolling back.");
+        self.store.audit(&crate::store::AuditEntry {
+            at: self.now(),
+            user: ChatUser::new("trainbot"),
+            action: format!(
+                "rollback to {} (train {} verification red)",
+                prev.short(),
+                red.id
+            ),
+            result: "rolling back automatically".into(),
+        })?;
+        let kind = Kind::Rollback {
+            by: ChatUser::new("trainbot"),
+        };
+        self.depart(prev, kind, Route::ProductionOnly)
     }
 }
 

@@ -29,6 +29,17 @@ impl Engine {
     /// One run at a time: a train running, or one listing its commits to
     /// leave, refuses a new one.
     pub(super) fn busy(&self) -> Option<Refusal> {
+        if let Some(r) = self.train_busy() {
+            return Some(r);
+        }
+        self.departing
+            .as_ref()
+            .map(|sha| Refusal::Departing(sha.short().to_string()))
+    }
+
+    /// The running train refuses a new run: a verifying one by the gate's
+    /// rule *verifying* (SPEC §15), any other as running.
+    pub(super) fn train_busy(&self) -> Option<Refusal> {
         if let Some(t) = &self.train {
             // A verifying train holds other deploys by the gate's rule.
             if let Some(until) = t.verifying_until() {
@@ -37,9 +48,7 @@ impl Engine {
             }
             return Some(Refusal::TrainRunning(t.id));
         }
-        self.departing
-            .as_ref()
-            .map(|sha| Refusal::Departing(sha.short().to_string()))
+        None
     }
 }
 

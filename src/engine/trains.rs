@@ -81,6 +81,12 @@ impl Engine {
             },
             Decision::Skip(skip) => {
                 tracing::info!(?skip, "Scheduled departure skipped.");
+                if let Some(Refusal::Held(hold)) = self.busy() {
+                    // A train verifying production holds the clock (rule
+                    // verifying), said once.
+                    let what = "the scheduled train does not leave";
+                    return self.say_hold_once(None, what, &hold).await;
+                }
                 if let Skip::Running(id) = skip
                     && self.store.first_notice(&format!("running:{}", id.0))?
                 {

@@ -1,0 +1,179 @@
+//! Production verification under paused time (SPEC §15): a green window,
+//! a red check that rolls back by itself, a restart in the middle of a
+//! window, and the gate's rule *verifying*.
+
+use super::*;
+
+const VERIFY_3M: &str =
+    "verify = [{ run = \"true\" }]\nverify_for = \"3m\"\nverify_every = \"1m\"\n";
+
+fn ran_count(bot: &Bot, name: &str, sha: &crate::domain::ids::Sha) -> usize {
+    bot.ran
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, s)| n == name && s == sha.as_str())
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verify_window_that_stays_green_ends_deployed_at_its_end() {
+    let bot = Bot::start(
+        "a_verify_window_that_stays_green_ends_deployed_at_its_end",
+        Options {
+            production_keys: VERIFY_3M,
+            ..Options::default()
+        },
+    )
+    .await;
+    let head = sha(HISTORY - 1);
+    bot.type_line(&format!("!force {}", head.short())).await;
+    let (_, began, _) = bot.chat.wait_for("train #1 verifies production").await;
+    let (_, ended, msg) = bot.chat.wait_for("train #1 deployed").await;
+    assert!(
+        text_of(&msg).contains("verified: 3 checks green"),
+        "{msg:?}"
+    );
+    assert_eq!(
+        ended - began,
+        minutes(3),
+        "the window's end, not the last check"
+    );
+    assert_eq!(ran_count(&bot, "production-verify-1", &head), 3);
+    assert_eq!(ran_count(&bot, "production-deploy-1", &head), 1);
+    let said = bot.finish().await;
+    let status = statuses(&said, TrainId(1));
+    assert!(
+        status
+            .iter()
+            .any(|(_, t)| t.contains("🔎") && t.contains("check 2/3 green, 1m 59s left")),
+        "{status:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_red_second_check_rolls_back_to_the_previous_sha_and_the_clock_holds_the_head() {
+    let red = sha(HISTORY - 1);
+    let red_hex = red.as_str().to_string();
+    let bot = Bot::start(
+        "a_red_second_check_rolls_back_to_the_previous_sha_and_the_clock_holds_the_head",
+        Options {
+            production_keys: VERIFY_3M,
+            fails: Some(Arc::new(move |name: &str, sha: &str, before: usize| {
+                name == "production-verify-1" && sha == red_hex && before == 1
+            })),
+            ..Options::default()
+        },
+    )
+    .await;
+    let good = sha(HISTORY - 2);
+    bot.type_line(&format!("!force {}", good.short())).await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    bot.type_line(&format!("!force {}", red.short())).await;
+    let (_, began, _) = bot.chat.wait_for("train #2 verifies production").await;
+    let (_, at, _) = bot
+        .chat
+        .wait_for_from(0, "the red notice", |m| {
+            matches!(m, Message::Notice { .. }) && text_of(m).contains("🚨 train #2 deployed")
+        })
+        .await;
+    assert_eq!(
+        at - began,
+        minutes(1) + TimeDelta::seconds(1),
+        "the second check"
+    );
+    let said = bot.chat.messages();
+    let text = said
+        .iter()
+        .map(|(_, m)| text_of(m))
+        .find(|t| t.contains("🚨 train #2 deployed") && t.contains("cc "))
+        .unwrap_or_else(|| panic!("{}", bot.chat.transcript()));
+    assert!(text.contains("rolled back automatically"), "{text}");
+    assert!(text.contains("@bob"), "its authors are mentioned: {text}");
+    let (_, _, msg) = bot
+        .chat
+        .wait_for("✅ train #3 rolled production back to")
+        .await;
+    assert!(text_of(&msg).contains(good.short()), "{msg:?}");
+    // The rollback ran the production steps with the previous SHA.
+    assert_eq!(ran_count(&bot, "production-deploy-1", &good), 2);
+    assert_eq!(ran_count(&bot, "production-deploy-1", &red), 1);
+    assert_eq!(ran_count(&bot, "production-verify-1", &red), 2);
+    let prod = bot.store.production().unwrap().unwrap();
+    assert_eq!(prod.sha, good);
+    let train2 = bot.store.train(TrainId(2)).unwrap().unwrap();
+    assert!(train2.rolled_back);
+    // The clock does not ship the head again (rule rejected head).
+    bot.type_line("!next").await;
+    bot.chat.wait_for("was rolled back in train #2").await;
+    // Time to restore is measured: the rolled-back train is a change
+    // failure and the rollback restored it.
+    let now = bot.clock.peek();
+    let trains = bot.store.trains_since(now - TimeDelta::hours(1)).unwrap();
+    let d = crate::domain::metrics::delivery(&trains, |_| None, now - TimeDelta::hours(1), now);
+    assert_eq!(d.restores, 1, "{d:?}");
+    assert!(
+        d.restore_median.is_some_and(|t| t > TimeDelta::zero()),
+        "{d:?}"
+    );
+    bot.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_in_the_window_resumes_the_checks_left_and_never_deploys_again() {
+    let opts = Options {
+        production_keys: "verify = [{ run = \"true\" }]\nverify_for = \"5m\"\nverify_every = \"1m\"\n",
+        ..Options::default()
+    };
+    let test = "a_restart_in_the_window_resumes_the_checks_left_and_never_deploys_again";
+    let bot = Bot::start(test, opts).await;
+    let head = sha(HISTORY - 1);
+    bot.type_line(&format!("!force {}", head.short())).await;
+    let (_, began, _) = bot.chat.wait_for("train #1 verifies production").await;
+    bot.chat
+        .wait_for_from(0, "check 2/5 green", |m| {
+            text_of(m).contains("check 2/5 green")
+        })
+        .await;
+    let opts = Options {
+        production_keys: "verify = [{ run = \"true\" }]\nverify_for = \"5m\"\nverify_every = \"1m\"\n",
+        ..Options::default()
+    };
+    let bot = bot.restart(test, &opts).await;
+    let (_, ended, msg) = bot.chat.wait_for("train #1 deployed").await;
+    assert!(
+        text_of(&msg).contains("verified: 5 checks green"),
+        "{msg:?}"
+    );
+    assert_eq!(ended - began, minutes(5));
+    // After the restart: the three checks left, no production step.
+    assert_eq!(ran_count(&bot, "production-verify-1", &head), 3);
+    assert_eq!(ran_count(&bot, "production-deploy-1", &head), 0);
+    assert_eq!(ran_count(&bot, "production-smoke-1", &head), 0);
+    bot.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verifying_train_holds_a_force_of_another_sha() {
+    let bot = Bot::start(
+        "a_verifying_train_holds_a_force_of_another_sha",
+        Options {
+            production_keys: VERIFY_3M,
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 2).short()))
+        .await;
+    bot.chat.wait_for("train #1 verifies production").await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 1).short()))
+        .await;
+    let (_, _, msg) = bot
+        .chat
+        .wait_for("train #1 is verifying production until")
+        .await;
+    assert!(text_of(&msg).contains("(rule: verifying)"), "{msg:?}");
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    assert_eq!(ran_count(&bot, "production-deploy-1", &sha(HISTORY - 1)), 0);
+    bot.finish().await;
+}

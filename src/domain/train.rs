@@ -1080,3 +1080,7 @@ mod restart;
 #[cfg(test)]
 #[path = "train_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "train_verify_tests.rs"]
+mod verify_tests;

@@ -620,3 +620,7 @@ fn tags(raw: &RawTags) -> Result<TagSettings> {
         give_up_after: Field::new("tags.give_up_after", &raw.give_up_after, "1h").duration()?,
     })
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod verify_tests;

@@ -672,8 +672,18 @@ fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -
             _ => format!("forced by {}", by.mention()),
         });
     }
-    if t.rolled_back {
-        notes.push("rolled back".into());
+    match messages::verify_outcome(t) {
+        Some(v) if v.contains("rolled back automatically") => {
+            notes.push("rolled back automatically (verification red)".into())
+        }
+        Some(v) => {
+            if t.rolled_back {
+                notes.push("rolled back".into());
+            }
+            notes.push(v);
+        }
+        None if t.rolled_back => notes.push("rolled back".into()),
+        None => {}
     }
     if t.overrode.as_deref() == Some("window") {
         notes.push("outside the deploy windows".into());

@@ -31,7 +31,7 @@ use chrono::TimeDelta;
 use tokio::sync::{mpsc, watch};
 
 pub use metrics::Metrics;
-pub use status::{FrozenView, GateView, LockView, Snapshot, TagView, TrainView};
+pub use status::{FrozenView, GateView, LockView, Snapshot, TagView, TrainView, VerifyView};
 
 use crate::chat::{Chat, Incoming, Message, Run};
 use crate::config::Settings;

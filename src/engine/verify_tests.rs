@@ -106,6 +106,10 @@ async fn a_red_second_check_rolls_back_to_the_previous_sha_and_the_clock_holds_t
     // The clock does not ship the head again (rule rejected head).
     bot.type_line("!next").await;
     bot.chat.wait_for("was rolled back in train #2").await;
+    bot.type_line("!history").await;
+    bot.chat
+        .wait_for("rolled back automatically (verification red)")
+        .await;
     // Time to restore is measured: the rolled-back train is a change
     // failure and the rollback restored it.
     let now = bot.clock.peek();

@@ -49,6 +49,8 @@ struct Options {
     extra: &'static str,
     /// Only this many commits of the fake history are on main at start.
     visible: Option<usize>,
+    /// Steps that take this long, by name (`production-verify-1`).
+    durations: &'static [(&'static str, Duration)],
     /// More `[production]` keys (`verify = [...]`).
     production_keys: &'static str,
     /// Which steps fail (see `FakeRunner::fails`).
@@ -70,6 +72,7 @@ impl Default for Options {
             visible: None,
             fails: None,
             production_keys: "",
+            durations: &[],
         }
     }
 }
@@ -232,6 +235,9 @@ impl Bot {
             .durations
             .insert("production-deploy-1".into(), opts.production_deploy);
         runner.panics_in = opts.panics_in.map(str::to_string);
+        for (name, d) in opts.durations {
+            runner.durations.insert(name.to_string(), *d);
+        }
         runner.fails = opts.fails.clone();
         let ran = runner.ran.clone();
         let ports = Ports {

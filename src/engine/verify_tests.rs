@@ -181,3 +181,32 @@ async fn a_verifying_train_holds_a_force_of_another_sha() {
     assert_eq!(ran_count(&bot, "production-deploy-1", &sha(HISTORY - 1)), 0);
     bot.finish().await;
 }
+
+const SLOW_CHECK: &[(&str, Duration)] = &[("production-verify-1", Duration::from_secs(30))];
+
+#[tokio::test(start_paused = true)]
+async fn a_check_cut_by_a_restart_runs_again_and_production_does_not() {
+    let opts = || Options {
+        production_keys: VERIFY_3M,
+        durations: SLOW_CHECK,
+        ..Options::default()
+    };
+    let test = "a_check_cut_by_a_restart_runs_again_and_production_does_not";
+    let bot = Bot::start(test, opts()).await;
+    let head = sha(HISTORY - 1);
+    bot.type_line(&format!("!force {}", head.short())).await;
+    bot.chat.wait_for("production verify started").await;
+    bot.clock_passes(TimeDelta::seconds(10)).await;
+    let bot = bot.restart(test, &opts()).await;
+    let (_, _, msg) = bot.chat.wait_for("train #1 deployed").await;
+    assert!(
+        text_of(&msg).contains("verified: 3 checks green"),
+        "{msg:?}"
+    );
+    // The cut check ran again, then the two left; nothing of production.
+    assert_eq!(ran_count(&bot, "production-verify-1", &head), 3);
+    assert_eq!(ran_count(&bot, "production-deploy-1", &head), 0);
+    assert_eq!(ran_count(&bot, "production-smoke-1", &head), 0);
+    let said = bot.finish().await;
+    assert_eq!(count_containing(&said, "interrupted"), 0);
+}

@@ -863,7 +863,9 @@ impl Train {
     /// Smoke passed: the train is deployed, or verifies first.
     fn smoke_passed(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
         let vp = plan.verify;
-        if vp.steps == 0 {
+        // A rollback restores what ran before; verifying it could only
+        // "roll back" to the code it replaces.
+        if vp.steps == 0 || matches!(self.kind, Kind::Rollback { .. }) {
             return self.end(Outcome::Deployed, now);
         }
         let total = vp.total();

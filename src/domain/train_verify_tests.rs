@@ -287,3 +287,29 @@ fn a_verifying_train_cannot_be_vetoed_or_forced_and_stop_verify_ends_it() {
         })
     );
 }
+
+#[test]
+fn a_rollback_is_not_verified() {
+    let plan = plan(vp(10, 1, 0, 0, true));
+    let new = NewTrain {
+        id: crate::domain::ids::TrainId(5),
+        sha: Sha::new(&"a".repeat(40)).unwrap(),
+        base: Some(Sha::new(&"b".repeat(40)).unwrap()),
+        commits: Vec::new(),
+        reverted: Vec::new(),
+        authors: Vec::new(),
+        kind: Kind::Rollback {
+            by: ChatUser::new("trainbot"),
+        },
+        route: Route::ProductionOnly,
+    };
+    let (mut train, _) = Train::depart(new, &plan, t0());
+    train
+        .handle(done(prod(Phase::Deploy, 0), true), &plan, t0())
+        .unwrap();
+    let e = train
+        .handle(done(prod(Phase::Smoke, 0), true), &plan, t0())
+        .unwrap();
+    assert_eq!(e, vec![Effect::Ended(Outcome::Deployed)]);
+    assert!(train.verify.is_none());
+}

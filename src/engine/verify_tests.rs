@@ -90,11 +90,18 @@ async fn a_red_second_check_rolls_back_to_the_previous_sha_and_the_clock_holds_t
         .unwrap_or_else(|| panic!("{}", bot.chat.transcript()));
     assert!(text.contains("rolled back automatically"), "{text}");
     assert!(text.contains("@bob"), "its authors are mentioned: {text}");
-    let (_, _, msg) = bot
+    let (_, back_at, msg) = bot
         .chat
         .wait_for("✅ train #3 rolled production back to")
         .await;
     assert!(text_of(&msg).contains(good.short()), "{msg:?}");
+    // The rollback itself is not verified: it ends with its smoke.
+    assert!(back_at - at < minutes(1), "{}", back_at - at);
+    assert_eq!(
+        ran_count(&bot, "production-verify-1", &good),
+        3,
+        "train #1's only"
+    );
     // The rollback ran the production steps with the previous SHA.
     assert_eq!(ran_count(&bot, "production-deploy-1", &good), 2);
     assert_eq!(ran_count(&bot, "production-deploy-1", &red), 1);

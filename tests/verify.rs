@@ -43,7 +43,7 @@ fn a_verify_window_that_stays_green_ends_deployed() {
     let line = bot.expect(&format!("✅ train #1 deployed {}", short(&root)));
     assert!(line.contains("verified: 2 checks green"), "{line}");
     assert_eq!(checks_of(&sandbox, &root), 2);
-    assert_eq!(sandbox.deploys_to("production"), [root.clone()]);
+    assert_eq!(sandbox.deploys_to("production"), [root]);
     bot.stop();
 }
 
@@ -101,6 +101,6 @@ fn a_verifying_train_holds_a_force_of_another_sha() {
         "train #1 is verifying production until",
     );
     bot.expect(&format!("✅ train #1 deployed {}", short(&root)));
-    assert_eq!(sandbox.deploys_to("production"), [root.clone()]);
+    assert_eq!(sandbox.deploys_to("production"), [root]);
     bot.stop();
 }

@@ -19,6 +19,9 @@ use super::calls::{Departing, Origin, Prep};
 use super::gate::Ask;
 use super::publish::Publish;
 
+/// Who the bot's own rollback is by.
+const AUTO: &str = "trainbot";
+
 impl Engine {
     /// What a departure would carry now, read from the store.
     pub(super) fn departure_decision(&self) -> anyhow::Result<Decision> {
@@ -183,8 +186,17 @@ impl Engine {
                 return match departing.origin {
                     Origin::Tag { seq, tag } => self.tag_failed(seq, tag, error).await,
                     Origin::Other => {
-                        let text =
+                        let mut text =
                             format!("cannot list commits for {}: {error}", departing.sha.short());
+                        // The bot's own rollback did not leave: production
+                        // stays red until ops roll back (or the bot restarts).
+                        if matches!(&departing.kind, Kind::Rollback { by } if by.as_str() == AUTO) {
+                            let ops = self.ops_mentions();
+                            text.push_str(&format!(
+                                "; the automatic rollback did not leave, {}rollback it: {ops}",
+                                self.cfg.bot.command_prefix,
+                            ));
+                        }
                         self.say(None, text).await;
                         Ok(())
                     }
@@ -390,6 +402,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Ops, mentioned as the chat shows mentions.
+    fn ops_mentions(&self) -> String {
+        let console = self.ctx().console;
+        let ops: Vec<String> = self
+            .ops_to_tell()
+            .iter()
+            .map(|u| messages::mention_user(u, console))
+            .collect();
+        ops.join(" ")
+    }
+
     /// Who hears an escalation: `roles.ops`, or the production role when
     /// no ops are configured.
     fn ops_to_tell(&self) -> Vec<ChatUser> {
@@ -492,11 +515,8 @@ impl Engine {
             .flatten();
         let cc = match (red, cc) {
             (Some(false), cc) => {
-                let ops: Vec<String> = self.ops_to_tell().iter().map(|u| u.mention()).collect();
-                let ops = format!(
-                    "production is red and stays as it is; ops: {}",
-                    ops.join(" ")
-                );
+                let ops = self.ops_mentions();
+                let ops = format!("production is red and stays as it is; ops: {ops}");
                 Some(cc.map_or(ops.clone(), |cc| format!("{cc}\n{ops}")))
             }
             (_, cc) => cc,
@@ -516,18 +536,17 @@ impl Engine {
     /// production SHA goes back through the rollback road (production
     /// steps, a claim, the once-only rules). The bot's own rollback is not
     /// held by a lock or a window: a red production must heal.
-    async fn auto_rollback(&mut self, red: &Train) -> anyhow::Result<()> {
+    pub(super) async fn auto_rollback(&mut self, red: &Train) -> anyhow::Result<()> {
         let previous = self
             .store
             .production()?
             .filter(|p| p.train == red.id)
             .and_then(|p| p.previous);
         let Some(prev) = previous else {
-            let ops: Vec<String> = self.ops_to_tell().iter().map(|u| u.mention()).collect();
+            let ops = self.ops_mentions();
             let text = format!(
-                "🚨 train {} is red in production and there is no previous SHA to roll back to; ops: {}",
+                "🚨 train {} is red in production and there is no previous SHA to roll back to; ops: {ops}",
                 red.id,
-                ops.join(" ")
             );
             self.say(Some(red.id), text).await;
             return Ok(());
@@ -544,9 +563,29 @@ impl Engine {
             result: "rolling back automatically".into(),
         })?;
         let kind = Kind::Rollback {
-            by: ChatUser::new("trainbot"),
+            by: ChatUser::new(AUTO),
         };
         self.depart(prev, kind, Route::ProductionOnly)
+    }
+
+    /// A red train whose automatic rollback never went live (the bot
+    /// stopped while it was leaving): it is still the last train and its
+    /// SHA is still in production.
+    pub(super) fn pending_auto_rollback(&self) -> anyhow::Result<Option<Train>> {
+        if self.train.is_some() || self.departing.is_some() {
+            return Ok(None);
+        }
+        let Some(last) = self.store.last_train()? else {
+            return Ok(None);
+        };
+        let red = matches!(
+            last.verify.as_ref().and_then(|v| v.result.as_ref()),
+            Some(VerifyResult::Red {
+                auto_rollback: true
+            })
+        );
+        let live = self.store.production()?.is_some_and(|p| p.train == last.id);
+        Ok((red && live).then_some(last))
     }
 }
 

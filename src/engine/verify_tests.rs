@@ -217,3 +217,73 @@ async fn a_check_cut_by_a_restart_runs_again_and_production_does_not() {
     let said = bot.finish().await;
     assert_eq!(count_containing(&said, "interrupted"), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_automatic_rollback_that_could_not_leave_leaves_after_a_restart() {
+    let red = sha(HISTORY - 1);
+    let red_hex = red.as_str().to_string();
+    let opts = || Options {
+        production_keys: VERIFY_3M,
+        fails: Some(Arc::new({
+            let red_hex = red_hex.clone();
+            move |name: &str, sha: &str, _: usize| name == "production-verify-1" && sha == red_hex
+        })),
+        ..Options::default()
+    };
+    let test = "an_automatic_rollback_that_could_not_leave_leaves_after_a_restart";
+    let bot = Bot::start(test, opts()).await;
+    let good = sha(HISTORY - 2);
+    bot.type_line(&format!("!force {}", good.short())).await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    bot.type_line(&format!("!force {}", red.short())).await;
+    bot.chat.wait_for("train #2 verifies production").await;
+    // The forge fails the rollback's commit listing.
+    bot.forge.fail_commits.store(1, Ordering::SeqCst);
+    bot.chat
+        .wait_for("the automatic rollback did not leave, !rollback it: @local")
+        .await;
+    assert_eq!(bot.store.production().unwrap().unwrap().sha, red);
+    let bot = bot.restart(test, &opts()).await;
+    bot.chat
+        .wait_for("✅ train #3 rolled production back to")
+        .await;
+    assert_eq!(bot.store.production().unwrap().unwrap().sha, good);
+    // Once: a second restart does not roll back again.
+    let bot = bot.restart(test, &opts()).await;
+    bot.type_line("!status").await;
+    bot.chat.wait_for("no train running").await;
+    assert_eq!(bot.store.last_train().unwrap().unwrap().id, TrainId(3));
+    bot.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_auto_rollback_a_red_window_mentions_ops_and_nothing_else() {
+    let bot = Bot::start(
+        "without_auto_rollback_a_red_window_mentions_ops_and_nothing_else",
+        Options {
+            production_keys: "verify = [{ run = \"true\" }]\nverify_for = \"3m\"\nverify_every = \"1m\"\nauto_rollback = false\n",
+            fails: Some(Arc::new(|name: &str, sha: &str, _: usize| {
+                name == "production-verify-1" && sha == super::sha(HISTORY - 1).as_str()
+            })),
+            ..Options::default()
+        },
+    )
+    .await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 2).short()))
+        .await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    let red = sha(HISTORY - 1);
+    bot.type_line(&format!("!force {}", red.short())).await;
+    let (_, _, msg) = bot
+        .chat
+        .wait_for("production is red and stays as it is; ops: @local")
+        .await;
+    assert!(text_of(&msg).contains("auto_rollback is off"), "{msg:?}");
+    assert!(text_of(&msg).contains("cc @bob"), "{msg:?}");
+    bot.type_line("!status").await;
+    bot.chat.wait_for("no train running").await;
+    assert_eq!(bot.store.production().unwrap().unwrap().sha, red);
+    assert_eq!(bot.store.last_train().unwrap().unwrap().id, TrainId(2));
+    assert!(!bot.store.train(TrainId(2)).unwrap().unwrap().rolled_back);
+    bot.stop().await;
+}

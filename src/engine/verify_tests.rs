@@ -287,3 +287,29 @@ async fn without_auto_rollback_a_red_window_mentions_ops_and_nothing_else() {
     assert!(!bot.store.train(TrainId(2)).unwrap().unwrap().rolled_back);
     bot.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn rollback_goes_while_a_train_verifies_and_ends_the_verification() {
+    let bot = Bot::start(
+        "rollback_goes_while_a_train_verifies_and_ends_the_verification",
+        Options {
+            production_keys: VERIFY_3M,
+            ..Options::default()
+        },
+    )
+    .await;
+    let good = sha(HISTORY - 2);
+    bot.type_line(&format!("!force {}", good.short())).await;
+    bot.chat.wait_for("✅ train #1 deployed").await;
+    bot.type_line(&format!("!force {}", sha(HISTORY - 1).short()))
+        .await;
+    bot.chat.wait_for("train #2 verifies production").await;
+    bot.type_line("!rollback").await;
+    bot.chat.wait_for("verification stopped by local").await;
+    bot.chat
+        .wait_for("✅ train #3 rolled production back to")
+        .await;
+    assert_eq!(bot.store.production().unwrap().unwrap().sha, good);
+    assert!(bot.store.train(TrainId(2)).unwrap().unwrap().rolled_back);
+    bot.finish().await;
+}

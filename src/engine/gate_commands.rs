@@ -230,9 +230,10 @@ impl Engine {
             None => "no departure is scheduled; a departure".into(),
         };
         Ok(match self.departure_decision()? {
-            Decision::Skip(Skip::Running(id)) => {
-                format!("{when} will not go: train {id} is running")
-            }
+            Decision::Skip(Skip::Running(id)) => match self.train_busy() {
+                Some(Refusal::Held(h)) => format!("{when} will not go: {h}"),
+                _ => format!("{when} will not go: train {id} is running"),
+            },
             Decision::Skip(Skip::Departing(sha)) => {
                 format!(
                     "{when} will not go: a train with {} is about to leave",

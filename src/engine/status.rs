@@ -198,7 +198,17 @@ impl Engine {
                 until: l.until.map(|u| messages::rfc3339(u, tz)),
             })
             .collect();
+        let verifying = match self.train_busy() {
+            Some(crate::domain::refusal::Refusal::Held(h)) => Some(h),
+            _ => None,
+        };
         let gate = match self.departure_decision()? {
+            // A train verifying production holds the clock (rule verifying).
+            crate::domain::departure::Decision::Skip(_) if let Some(h) = &verifying => GateView {
+                departure: "wait".into(),
+                rule: Some(h.rule.name().to_string()),
+                detail: Some(unmention(&h.detail)),
+            },
             crate::domain::departure::Decision::Depart(sha) => {
                 let v = self.clock_verdict(&sha)?;
                 GateView {

@@ -184,6 +184,10 @@ async fn a_verifying_train_holds_a_force_of_another_sha() {
         .wait_for("train #1 is verifying production until")
         .await;
     assert!(text_of(&msg).contains("(rule: verifying)"), "{msg:?}");
+    bot.type_line("!why").await;
+    bot.chat
+        .wait_for("will not go: train #1 is verifying production until 10:03 UTC (rule: verifying)")
+        .await;
     bot.chat.wait_for("✅ train #1 deployed").await;
     assert_eq!(ran_count(&bot, "production-deploy-1", &sha(HISTORY - 1)), 0);
     bot.finish().await;

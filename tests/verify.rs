@@ -8,11 +8,15 @@ use support::{BotConfig, Sandbox, short};
 
 /// The default test config with a 4s verify window, a check every 2s.
 fn verify_config(sandbox: &Sandbox) -> std::path::PathBuf {
+    verify_config_for(sandbox, "4s")
+}
+
+fn verify_config_for(sandbox: &Sandbox, window: &str) -> std::path::PathBuf {
     let smoke = "smoke = [{ run = \"true\" }]\n";
     let text = BotConfig::default().render().replacen(
         smoke,
         &format!(
-            "{smoke}verify = [{{ run = \"echo check $TRAINBOT_SHA >> checks.txt; test ! -e red\" }}]\nverify_for = \"4s\"\nverify_every = \"2s\"\n"
+            "{smoke}verify = [{{ run = \"echo check $TRAINBOT_SHA >> checks.txt; test ! -e red\" }}]\nverify_for = \"{window}\"\nverify_every = \"2s\"\n"
         ),
         1,
     );
@@ -102,5 +106,30 @@ fn a_verifying_train_holds_a_force_of_another_sha() {
     );
     bot.expect(&format!("✅ train #1 deployed {}", short(&root)));
     assert_eq!(sandbox.deploys_to("production"), [root]);
+    bot.stop();
+}
+
+#[test]
+fn a_kill_in_the_window_resumes_the_checks_left_and_never_deploys_again() {
+    let sandbox = Sandbox::new();
+    let config = verify_config_for(&sandbox, "8s");
+    let mut bot = support::Bot::spawn(&config);
+    let root = sandbox.repo.head();
+    bot.expect_allocated(&root);
+    bot.ask(
+        &format!("!force {}", short(&root)),
+        "🔎 train #1 verifies production",
+    );
+    bot.expect("train #1 ✔ production verify passed");
+    bot.kill9();
+    let mut bot = support::Bot::spawn(&config);
+    let line = bot.expect(&format!("✅ train #1 deployed {}", short(&root)));
+    assert!(line.contains("checks green"), "{line}");
+    // Production ran once; the checks went on for what was left of the
+    // window (one every 2s in 8s: at most 4, one of them before the kill).
+    assert_eq!(sandbox.deploys_to("production"), [root.clone()]);
+    let checks = checks_of(&sandbox, &root);
+    assert!((2..=4).contains(&checks), "{checks} checks");
+    assert!(bot.said("interrupted").is_empty());
     bot.stop();
 }

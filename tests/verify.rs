@@ -127,7 +127,10 @@ fn a_kill_in_the_window_resumes_the_checks_left_and_never_deploys_again() {
     assert!(line.contains("checks green"), "{line}");
     // Production ran once; the checks went on for what was left of the
     // window (one every 2s in 8s: at most 4, one of them before the kill).
-    assert_eq!(sandbox.deploys_to("production"), [root.clone()]);
+    assert_eq!(
+        sandbox.deploys_to("production"),
+        std::slice::from_ref(&root)
+    );
     let checks = checks_of(&sandbox, &root);
     assert!((2..=4).contains(&checks), "{checks} checks");
     assert!(bot.said("interrupted").is_empty());

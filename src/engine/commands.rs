@@ -694,9 +694,11 @@ fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -
             messages::one_line(error, 60)
         ));
     }
+    // Deploy and smoke; the verification window after them is not the deploy.
+    let deployed = t.verify.as_ref().map(|v| v.since).or(t.finished);
     let took = t
         .production_started
-        .map(|s| crate::domain::clock::human(t.finished.unwrap_or(now) - s));
+        .map(|s| crate::domain::clock::human(deployed.unwrap_or(now) - s));
     format!(
         "train {} {} · {} · authors: {} · approved by: {} · total {}{}{}",
         t.id,

@@ -341,7 +341,9 @@ fn departure_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Erro
 
 /// Production deploy time of a train, for tables.
 pub fn deploy_took(t: &Train) -> Option<TimeDelta> {
-    Some(t.finished? - t.production_started?)
+    // Deploy and smoke; the verification window after them is not the deploy.
+    let end = t.verify.as_ref().map(|v| v.since).or(t.finished)?;
+    Some(end - t.production_started?)
 }
 
 /// `#7` linked, for tables.

@@ -236,6 +236,7 @@ fn deployed_train(n: u64, created: Ts) -> Train {
         overrode: None,
         envs: vec!["staging".into()],
         nudged: Default::default(),
+        verify: None,
     }
 }
 

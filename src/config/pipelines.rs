@@ -219,7 +219,7 @@ over_fields! {
     RawMain { checks }
     RawTrain { schedule, timezone, approval, approval_timeout, remind_after, escalate_after, environments, on_veto }
     RawEnv { deploy, acceptance }
-    RawProduction { deploy, smoke, windows }
+    RawProduction { deploy, smoke, windows, verify, verify_for, verify_every, verify_failure_limit, verify_delay, auto_rollback }
     RawBranchBuilds { nodes, node_url, checks, deploy, smoke, pool, max_queued_per_user }
     RawTags { staging, production, give_up_after }
     RawRoles { ops, production }

@@ -238,6 +238,20 @@ pub(super) struct RawProduction {
     /// Deploy windows, `"Mon-Fri 09:00-17:00"`, in `train.timezone`.
     /// Default: none (always open).
     pub windows: Option<Vec<Spanned<String>>>,
+    /// Steps checking production after smoke, every `verify_every` for
+    /// `verify_for` (SPEC §15). Default: none (no verification).
+    pub verify: RawSteps,
+    /// Default `"10m"`.
+    pub verify_for: Option<Spanned<String>>,
+    /// Default `"1m"`.
+    pub verify_every: Option<Spanned<String>>,
+    /// Failed checks tolerated in the window. Default 0.
+    pub verify_failure_limit: Option<Spanned<i64>>,
+    /// Wait before the first check. Default `"0s"`.
+    pub verify_delay: Option<Spanned<String>>,
+    /// Redeploy the previous production SHA when verification is red.
+    /// Default true.
+    pub auto_rollback: Option<bool>,
 }
 
 /// `[branch_builds]`

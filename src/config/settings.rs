@@ -171,6 +171,32 @@ pub struct ProductionSettings {
     pub deploy: Vec<Step>,
     pub smoke: Vec<Step>,
     pub windows: crate::domain::window::Windows,
+    /// `[production] verify` and its window (SPEC §15).
+    pub verify: VerifySettings,
+}
+
+/// How production is verified after smoke (SPEC §15). No steps: none.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub steps: Vec<Step>,
+    pub window: std::time::Duration,
+    pub every: std::time::Duration,
+    pub failure_limit: u32,
+    pub delay: std::time::Duration,
+    pub auto_rollback: bool,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            steps: Vec::new(),
+            window: std::time::Duration::from_secs(600),
+            every: std::time::Duration::from_secs(60),
+            failure_limit: 0,
+            delay: std::time::Duration::ZERO,
+            auto_rollback: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -334,7 +360,11 @@ impl Settings {
         let lists = [&self.main_checks]
             .into_iter()
             .chain(envs.flat_map(|e| [&e.deploy, &e.acceptance]))
-            .chain([&self.production.deploy, &self.production.smoke])
+            .chain([
+                &self.production.deploy,
+                &self.production.smoke,
+                &self.production.verify.steps,
+            ])
             .chain([
                 &self.branch_builds.checks,
                 &self.branch_builds.deploy,

@@ -23,6 +23,7 @@ fn all_steps(s: &Settings) -> impl Iterator<Item = &Step> {
         .chain(lower)
         .chain(&s.production.deploy)
         .chain(&s.production.smoke)
+        .chain(&s.production.verify.steps)
         .chain(&s.branch_builds.checks)
         .chain(&s.branch_builds.deploy)
         .chain(&s.branch_builds.smoke)

@@ -12,13 +12,13 @@ use super::environments::{environments, is_name};
 use super::pipelines::{pool, repository_name};
 use super::problem::Problem;
 use super::raw::{
-    RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawSlack, RawSteps,
-    RawTags, RawTrain, RawWeb,
+    RawBot, RawBranchBuilds, RawChat, RawConfig, RawEnv, RawForge, RawGithub, RawProduction,
+    RawSlack, RawSteps, RawTags, RawTrain, RawWeb,
 };
 use super::settings::{
     BotSettings, BranchBuildSettings, ChatAdapter, ChatSettings, ForgeKind, ForgeSettings,
     GithubSettings, PipelineId, ProductionSettings, Settings, SlackSettings, TagSettings,
-    TrainSettings, WebSettings,
+    TrainSettings, VerifySettings, WebSettings,
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
@@ -49,6 +49,7 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
             deploy: steps("production.deploy", &raw.production.deploy)?,
             smoke: steps("production.smoke", &raw.production.smoke)?,
             windows: windows(raw.production.windows.as_deref().unwrap_or_default())?,
+            verify: verify(&raw.production)?,
         },
         branch_builds: branch_builds(&raw.branch_builds)?,
         tags: tags(&raw.tags)?,
@@ -71,6 +72,7 @@ fn workflows_need_github(raw: &RawConfig) -> Result<()> {
         ("main.checks".into(), &raw.main.checks),
         ("production.deploy".into(), &raw.production.deploy),
         ("production.smoke".into(), &raw.production.smoke),
+        ("production.verify".into(), &raw.production.verify),
         ("branch_builds.checks".into(), &raw.branch_builds.checks),
         ("branch_builds.deploy".into(), &raw.branch_builds.deploy),
         ("branch_builds.smoke".into(), &raw.branch_builds.smoke),
@@ -521,6 +523,65 @@ fn branch_builds(raw: &RawBranchBuilds) -> Result<BranchBuildSettings> {
     })
 }
 
+/// `[production] verify` and its window (SPEC §15).
+fn verify(raw: &RawProduction) -> Result<VerifySettings> {
+    let steps = steps("production.verify", &raw.verify)?;
+    let window = Field::new("production.verify_for", &raw.verify_for, "10m");
+    let every = Field::new("production.verify_every", &raw.verify_every, "1m");
+    let delay = Field::new("production.verify_delay", &raw.verify_delay, "0s");
+    let settings = VerifySettings {
+        window: window.duration()?,
+        every: every.duration()?,
+        delay: delay.duration_or_zero()?,
+        failure_limit: match &raw.verify_failure_limit {
+            None => 0,
+            Some(n) => u32::try_from(*n.get_ref()).map_err(|_| {
+                Problem::at(
+                    n.span(),
+                    "production.verify_failure_limit",
+                    format!("{} is not a count of checks (0 or more)", n.get_ref()),
+                )
+            })?,
+        },
+        auto_rollback: raw.auto_rollback.unwrap_or(true),
+        steps,
+    };
+    if settings.every > settings.window {
+        return Err(every.problem(format!(
+            "{:?} is longer than verify_for ({:?}): no check would run",
+            every.value, window.value
+        )));
+    }
+    if settings.delay >= settings.window {
+        return Err(delay.problem(format!(
+            "{:?} is not shorter than verify_for ({:?}): no check would run",
+            delay.value, window.value
+        )));
+    }
+    let given = raw.verify_for.is_some()
+        || raw.verify_every.is_some()
+        || raw.verify_failure_limit.is_some()
+        || raw.verify_delay.is_some();
+    if settings.steps.is_empty() && given {
+        let key = [
+            ("production.verify_for", &raw.verify_for),
+            ("production.verify_every", &raw.verify_every),
+            ("production.verify_delay", &raw.verify_delay),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.as_ref().map(|v| (k, v.span())));
+        let message = "has no effect without production.verify steps";
+        return Err(match key {
+            Some((k, span)) => Problem::at(span, k, message),
+            None => {
+                let n = raw.verify_failure_limit.as_ref().expect("given");
+                Problem::at(n.span(), "production.verify_failure_limit", message)
+            }
+        });
+    }
+    Ok(settings)
+}
+
 fn windows(raw: &[Spanned<String>]) -> Result<crate::domain::window::Windows> {
     raw.iter()
         .enumerate()
@@ -559,3 +620,7 @@ fn tags(raw: &RawTags) -> Result<TagSettings> {
         give_up_after: Field::new("tags.give_up_after", &raw.give_up_after, "1h").duration()?,
     })
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod verify_tests;

@@ -86,6 +86,7 @@ pub enum Rule {
     TagSource,
     TrainIdentity,
     VerifiedRevert,
+    Verifying,
 }
 
 impl Rule {
@@ -101,6 +102,7 @@ impl Rule {
             Rule::TagSource => "tag source",
             Rule::TrainIdentity => "train identity",
             Rule::VerifiedRevert => "verified revert",
+            Rule::Verifying => "verifying",
         }
     }
 }
@@ -189,6 +191,8 @@ pub struct Facts<'a> {
     pub on_main: Option<(&'a str, bool)>,
     /// A tag that can no longer be trusted (deleted, given up), and why.
     pub tag_problem: Option<&'a str>,
+    /// A train verifying production (SPEC §15), and until when.
+    pub verifying: Option<(TrainId, Ts)>,
 }
 
 impl<'a> Facts<'a> {
@@ -209,6 +213,7 @@ impl<'a> Facts<'a> {
             rejected_head: None,
             on_main: None,
             tag_problem: None,
+            verifying: None,
         }
     }
 
@@ -247,6 +252,13 @@ pub fn who(actor: Option<&ChatUser>, production_role: Option<&[String]>) -> Opti
 
 /// May `road` move now? The rules are asked in a fixed order; the first
 /// that holds answers.
+/// "train #N is verifying production until HH:MM" (rule *verifying*).
+pub fn verifying_hold(train: TrainId, until: Ts, tz: Tz) -> Hold {
+    let at = until.with_timezone(&tz).format("%H:%M %Z");
+    let detail = format!("train {train} is verifying production until {at}");
+    hold(Rule::Verifying, detail, Some(until))
+}
+
 pub fn gate(road: &Road, f: &Facts) -> Verdict {
     let p = f.prefix;
     let refuse_or_wait = |h: Hold| {
@@ -273,6 +285,17 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
                 n = t.0
             );
             return refuse_or_wait(hold(Rule::Interrupted, detail, None));
+        }
+    }
+    if let Some((t, until)) = f.verifying {
+        // Ops can always roll back; that ends the verification.
+        let holds = match road {
+            Road::Rollback { .. } => false,
+            Road::Clock | Road::Depart => true,
+            _ => road.env() == Some(PRODUCTION),
+        };
+        if holds {
+            return refuse_or_wait(verifying_hold(t, until, f.tz));
         }
     }
     if let Some(fr) = f.frozen

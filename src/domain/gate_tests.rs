@@ -37,7 +37,7 @@ fn roads() -> Vec<(&'static str, Road<'static>)> {
     ]
 }
 
-const RULES: [&str; 9] = [
+const RULES: [&str; 10] = [
     "interrupted",
     "rejected head",
     "freeze",
@@ -47,24 +47,25 @@ const RULES: [&str; 9] = [
     "who",
     "on main",
     "tag source",
+    "verifying",
 ];
 
 /// Rows: roads. Columns: the one rule that is in force. `go`, `wait`, `no`;
 /// `go*` is a go that overrides the rule (recorded).
 const TABLE: &str = "
-road               | interrupted | rejected head | freeze | lock staging | lock production | window | who | on main | tag source
-clock              | wait        | no            | wait   | go           | go              | go     | go  | go      | go
-!depart            | no          | go            | no     | go           | go              | go     | go  | go      | go
-enter staging      | go          | go            | go     | wait         | go              | go     | go  | go      | go
-production         | go          | go            | go     | go           | wait            | wait   | go  | go      | go
-!force #7          | go          | go            | go     | go           | no              | go*    | no  | go      | go
-!force <sha>       | no          | go            | go     | go           | no              | go*    | no  | no      | go
-!rollback          | go          | go            | go     | go           | no              | go*    | no  | go      | go
-!rollback <sha>    | go          | go            | go     | go           | no              | go*    | no  | no      | go
-!deploy staging    | no          | go            | no     | wait         | go              | go     | go  | go      | go
-!deploy production | no          | go            | no     | go           | no              | no     | no  | no      | go
-staging tag        | wait        | go            | wait   | go           | go              | go     | go  | go      | no
-production tag     | wait        | go            | wait   | go           | wait            | wait   | go  | no      | no
+road               | interrupted | rejected head | freeze | lock staging | lock production | window | who | on main | tag source | verifying
+clock              | wait        | no            | wait   | go           | go              | go     | go  | go      | go | wait
+!depart            | no          | go            | no     | go           | go              | go     | go  | go      | go | no
+enter staging      | go          | go            | go     | wait         | go              | go     | go  | go      | go | go
+production         | go          | go            | go     | go           | wait            | wait   | go  | go      | go | wait
+!force #7          | go          | go            | go     | go           | no              | go*    | no  | go      | go | no
+!force <sha>       | no          | go            | go     | go           | no              | go*    | no  | no      | go | no
+!rollback          | go          | go            | go     | go           | no              | go*    | no  | go      | go | go
+!rollback <sha>    | go          | go            | go     | go           | no              | go*    | no  | no      | go | go
+!deploy staging    | no          | go            | no     | wait         | go              | go     | go  | go      | go | go
+!deploy production | no          | go            | no     | go           | no              | no     | no  | no      | go | no
+staging tag        | wait        | go            | wait   | go           | go              | go     | go  | go      | no | go
+production tag     | wait        | go            | wait   | go           | wait            | wait   | go  | no      | no | wait
 ";
 
 fn answer(road: &Road, rule: &str) -> Verdict {
@@ -108,6 +109,7 @@ fn answer(road: &Road, rule: &str) -> Verdict {
         "who" => f.production_role = Some(&role),
         "on main" => f.on_main = Some((s.short(), false)),
         "tag source" => f.tag_problem = Some("tag v1.0 was deleted"),
+        "verifying" => f.verifying = Some((TrainId(9), now() + TimeDelta::minutes(8))),
         _ => unreachable!("{rule}"),
     }
     gate(road, &f)
@@ -200,6 +202,22 @@ fn holds_read_as_one_line_naming_the_rule() {
         h.to_string(),
         "abababa was rolled back in train #6; the clock does not send it again (a newer SHA or !depart does) (rule: rejected head)"
     );
+}
+
+#[test]
+fn a_verifying_train_names_itself_and_its_end() {
+    let Verdict::No(h) = answer(&Road::Force { train: None }, "verifying") else {
+        panic!()
+    };
+    assert_eq!(
+        h.to_string(),
+        "train #9 is verifying production until 12:08 UTC (rule: verifying)"
+    );
+    assert_eq!(h.until, Some(now() + TimeDelta::minutes(8)));
+    let Verdict::Wait(h) = answer(&Road::Clock, "verifying") else {
+        panic!()
+    };
+    assert_eq!(h.rule, Rule::Verifying);
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub fn stage_label(plan: &Plan, stage: &Stage) -> String {
         Stage::Running(pos) => pos_label(plan, *pos),
         Stage::Waiting { target, .. } => format!("waiting before {}", target_name(plan, *target)),
         Stage::AwaitingApproval { .. } => "awaiting approval".into(),
+        Stage::Verifying { .. } => "verifying production".into(),
         Stage::Done(o) => o.word().into(),
     }
 }
@@ -51,6 +52,7 @@ pub fn stage_key(plan: &Plan, stage: &Stage) -> String {
         Stage::Running(pos) => target_name(plan, pos.target).to_string(),
         Stage::Waiting { target, .. } => target_name(plan, *target).to_string(),
         Stage::AwaitingApproval { .. } => "approval".into(),
+        Stage::Verifying { .. } => "verifying".into(),
         Stage::Done(o) => o.word().into(),
     }
 }
@@ -80,8 +82,74 @@ pub fn status_line(ctx: &Ctx, t: &Train, now: Ts) -> String {
             t.approvals.len(),
             t.approvers().len()
         ),
+        Stage::Verifying { .. } => format!(
+            "🔎 train {} ({}): verifying production: {}",
+            t.id,
+            t.sha.short(),
+            t.verify
+                .as_ref()
+                .map(|v| verify_progress(v, now))
+                .unwrap_or_default()
+        ),
         Stage::Done(_) => ended(ctx, t, now),
     }
+}
+
+/// "check 2/10 green, 8m left": how a verification stands.
+pub fn verify_progress(v: &super::train::Verification, now: Ts) -> String {
+    let left = human((v.until - now).max(chrono::TimeDelta::zero()));
+    let check = match (v.running, v.last) {
+        (Some(_), _) => format!("check {}/{} running", v.checks + 1, v.total),
+        (None, Some((_, ok))) => format!(
+            "check {}/{} {}",
+            v.checks,
+            v.total,
+            if ok { "green" } else { "red" }
+        ),
+        (None, None) => format!("first check of {} due", v.total),
+    };
+    let failed = if v.failures > 0 {
+        format!(", {} failed", v.failures)
+    } else {
+        String::new()
+    };
+    format!("{check}{failed}, {left} left")
+}
+
+/// How a train's verification ended, for its end notice and `!history`.
+pub fn verify_outcome(t: &Train) -> Option<String> {
+    use super::train::VerifyResult;
+    let v = t.verify.as_ref()?;
+    Some(match v.result.as_ref()? {
+        VerifyResult::Green => format!("verified: {} checks green", v.checks),
+        VerifyResult::Red {
+            auto_rollback: true,
+        } => format!(
+            "verification red ({} of {} checks failed): rolled back automatically",
+            v.failures, v.checks
+        ),
+        VerifyResult::Red {
+            auto_rollback: false,
+        } => format!(
+            "verification red ({} of {} checks failed); auto_rollback is off",
+            v.failures, v.checks
+        ),
+        VerifyResult::Stopped { by } => format!("verification stopped by {}", by.mention()),
+    })
+}
+
+/// Production verification began.
+pub fn verifying(ctx: &Ctx, t: &Train) -> String {
+    let Some(v) = &t.verify else {
+        return String::new();
+    };
+    format!(
+        "🔎 train {} verifies production ({}): {} checks until {}",
+        t.id,
+        t.sha.short(),
+        v.total,
+        ctx.time(v.until)
+    )
 }
 
 pub fn departure_message(ctx: &Ctx, t: &Train) -> String {
@@ -410,8 +478,15 @@ pub fn ended(ctx: &Ctx, t: &Train, now: Ts) -> String {
                     .as_ref()
                     .map(|b| format!(" (forced by {})", b.mention()))
                     .unwrap_or_default();
+                let verified = verify_outcome(t)
+                    .map(|v| format!("; {v}"))
+                    .unwrap_or_default();
+                let icon = match t.verify.as_ref().and_then(|v| v.result.as_ref()) {
+                    Some(super::train::VerifyResult::Red { .. }) => "🚨",
+                    _ => "✅",
+                };
                 format!(
-                    "✅ train {} deployed {} to production in {took}{forced}",
+                    "{icon} train {} deployed {} to production in {took}{forced}{verified}",
                     t.id,
                     t.sha.short()
                 )

@@ -88,7 +88,7 @@ pub fn env_health(train: &Train, env: usize) -> Health {
     }
     let passed_on = match train.stage {
         Stage::Running(pos) => pos.target != target,
-        Stage::AwaitingApproval { .. } => true,
+        Stage::AwaitingApproval { .. } | Stage::Verifying { .. } => true,
         Stage::Waiting { target: t, .. } => t != target && last.values().all(|r| r.ok.is_some()),
         Stage::Done(Outcome::Failed { at, .. }) => at.target != target,
         Stage::Done(_) => {

@@ -148,6 +148,7 @@ mod tests {
             production_smoke: 0,
             approval: ApprovalPolicy::AllAuthors,
             approval_timeout: TimeDelta::minutes(30),
+            verify: Default::default(),
         }
     }
 

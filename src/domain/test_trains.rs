@@ -68,6 +68,7 @@ pub fn train(id: u64, created: i64) -> Train {
         overrode: None,
         envs: Vec::new(),
         nudged: Default::default(),
+        verify: None,
     }
 }
 

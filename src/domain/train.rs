@@ -31,6 +31,47 @@ pub struct Plan {
     pub production_smoke: usize,
     pub approval: ApprovalPolicy,
     pub approval_timeout: TimeDelta,
+    /// Production verification after smoke (SPEC §15); no steps: none.
+    pub verify: VerifyPlan,
+}
+
+/// `[production] verify`: the checks' steps and their window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyPlan {
+    pub steps: usize,
+    pub window: TimeDelta,
+    pub every: TimeDelta,
+    pub delay: TimeDelta,
+    pub failure_limit: u32,
+    pub auto_rollback: bool,
+}
+
+impl Default for VerifyPlan {
+    fn default() -> Self {
+        VerifyPlan {
+            steps: 0,
+            window: TimeDelta::minutes(10),
+            every: TimeDelta::minutes(1),
+            delay: TimeDelta::zero(),
+            failure_limit: 0,
+            auto_rollback: true,
+        }
+    }
+}
+
+impl VerifyPlan {
+    /// How many checks the window holds: one at `delay`, then one every
+    /// `every`, each starting before the window ends.
+    pub fn total(&self) -> u32 {
+        let span = (self.window - self.delay).num_milliseconds().max(1);
+        let every = self.every.num_milliseconds().max(1);
+        ((span + every - 1) / every) as u32
+    }
+
+    /// When check `k` (from 0) is due for a window that began at `since`.
+    pub fn due(&self, since: Ts, k: u32) -> Ts {
+        since + self.delay + self.every * k as i32
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +92,8 @@ pub enum Phase {
     Deploy,
     Acceptance,
     Smoke,
+    /// `[production] verify`: a check of production after smoke.
+    Verify,
 }
 
 impl Phase {
@@ -59,6 +102,7 @@ impl Phase {
             Phase::Deploy => "deploy",
             Phase::Acceptance => "acceptance",
             Phase::Smoke => "smoke",
+            Phase::Verify => "verify",
         }
     }
 }
@@ -121,7 +165,47 @@ pub enum Stage {
     AwaitingApproval {
         since: Ts,
     },
+    /// Smoke passed (production is live): the verify checks run every
+    /// interval for the window; the checks are kept in `Train::verify`.
+    Verifying {
+        since: Ts,
+    },
     Done(Outcome),
+}
+
+/// A train's production verification (SPEC §15): every fact the schedule
+/// of its checks is computed from, so a restart resumes what is left of
+/// the window and never deploys again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// When smoke passed: the window starts.
+    pub since: Ts,
+    /// When the window ends.
+    pub until: Ts,
+    /// How many checks the window holds.
+    pub total: u32,
+    /// Checks that finished, and how many of them failed.
+    pub checks: u32,
+    pub failures: u32,
+    /// When the next check is due (None: no more in the window).
+    pub next: Option<Ts>,
+    /// The last finished check: when, and whether it was green.
+    pub last: Option<(Ts, bool)>,
+    /// The step of the check running now.
+    pub running: Option<usize>,
+    /// How it ended (None: still verifying).
+    pub result: Option<VerifyResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VerifyResult {
+    /// The window stayed green.
+    Green,
+    /// More checks failed than `verify_failure_limit`; `auto_rollback`:
+    /// the previous SHA is redeployed by the bot.
+    Red { auto_rollback: bool },
+    /// Ended by a person (`!rollback`, `!cancel`).
+    Stopped { by: ChatUser },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +322,10 @@ pub struct Train {
     /// (reminders, escalation, expiry notice; SPEC §14).
     #[serde(default)]
     pub nudged: super::rhythm::Nudged,
+    /// Production verification after smoke, when `[production] verify`
+    /// was set (SPEC §15). None in records written before it was kept.
+    #[serde(default)]
+    pub verify: Option<Verification>,
 }
 
 /// What happened to the train, as something the engine must do.
@@ -264,6 +352,12 @@ pub enum Effect {
     /// The train stands at the door of `target`: ask the gate, then send
     /// `Input::Enter` when it says go.
     AtDoor(Target),
+    /// Smoke passed and production verification began.
+    Verifying,
+    /// A verify check finished (green or red).
+    Checked {
+        ok: bool,
+    },
 }
 
 /// Who is acting, and whether they are ops.
@@ -293,6 +387,10 @@ pub enum Input {
     Wakeup,
     /// The bot restarted with this train in its stored stage.
     Restarted,
+    /// `!rollback` while the train verifies: verification ends.
+    StopVerify {
+        by: ChatUser,
+    },
 }
 
 pub struct NewTrain {
@@ -339,6 +437,7 @@ impl Train {
             overrode: None,
             envs: plan.envs.iter().map(|e| e.name.clone()).collect(),
             nudged: Default::default(),
+            verify: None,
         };
         let effects = match train.route {
             Route::ProductionOnly => train.start_production(plan, now),
@@ -372,6 +471,13 @@ impl Train {
         match self.stage {
             Stage::AwaitingApproval { since } if self.route == Route::Full => {
                 Some(since + plan.approval_timeout)
+            }
+            Stage::Verifying { .. } => {
+                let v = self.verify.as_ref()?;
+                if v.running.is_some() {
+                    return None; // the check's end comes as an input
+                }
+                Some(v.next.map_or(v.until, |n| n.min(v.until)))
             }
             _ => None,
         }
@@ -436,7 +542,8 @@ impl Train {
             Input::Cancel(actor) => self.cancel(actor, now),
             Input::Enter => Ok(self.enter(plan, now)),
             Input::Wakeup => Ok(self.wakeup(plan, now)),
-            Input::Restarted => Ok(self.restarted(now)),
+            Input::Restarted => Ok(self.restarted(plan, now)),
+            Input::StopVerify { by } => Ok(self.stop_verify(by, now)),
         }
     }
 
@@ -448,6 +555,9 @@ impl Train {
         plan: &Plan,
         now: Ts,
     ) -> Vec<Effect> {
+        if pos.phase == Phase::Verify {
+            return self.check_step_finished(pos, ok, plan, now);
+        }
         if self.stage != Stage::Running(pos) {
             return Vec::new(); // a late report from a step we already stopped
         }
@@ -481,7 +591,7 @@ impl Train {
             }
             Some(next) => effects.extend(self.run(next, now)),
             None if pos.target == Target::Production => {
-                effects.extend(self.end(Outcome::Deployed, now))
+                effects.extend(self.smoke_passed(plan, now))
             }
             None => effects.extend(self.after_lower(plan, now)),
         }
@@ -530,7 +640,7 @@ impl Train {
             Some(pos) => effects.extend(self.run(pos, now)),
             None => {
                 effects.push(Effect::ProductionLive);
-                effects.extend(self.end(Outcome::Deployed, now));
+                effects.extend(self.smoke_passed(plan, now));
             }
         }
         effects
@@ -612,6 +722,7 @@ impl Train {
             }
             Stage::Running(_) => true,
             Stage::AwaitingApproval { .. } | Stage::Waiting { .. } => false,
+            Stage::Verifying { .. } => return Err(Refusal::TooLateToVeto { train: self.id }),
             Stage::Done(_) => return Err(Refusal::NothingToVeto),
         };
         if !actor.ops && !self.is_author(&actor.user) {
@@ -660,7 +771,9 @@ impl Train {
                     stage: pos_label(plan, *pos),
                 });
             }
-            Stage::Running(_) => return Err(Refusal::AlreadyInProduction { train: self.id }),
+            Stage::Running(_) | Stage::Verifying { .. } => {
+                return Err(Refusal::AlreadyInProduction { train: self.id });
+            }
             _ => return Err(Refusal::NothingToForce),
         }
         self.forced_by = Some(actor.user);
@@ -673,6 +786,8 @@ impl Train {
             return Err(Refusal::NotOps { command: "cancel" });
         }
         let effects = match &self.stage {
+            // Production is live: ops end the verification, not the deploy.
+            Stage::Verifying { .. } => return Ok(self.stop_verify(actor.user, now)),
             Stage::Running(_) => vec![Effect::StopStep],
             Stage::AwaitingApproval { .. }
             | Stage::Waiting { .. }
@@ -686,14 +801,29 @@ impl Train {
     }
 
     fn wakeup(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        if let Stage::Verifying { .. } = self.stage {
+            return self.verify_wakeup(plan, now);
+        }
         match self.next_wakeup(plan) {
             Some(at) if now >= at => self.end(Outcome::Expired, now),
             _ => Vec::new(),
         }
     }
 
-    fn restarted(&mut self, now: Ts) -> Vec<Effect> {
+    fn restarted(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
         match self.stage {
+            Stage::Verifying { .. } => {
+                // Checks only read production: a check cut short runs
+                // again; production's own steps never do.
+                let mut effects = vec![Effect::Resumed];
+                if let Some(v) = self.verify.as_mut()
+                    && v.running.take().is_some()
+                {
+                    v.next = Some(now);
+                }
+                effects.extend(self.verify_wakeup(plan, now));
+                effects
+            }
             Stage::Running(pos) if pos.target == Target::Production => {
                 self.end(Outcome::Interrupted { at: pos }, now)
             }
@@ -727,6 +857,148 @@ impl Train {
                 None => self.after_lower(plan, now),
             },
             _ => Vec::new(), // a late go for a train that moved on
+        }
+    }
+
+    /// Smoke passed: the train is deployed, or verifies first.
+    fn smoke_passed(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        let vp = plan.verify;
+        // A rollback restores what ran before; verifying it could only
+        // "roll back" to the code it replaces.
+        if vp.steps == 0 || matches!(self.kind, Kind::Rollback { .. }) {
+            return self.end(Outcome::Deployed, now);
+        }
+        let total = vp.total();
+        self.verify = Some(Verification {
+            since: now,
+            until: now + vp.window,
+            total,
+            checks: 0,
+            failures: 0,
+            next: Some(vp.due(now, 0)),
+            last: None,
+            running: None,
+            result: None,
+        });
+        self.set_stage(Stage::Verifying { since: now }, now);
+        let mut effects = vec![Effect::Verifying];
+        effects.extend(self.verify_wakeup(plan, now));
+        effects
+    }
+
+    /// A verify timer: start the check that is due, or end a window that
+    /// is over.
+    fn verify_wakeup(&mut self, plan: &Plan, now: Ts) -> Vec<Effect> {
+        let vp = plan.verify;
+        let Some(v) = self.verify.as_mut() else {
+            return self.end(Outcome::Deployed, now);
+        };
+        if v.running.is_some() {
+            return Vec::new();
+        }
+        if now >= v.until || vp.steps == 0 {
+            v.result = Some(VerifyResult::Green);
+            v.next = None;
+            return self.end(Outcome::Deployed, now);
+        }
+        match v.next {
+            Some(due) if now >= due => {
+                // The next slot after now: slots missed while the bot was
+                // down are not made up in a burst.
+                let k = (0..v.total).find(|&k| vp.due(v.since, k) > now);
+                v.next = k.map(|k| vp.due(v.since, k)).filter(|n| *n < v.until);
+                v.running = Some(0);
+                self.run_check_step(0, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn run_check_step(&mut self, step: usize, now: Ts) -> Vec<Effect> {
+        let pos = StepPos {
+            target: Target::Production,
+            phase: Phase::Verify,
+            step,
+        };
+        let attempt = self.steps.iter().filter(|r| r.pos == pos).count() as u32 + 1;
+        self.steps.push(StepRecord {
+            pos,
+            attempt,
+            started: now,
+            finished: None,
+            ok: None,
+        });
+        vec![Effect::RunStep(pos)]
+    }
+
+    fn check_step_finished(&mut self, pos: StepPos, ok: bool, plan: &Plan, now: Ts) -> Vec<Effect> {
+        let running = matches!(self.stage, Stage::Verifying { .. })
+            && self
+                .verify
+                .as_ref()
+                .is_some_and(|v| v.running == Some(pos.step));
+        if !running {
+            return Vec::new(); // a late report of a check we stopped
+        }
+        if let Some(rec) = self.steps.iter_mut().rev().find(|r| r.pos == pos) {
+            rec.finished = Some(now);
+            rec.ok = Some(ok);
+        }
+        let vp = plan.verify;
+        let Some(v) = self.verify.as_mut() else {
+            return Vec::new();
+        };
+        if ok && pos.step + 1 < vp.steps {
+            v.running = Some(pos.step + 1);
+            return self.run_check_step(pos.step + 1, now);
+        }
+        v.running = None;
+        v.checks += 1;
+        v.last = Some((now, ok));
+        if !ok {
+            v.failures += 1;
+        }
+        let mut effects = vec![Effect::Checked { ok }];
+        if v.failures > vp.failure_limit {
+            v.result = Some(VerifyResult::Red {
+                auto_rollback: vp.auto_rollback,
+            });
+            v.next = None;
+            // The clock must not send this head again (SPEC §11); the
+            // rollback that follows also marks it.
+            if vp.auto_rollback {
+                self.rolled_back = true;
+            }
+            effects.extend(self.end(Outcome::Deployed, now));
+            return effects;
+        }
+        effects.extend(self.verify_wakeup(plan, now));
+        effects
+    }
+
+    /// A person ends the verification (`!rollback`, `!cancel`); the train
+    /// stays deployed.
+    fn stop_verify(&mut self, by: ChatUser, now: Ts) -> Vec<Effect> {
+        if !matches!(self.stage, Stage::Verifying { .. }) {
+            return Vec::new();
+        }
+        let mut effects = Vec::new();
+        if let Some(v) = self.verify.as_mut() {
+            if v.running.take().is_some() {
+                effects.push(Effect::StopStep);
+            }
+            v.next = None;
+            v.result = Some(VerifyResult::Stopped { by });
+        }
+        effects.extend(self.end(Outcome::Deployed, now));
+        effects
+    }
+
+    /// The train verifies production: until when.
+    pub fn verifying_until(&self) -> Option<Ts> {
+        match self.stage {
+            Stage::Verifying { .. } => self.verify.as_ref().map(|v| v.until),
+            _ => None,
         }
     }
 
@@ -765,6 +1037,8 @@ pub fn phase_len(plan: &Plan, target: Target, phase: Phase) -> usize {
         (Target::Production, Phase::Deploy) => plan.production_deploy,
         (Target::Production, Phase::Smoke) => plan.production_smoke,
         (Target::Production, Phase::Acceptance) => 0,
+        (Target::Production, Phase::Verify) => plan.verify.steps,
+        (Target::Lower(_), Phase::Verify) => 0,
     }
 }
 
@@ -808,3 +1082,7 @@ mod restart;
 #[cfg(test)]
 #[path = "train_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "train_verify_tests.rs"]
+mod verify_tests;

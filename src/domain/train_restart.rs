@@ -32,7 +32,7 @@ impl Train {
                 phase: Phase::Deploy,
                 step: 0,
             }),
-            Stage::AwaitingApproval { .. } | Stage::Done(_) => None,
+            Stage::AwaitingApproval { .. } | Stage::Verifying { .. } | Stage::Done(_) => None,
         };
         let route_env = match self.route {
             Route::Env(i) => Some(i),
@@ -172,6 +172,7 @@ mod tests {
             production_smoke: 1,
             approval: ApprovalPolicy::AllAuthors,
             approval_timeout: TimeDelta::minutes(30),
+            verify: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ fn plan(policy: ApprovalPolicy) -> Plan {
         production_smoke: 1,
         approval: policy,
         approval_timeout: TimeDelta::minutes(30),
+        verify: Default::default(),
     }
 }
 

@@ -216,8 +216,8 @@ impl Engine {
     ) -> anyhow::Result<Result<(), Refusal>> {
         match target {
             Some(TrainOrSha::Sha(prefix)) => {
-                if let Some(t) = &self.train {
-                    return Ok(Err(Refusal::TrainRunning(t.id)));
+                if let Some(busy) = self.train_busy() {
+                    return Ok(Err(busy));
                 }
                 self.resolve_beside(asked, Purpose::Force, prefix);
                 Ok(Ok(()))
@@ -276,8 +276,15 @@ impl Engine {
         prefix: Option<&ShaPrefix>,
         result: Result<Sha, ForgeError>,
     ) -> anyhow::Result<Result<(Option<Sha>, Option<Rule>, GateState), Refusal>> {
-        // The world may have moved while the forge was asked.
-        if let Some(busy) = self.busy() {
+        // The world may have moved while the forge was asked. A train
+        // verifying production does not keep ops from rolling back.
+        let verifying = self
+            .train
+            .as_ref()
+            .is_some_and(|t| t.verifying_until().is_some());
+        if let Some(busy) = self.busy()
+            && !(verifying && matches!(road, Road::Rollback { .. }))
+        {
             return Ok(Err(busy));
         }
         let (sha, shown, on_main) = match result {
@@ -320,7 +327,9 @@ impl Engine {
     ) -> anyhow::Result<Result<(), Refusal>> {
         if let Some(t) = &self.train {
             if want.is_some_and(|w| w != t.id) {
-                return Ok(Err(Refusal::TrainRunning(t.id)));
+                return Ok(Err(self
+                    .train_busy()
+                    .unwrap_or(Refusal::TrainRunning(t.id))));
             }
             let id = t.id;
             let overrides = match self.force_verdict(actor, id)? {
@@ -386,7 +395,9 @@ impl Engine {
         asked: &Asked,
         sha: Option<&ShaPrefix>,
     ) -> anyhow::Result<Result<(), Refusal>> {
-        if let Some(t) = &self.train {
+        if let Some(t) = &self.train
+            && t.verifying_until().is_none()
+        {
             return Ok(Err(Refusal::TrainRunning(t.id)));
         }
         match sha {
@@ -416,6 +427,18 @@ impl Engine {
             Ok((None, ..)) => return Ok(Err(Refusal::NothingToRollBack)),
             Err(refusal) => return Ok(Err(refusal)),
         };
+        // A rollback ends a verification (the train stays deployed until
+        // the rollback is live, which marks it rolled back).
+        if self
+            .train
+            .as_ref()
+            .is_some_and(|t| t.verifying_until().is_some())
+        {
+            let by = asked.actor.user.clone();
+            if let Err(refusal) = self.train_input_checked(Input::StopVerify { by }).await? {
+                return Ok(Err(refusal));
+            }
+        }
         // A rollback settles an interrupted train: it ends as rolled back.
         if let Some(id) = st.interrupted()
             && let Some(mut t) = self.store.train(id)?
@@ -649,8 +672,18 @@ fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -
             _ => format!("forced by {}", by.mention()),
         });
     }
-    if t.rolled_back {
-        notes.push("rolled back".into());
+    match messages::verify_outcome(t) {
+        Some(v) if v.contains("rolled back automatically") => {
+            notes.push("rolled back automatically (verification red)".into())
+        }
+        Some(v) => {
+            if t.rolled_back {
+                notes.push("rolled back".into());
+            }
+            notes.push(v);
+        }
+        None if t.rolled_back => notes.push("rolled back".into()),
+        None => {}
     }
     if t.overrode.as_deref() == Some("window") {
         notes.push("outside the deploy windows".into());
@@ -661,9 +694,11 @@ fn history_line(t: &Train, now: crate::domain::clock::Ts, ctx: &messages::Ctx) -
             messages::one_line(error, 60)
         ));
     }
+    // Deploy and smoke; the verification window after them is not the deploy.
+    let deployed = t.verify.as_ref().map(|v| v.since).or(t.finished);
     let took = t
         .production_started
-        .map(|s| crate::domain::clock::human(t.finished.unwrap_or(now) - s));
+        .map(|s| crate::domain::clock::human(deployed.unwrap_or(now) - s));
     format!(
         "train {} {} · {} · authors: {} · approved by: {} · total {}{}{}",
         t.id,

@@ -54,6 +54,7 @@ async fn start_on(test: &'static str, dir: tempfile::TempDir, store: Store) -> B
         metrics,
         inbox,
         task,
+        ran: Default::default(),
         _dir: dir,
         _watchdog: watchdog,
     }

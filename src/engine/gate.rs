@@ -29,12 +29,26 @@ impl Engine {
     /// One run at a time: a train running, or one listing its commits to
     /// leave, refuses a new one.
     pub(super) fn busy(&self) -> Option<Refusal> {
-        if let Some(t) = &self.train {
-            return Some(Refusal::TrainRunning(t.id));
+        if let Some(r) = self.train_busy() {
+            return Some(r);
         }
         self.departing
             .as_ref()
             .map(|sha| Refusal::Departing(sha.short().to_string()))
+    }
+
+    /// The running train refuses a new run: a verifying one by the gate's
+    /// rule *verifying* (SPEC §15), any other as running.
+    pub(super) fn train_busy(&self) -> Option<Refusal> {
+        if let Some(t) = &self.train {
+            // A verifying train holds other deploys by the gate's rule.
+            if let Some(until) = t.verifying_until() {
+                let hold = gate::verifying_hold(t.id, until, self.cfg.train.timezone);
+                return Some(Refusal::Held(hold));
+            }
+            return Some(Refusal::TrainRunning(t.id));
+        }
+        None
     }
 }
 
@@ -76,6 +90,10 @@ impl Engine {
             rejected_head: ask.rejected,
             on_main: ask.on_main,
             tag_problem: ask.tag_problem,
+            verifying: self
+                .train
+                .as_ref()
+                .and_then(|t| Some((t.id, t.verifying_until()?))),
         };
         gate::gate(road, &facts)
     }

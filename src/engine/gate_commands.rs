@@ -46,7 +46,11 @@ impl Engine {
             Err(r) => return Ok(Err(r)),
         };
         if let Some(t) = &self.train {
-            return Ok(Err(Refusal::TrainRunning(t.id)));
+            // Production waits for a verifying train (rule verifying).
+            return Ok(Err(match self.train_busy() {
+                Some(held @ Refusal::Held(_)) if env == crate::domain::gate::PRODUCTION => held,
+                _ => Refusal::TrainRunning(t.id),
+            }));
         }
         self.answer_later = true;
         let (asked, git_ref, env) = (asked.clone(), git_ref.to_string(), env.to_string());
@@ -226,9 +230,10 @@ impl Engine {
             None => "no departure is scheduled; a departure".into(),
         };
         Ok(match self.departure_decision()? {
-            Decision::Skip(Skip::Running(id)) => {
-                format!("{when} will not go: train {id} is running")
-            }
+            Decision::Skip(Skip::Running(id)) => match self.train_busy() {
+                Some(Refusal::Held(h)) => format!("{when} will not go: {h}"),
+                _ => format!("{when} will not go: train {id} is running"),
+            },
             Decision::Skip(Skip::Departing(sha)) => {
                 format!(
                     "{when} will not go: a train with {} is about to leave",

@@ -31,7 +31,7 @@ use chrono::TimeDelta;
 use tokio::sync::{mpsc, watch};
 
 pub use metrics::Metrics;
-pub use status::{FrozenView, GateView, LockView, Snapshot, TagView, TrainView};
+pub use status::{FrozenView, GateView, LockView, Snapshot, TagView, TrainView, VerifyView};
 
 use crate::chat::{Chat, Incoming, Message, Run};
 use crate::config::Settings;
@@ -209,6 +209,18 @@ pub fn plan_of(cfg: &Settings) -> Plan {
         production_smoke: cfg.production.smoke.len(),
         approval: cfg.train.approval,
         approval_timeout: crate::domain::duration::to_delta(cfg.train.approval_timeout),
+        verify: {
+            let v = &cfg.production.verify;
+            let delta = crate::domain::duration::to_delta;
+            crate::domain::train::VerifyPlan {
+                steps: v.steps.len(),
+                window: delta(v.window),
+                every: delta(v.every),
+                delay: delta(v.delay),
+                failure_limit: v.failure_limit,
+                auto_rollback: v.auto_rollback,
+            }
+        },
     }
 }
 

@@ -47,6 +47,11 @@ impl Engine {
                 self.apply(ended).await?;
             }
         }
+        // A red train's automatic rollback that never left leaves now.
+        if let Some(red) = self.pending_auto_rollback()? {
+            tracing::warn!(train = red.id.0, "Resuming an automatic rollback.");
+            self.auto_rollback(&red).await?;
+        }
         self.resume_ejection().await?;
         self.recover_builds().await?;
         self.poll_main_now().await?;

@@ -80,6 +80,23 @@ pub struct TrainView {
     pub url: String,
     /// Why the train waits at an environment's door (rule and detail).
     pub held: Option<String>,
+    /// Production verification, while the train verifies (SPEC §15).
+    pub verifying: Option<VerifyView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyView {
+    /// RFC 3339: when the window ends.
+    pub until: String,
+    /// Finished checks, of how many, and how many failed.
+    pub checks: u32,
+    pub total: u32,
+    pub failures: u32,
+    /// RFC 3339, and whether it was green: the last finished check.
+    pub last_check: Option<String>,
+    pub last_ok: Option<bool>,
+    /// "check 2/10 green, 8m left", when the snapshot was made.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +168,21 @@ impl Engine {
             stage_since: messages::rfc3339(t.stage_since, self.cfg.train.timezone),
             url: self.ctx().run_url(t.id),
             held: self.door_hold.as_ref().map(|h| unmention(&h.to_string())),
+            verifying: t
+                .verify
+                .as_ref()
+                .filter(|_| t.verifying_until().is_some())
+                .map(|v| VerifyView {
+                    until: messages::rfc3339(v.until, self.cfg.train.timezone),
+                    checks: v.checks,
+                    total: v.total,
+                    failures: v.failures,
+                    last_check: v
+                        .last
+                        .map(|(at, _)| messages::rfc3339(at, self.cfg.train.timezone)),
+                    last_ok: v.last.map(|(_, ok)| ok),
+                    detail: messages::verify_progress(v, self.now()),
+                }),
         });
         let tz = self.cfg.train.timezone;
         let now = self.now();
@@ -166,7 +198,17 @@ impl Engine {
                 until: l.until.map(|u| messages::rfc3339(u, tz)),
             })
             .collect();
+        let verifying = match self.train_busy() {
+            Some(crate::domain::refusal::Refusal::Held(h)) => Some(h),
+            _ => None,
+        };
         let gate = match self.departure_decision()? {
+            // A train verifying production holds the clock (rule verifying).
+            crate::domain::departure::Decision::Skip(_) if let Some(h) = &verifying => GateView {
+                departure: "wait".into(),
+                rule: Some(h.rule.name().to_string()),
+                detail: Some(unmention(&h.detail)),
+            },
             crate::domain::departure::Decision::Depart(sha) => {
                 let v = self.clock_verdict(&sha)?;
                 GateView {

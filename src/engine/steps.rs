@@ -24,6 +24,7 @@ impl Engine {
             }
             (Target::Production, Phase::Deploy) => &self.cfg.production.deploy,
             (Target::Production, Phase::Smoke) => &self.cfg.production.smoke,
+            (Target::Production, Phase::Verify) => &self.cfg.production.verify.steps,
             _ => return None,
         };
         steps.get(pos.step)
@@ -89,7 +90,9 @@ impl Engine {
             );
             return Ok(());
         }
-        if pos.target == Target::Production {
+        // A verify check only reads production: it needs no claim (and a
+        // restart resumes checks without one).
+        if pos.target == Target::Production && pos.phase != Phase::Verify {
             let claimed = self
                 .claim
                 .is_some_and(|c| c.train == train.id && c.attempt == train.production_attempt);

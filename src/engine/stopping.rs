@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Engine, Event};
 use crate::domain::messages;
-use crate::domain::train::Target;
+use crate::domain::train::{Phase, Target};
 use crate::runner::shell::{DEFAULT_GRACE, kill_process_group};
 
 /// How long stopped steps get to end: the runner's SIGTERM grace, its
@@ -32,7 +32,9 @@ impl Engine {
         let production = self
             .step
             .as_ref()
-            .filter(|s| s.pos.target == Target::Production)
+            // A verify check only reads production: it is stopped like a
+            // lower step and runs again after the restart.
+            .filter(|s| s.pos.target == Target::Production && s.pos.phase != Phase::Verify)
             .map(|s| (s.train, s.pos));
         let mut stopped = self.stop_other_steps(production.is_none());
         tracing::info!(

@@ -305,6 +305,12 @@ pub struct FakeRunner {
     pub durations: HashMap<String, Duration>,
     /// The step of this name (`staging-deploy-1`) panics.
     pub panics_in: Option<String>,
+    /// Every step run: its name and `TRAINBOT_SHA`.
+    pub ran: Arc<Mutex<Vec<(String, String)>>>,
+    /// Decides whether a step fails: (name, `TRAINBOT_SHA`, how many times
+    /// that step ran before for that SHA).
+    #[allow(clippy::type_complexity)]
+    pub fails: Option<Arc<dyn Fn(&str, &str, usize) -> bool + Send + Sync>>,
 }
 
 impl FakeRunner {
@@ -333,8 +339,25 @@ impl StepRunner for FakeRunner {
         if self.panics_in.as_deref() == Some(name) {
             panic!("the fake runner panics in {name}");
         }
+        let sha = req
+            .env
+            .iter()
+            .find(|(k, _)| k == "TRAINBOT_SHA")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let before = {
+            let mut ran = self.ran.lock().unwrap();
+            let before = ran.iter().filter(|(n, s)| n == name && *s == sha).count();
+            ran.push((name.to_string(), sha.clone()));
+            before
+        };
+        let fails = self.fails.as_ref().is_some_and(|f| f(name, &sha, before));
         let result = tokio::select! {
-            _ = tokio::time::sleep(took) => Ok(()),
+            _ = tokio::time::sleep(took) => if fails {
+                Err(crate::runner::StepError::Exit(1))
+            } else {
+                Ok(())
+            },
             // A dropped sender is no cancel: only `true` stops the step.
             Ok(_) = cancel.wait_for(|c| *c) => Err(crate::runner::StepError::Cancelled),
         };

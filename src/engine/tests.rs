@@ -49,6 +49,13 @@ struct Options {
     extra: &'static str,
     /// Only this many commits of the fake history are on main at start.
     visible: Option<usize>,
+    /// Steps that take this long, by name (`production-verify-1`).
+    durations: &'static [(&'static str, Duration)],
+    /// More `[production]` keys (`verify = [...]`).
+    production_keys: &'static str,
+    /// Which steps fail (see `FakeRunner::fails`).
+    #[allow(clippy::type_complexity)]
+    fails: Option<Arc<dyn Fn(&str, &str, usize) -> bool + Send + Sync>>,
 }
 
 impl Default for Options {
@@ -63,6 +70,9 @@ impl Default for Options {
             main_branch: "main",
             extra: "",
             visible: None,
+            fails: None,
+            production_keys: "",
+            durations: &[],
         }
     }
 }
@@ -149,6 +159,8 @@ struct Bot {
     metrics: Arc<super::Metrics>,
     inbox: mpsc::Sender<Event>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Every step run: its name and `TRAINBOT_SHA`.
+    ran: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     _dir: tempfile::TempDir,
     _watchdog: Watchdog,
 }
@@ -188,6 +200,10 @@ impl Bot {
                 &format!("approval_timeout = \"30m\"\n{}\n", opts.train_keys),
             )
             .replace(
+                "smoke = [{ run = \"true\" }]\n",
+                &format!("smoke = [{{ run = \"true\" }}]\n{}\n", opts.production_keys),
+            )
+            .replace(
                 "main_branch = \"main\"",
                 &format!("main_branch = \"{}\"", opts.main_branch),
             )
@@ -219,6 +235,11 @@ impl Bot {
             .durations
             .insert("production-deploy-1".into(), opts.production_deploy);
         runner.panics_in = opts.panics_in.map(str::to_string);
+        for (name, d) in opts.durations {
+            runner.durations.insert(name.to_string(), *d);
+        }
+        runner.fails = opts.fails.clone();
+        let ran = runner.ran.clone();
         let ports = Ports {
             results: None,
             chat: chat.clone(),
@@ -238,6 +259,7 @@ impl Bot {
             metrics,
             inbox,
             task,
+            ran,
             _dir: dir,
             _watchdog: watchdog,
         }
@@ -1229,3 +1251,6 @@ async fn a_user_may_queue_only_max_queued_per_user_branch_builds() {
 mod eject_tests;
 #[path = "rhythm_tests.rs"]
 mod rhythm;
+
+#[path = "verify_tests.rs"]
+mod verify;

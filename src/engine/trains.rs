@@ -8,7 +8,9 @@ use crate::domain::ids::{ChatUser, Sha, TrainId};
 use crate::domain::messages;
 use crate::domain::refusal::Refusal;
 use crate::domain::rhythm::Nudge;
-use crate::domain::train::{Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train};
+use crate::domain::train::{
+    Effect, Input, Kind, NewTrain, Outcome, Route, Stage, Train, VerifyResult,
+};
 use crate::forge::{Forge, ForgeError};
 use crate::store::{Production, StoreError};
 
@@ -16,6 +18,9 @@ use super::Engine;
 use super::calls::{Departing, Origin, Prep};
 use super::gate::Ask;
 use super::publish::Publish;
+
+/// Who the bot's own rollback is by.
+const AUTO: &str = "trainbot";
 
 impl Engine {
     /// What a departure would carry now, read from the store.
@@ -79,6 +84,12 @@ impl Engine {
             },
             Decision::Skip(skip) => {
                 tracing::info!(?skip, "Scheduled departure skipped.");
+                if let Some(Refusal::Held(hold)) = self.busy() {
+                    // A train verifying production holds the clock (rule
+                    // verifying), said once.
+                    let what = "the scheduled train does not leave";
+                    return self.say_hold_once(None, what, &hold).await;
+                }
                 if let Skip::Running(id) = skip
                     && self.store.first_notice(&format!("running:{}", id.0))?
                 {
@@ -175,8 +186,17 @@ impl Engine {
                 return match departing.origin {
                     Origin::Tag { seq, tag } => self.tag_failed(seq, tag, error).await,
                     Origin::Other => {
-                        let text =
+                        let mut text =
                             format!("cannot list commits for {}: {error}", departing.sha.short());
+                        // The bot's own rollback did not leave: production
+                        // stays red until ops roll back (or the bot restarts).
+                        if matches!(&departing.kind, Kind::Rollback { by } if by.as_str() == AUTO) {
+                            let ops = self.ops_mentions();
+                            text.push_str(&format!(
+                                "; the automatic rollback did not leave, {}rollback it: {ops}",
+                                self.cfg.bot.command_prefix,
+                            ));
+                        }
                         self.say(None, text).await;
                         Ok(())
                     }
@@ -326,6 +346,13 @@ impl Engine {
                 Effect::Ended(outcome) => self.ended(outcome).await?,
                 // The gate is asked after the input (`check_door`).
                 Effect::AtDoor(_) => {}
+                Effect::Verifying => {
+                    let text = messages::verifying(&self.ctx(), train);
+                    self.say(Some(id), text).await;
+                }
+                // The check's step said how it went; the status line shows
+                // the count.
+                Effect::Checked { .. } => {}
             }
         }
         self.show_status().await;
@@ -373,6 +400,17 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Ops, mentioned as the chat shows mentions.
+    fn ops_mentions(&self) -> String {
+        let console = self.ctx().console;
+        let ops: Vec<String> = self
+            .ops_to_tell()
+            .iter()
+            .map(|u| messages::mention_user(u, console))
+            .collect();
+        ops.join(" ")
     }
 
     /// Who hears an escalation: `roles.ops`, or the production role when
@@ -466,16 +504,88 @@ impl Engine {
         self.forget_status(Run::Train(train.id));
         self.send_msg(approval_progress(&train)).await;
         // A failure mentions the train's authors (SPEC §14), in the notice
-        // only: the status message is edited in place.
-        let cc = matches!(outcome, Outcome::Failed { .. })
+        // only: the status message is edited in place. So does a red
+        // verification (and, without auto_rollback, ops too).
+        let red = match train.verify.as_ref().and_then(|v| v.result.as_ref()) {
+            Some(VerifyResult::Red { auto_rollback }) => Some(*auto_rollback),
+            _ => None,
+        };
+        let cc = (matches!(outcome, Outcome::Failed { .. }) || red.is_some())
             .then(|| messages::failure_mentions(&self.ctx(), &train))
             .flatten();
+        let cc = match (red, cc) {
+            (Some(false), cc) => {
+                let ops = self.ops_mentions();
+                let ops = format!("production is red and stays as it is; ops: {ops}");
+                Some(cc.map_or(ops.clone(), |cc| format!("{cc}\n{ops}")))
+            }
+            (_, cc) => cc,
+        };
         let text = match cc {
             Some(cc) => format!("{text}\n{cc}"),
             None => text,
         };
         self.say(Some(train.id), text).await;
+        if red == Some(true) {
+            self.auto_rollback(&train).await?;
+        }
         Ok(())
+    }
+
+    /// A red verification with `auto_rollback` (SPEC §15): the previous
+    /// production SHA goes back through the rollback road (production
+    /// steps, a claim, the once-only rules). The bot's own rollback is not
+    /// held by a lock or a window: a red production must heal.
+    pub(super) async fn auto_rollback(&mut self, red: &Train) -> anyhow::Result<()> {
+        let previous = self
+            .store
+            .production()?
+            .filter(|p| p.train == red.id)
+            .and_then(|p| p.previous);
+        let Some(prev) = previous else {
+            let ops = self.ops_mentions();
+            let text = format!(
+                "🚨 train {} is red in production and there is no previous SHA to roll back to; ops: {ops}",
+                red.id,
+            );
+            self.say(Some(red.id), text).await;
+            return Ok(());
+        };
+        tracing::warn!(train = red.id.0, sha = %prev, "Verification red: rolling back.");
+        self.store.audit(&crate::store::AuditEntry {
+            at: self.now(),
+            user: ChatUser::new("trainbot"),
+            action: format!(
+                "rollback to {} (train {} verification red)",
+                prev.short(),
+                red.id
+            ),
+            result: "rolling back automatically".into(),
+        })?;
+        let kind = Kind::Rollback {
+            by: ChatUser::new(AUTO),
+        };
+        self.depart(prev, kind, Route::ProductionOnly)
+    }
+
+    /// A red train whose automatic rollback never went live (the bot
+    /// stopped while it was leaving): it is still the last train and its
+    /// SHA is still in production.
+    pub(super) fn pending_auto_rollback(&self) -> anyhow::Result<Option<Train>> {
+        if self.train.is_some() || self.departing.is_some() {
+            return Ok(None);
+        }
+        let Some(last) = self.store.last_train()? else {
+            return Ok(None);
+        };
+        let red = matches!(
+            last.verify.as_ref().and_then(|v| v.result.as_ref()),
+            Some(VerifyResult::Red {
+                auto_rollback: true
+            })
+        );
+        let live = self.store.production()?.is_some_and(|p| p.train == last.id);
+        Ok((red && live).then_some(last))
     }
 }
 

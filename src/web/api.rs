@@ -48,6 +48,9 @@ pub struct DeployView {
     pub finished: Option<String>,
     pub forced_by: Option<String>,
     pub rolled_back: bool,
+    /// How its production verification ended ("verification red (1 of 2
+    /// checks failed): rolled back automatically"), when it had one.
+    pub verify: Option<String>,
 }
 
 fn secs(d: Option<TimeDelta>) -> Option<i64> {
@@ -105,6 +108,8 @@ pub fn status(s: &WebState) -> Result<ApiStatus, Error> {
             finished: t.finished.map(|f| f.with_timezone(&tz).to_rfc3339()),
             forced_by: t.forced_by.as_ref().map(|u| u.to_string()),
             rolled_back: t.rolled_back,
+            verify: crate::domain::messages::verify_outcome(&t)
+                .map(|v| crate::domain::ids::unmention(&v)),
         })
         .collect();
     Ok(ApiStatus {

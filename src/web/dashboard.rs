@@ -59,6 +59,26 @@ pub async fn dashboard(State(s): State<WebState>) -> Result<Html<String>, Error>
             Esc(held)
         );
     }
+    if let Some(t) = snap.train.as_ref()
+        && let Some(v) = &t.verifying
+    {
+        let last = match (&v.last_check, v.last_ok) {
+            (Some(at), Some(ok)) => format!(
+                "; last check {} at {}",
+                if ok { "green" } else { "red" },
+                at.get(11..16).unwrap_or(at)
+            ),
+            _ => String::new(),
+        };
+        let _ = write!(
+            body,
+            "<div class=\"freeze verifying\" role=\"status\">🔎 train #{} is verifying production until {}: {}{}</div>",
+            t.id,
+            Esc(v.until.get(11..16).unwrap_or(&v.until)),
+            Esc(&v.detail),
+            Esc(&last)
+        );
+    }
     body.push_str("<div class=\"dash\">");
     body.push_str(&train_card(&s, &snap, now)?);
     body.push_str(&departure_card(&s, &snap, now)?);
@@ -321,7 +341,9 @@ fn departure_card(s: &WebState, snap: &Snapshot, now: Ts) -> Result<String, Erro
 
 /// Production deploy time of a train, for tables.
 pub fn deploy_took(t: &Train) -> Option<TimeDelta> {
-    Some(t.finished? - t.production_started?)
+    // Deploy and smoke; the verification window after them is not the deploy.
+    let end = t.verify.as_ref().map(|v| v.since).or(t.finished)?;
+    Some(end - t.production_started?)
 }
 
 /// `#7` linked, for tables.

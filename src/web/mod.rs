@@ -279,4 +279,6 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod verify_tests;
+#[cfg(test)]
 mod webhook_tests;

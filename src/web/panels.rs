@@ -204,7 +204,15 @@ pub fn deploys_card(s: &WebState, now: Ts) -> Result<String, Error> {
     );
     for t in &deploys {
         let authors: Vec<&str> = t.authors.iter().map(|a| a.name.as_str()).collect();
-        let badge = if t.rolled_back {
+        let auto = matches!(
+            t.verify.as_ref().and_then(|v| v.result.as_ref()),
+            Some(crate::domain::train::VerifyResult::Red {
+                auto_rollback: true
+            })
+        );
+        let badge = if t.rolled_back && auto {
+            "<span class=\"badge bad\">rolled back automatically</span>"
+        } else if t.rolled_back {
             "<span class=\"badge bad\">rolled back</span>"
         } else if let Some(o) = t.outcome().filter(|o| o.word() != "deployed") {
             &format!("<span class=\"badge bad\">{}</span>", o.word())

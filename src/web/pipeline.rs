@@ -200,6 +200,7 @@ mod tests {
             production_smoke: 1,
             approval: crate::domain::approval::ApprovalPolicy::AllAuthors,
             approval_timeout: TimeDelta::minutes(30),
+            verify: Default::default(),
         }
     }
 

@@ -154,6 +154,7 @@ impl Fixture {
                 stage_since: t.stage_since.to_rfc3339(),
                 url: "http://127.0.0.1:8080/runs/train-4".into(),
                 held: None,
+                verifying: None,
             }),
             production_sha: Some(sha(2).to_string()),
             waiting: vec![sha(5).to_string()],

@@ -277,6 +277,7 @@ mod tests {
                 stage_since: "2026-01-01T10:00:00Z".into(),
                 url: "http://bot/runs/train-3".into(),
                 held: None,
+                verifying: None,
             }),
             production_sha: Some("1234567890abcdef".into()),
             waiting: vec!["fedcba9876543210".into()],

@@ -14,7 +14,7 @@ use trainbot::domain::clock::SystemClock;
 use trainbot::domain::ids::TRAIN_LABEL;
 use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
 use trainbot::forge::git::GitForge;
-use trainbot::forge::github::GithubForge;
+use trainbot::forge::github::{ApiStats, GithubForge};
 use trainbot::forge::{Forge, Results};
 use trainbot::runner::StepRunner;
 use trainbot::runner::http::HttpRunner;
@@ -382,13 +382,13 @@ fn pipeline(
         Option<Arc<dyn Results>>,
         Option<Arc<dyn StepRunner>>,
     );
+    let github_stats = Arc::new(ApiStats::default());
     let (forge, results, workflow): Github = match github_token {
         Some(token) => {
-            let github = Arc::new(GithubForge::new(
-                &settings.forge.github,
-                &settings.forge.main_branch,
-                token,
-            )?);
+            let github = Arc::new(
+                GithubForge::new(&settings.forge.github, &settings.forge.main_branch, token)?
+                    .with_stats(github_stats.clone()),
+            );
             let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone())
                 .with_run_events(run_events_rx)
                 .with_log_cap(max_log);
@@ -413,7 +413,11 @@ fn pipeline(
         ),
         clock: Arc::new(SystemClock),
     };
+    let is_github = ports.results.is_some();
     let engine = Engine::new(settings.clone(), store.clone(), ports);
+    if is_github {
+        engine.metrics().attach_github(github_stats);
+    }
     let web = WebState {
         snapshots: engine.snapshots(),
         store,

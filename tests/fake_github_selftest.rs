@@ -315,3 +315,61 @@ fn webhooks_are_signed_like_githubs_example() {
     );
     assert_eq!(fake.wait_for_call("/hooks/github").body, event);
 }
+
+#[test]
+fn a_get_whose_etag_matches_is_304_and_costs_no_rate_limit() {
+    let fake = start();
+    let url = format!("{}/repos/acme/web/branches/main", fake.api_url());
+    let first = get(&fake, "/repos/acme/web/branches/main");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let etag = first.header("etag").expect("an ETag").to_string();
+    assert_eq!(first.header("x-ratelimit-limit"), Some("5000"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("4999"));
+    let auth = format!("Bearer {TOKEN}");
+    let conditional = |etag: &str| {
+        http(
+            "GET",
+            &url,
+            &[("Authorization", auth.as_str()), ("If-None-Match", etag)],
+            b"",
+        )
+    };
+    let again = conditional(&etag);
+    assert_eq!((again.status, again.body.as_str()), (304, ""));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(again.header("x-ratelimit-remaining"), Some("4999"));
+    assert_eq!(conditional(&format!("W/{etag}")).status, 304);
+    // A new commit is a new body, a new ETag, and paid for.
+    fake.commit("main", "Bob", "bob@example.com", None, "Move main");
+    let moved = conditional(&etag);
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_ne!(moved.header("etag"), Some(etag.as_str()));
+    assert_eq!(moved.header("x-ratelimit-remaining"), Some("4998"));
+    assert_eq!(fake.spent_on("/branches/main"), 2);
+    assert_eq!(fake.not_modified_on("/branches/main"), 2);
+}
+
+#[test]
+fn matching_refs_list_the_tags_under_a_prefix_sorted() {
+    let fake = start();
+    let sha = fake.head("main");
+    fake.tag("v2", &sha);
+    fake.tag("v10", &sha);
+    fake.tag("rc1", &sha);
+    let reply = get(&fake, "/repos/acme/web/git/matching-refs/tags/");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let refs = reply.json();
+    let names: Vec<&str> = refs
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| r["ref"].as_str().expect("a ref"))
+        .collect();
+    assert_eq!(names, ["refs/tags/rc1", "refs/tags/v10", "refs/tags/v2"]);
+    assert_eq!(refs[0]["object"]["type"], "commit");
+    assert_eq!(refs[0]["object"]["sha"], sha.as_str());
+    let v = get(&fake, "/repos/acme/web/git/matching-refs/tags/v");
+    assert_eq!(v.json().as_array().map(Vec::len), Some(2));
+    let none = get(&fake, "/repos/acme/web/git/matching-refs/tags/x");
+    assert_eq!(none.json(), json!([]));
+}

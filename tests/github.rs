@@ -8,6 +8,8 @@ mod support;
 
 #[path = "github/hang.rs"]
 mod hang;
+#[path = "github/polling.rs"]
+mod polling;
 #[path = "github/steps.rs"]
 mod steps;
 #[path = "github/tags.rs"]

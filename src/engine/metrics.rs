@@ -62,6 +62,9 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<String, u64>>,
     /// The delivery metrics last computed for the web, and for what.
     delivery: Mutex<Option<(String, crate::domain::metrics::Delivery)>>,
+    /// The GitHub forge's request counts and rate limit, when the forge is
+    /// GitHub.
+    github: std::sync::OnceLock<std::sync::Arc<crate::forge::github::ApiStats>>,
 }
 
 fn seconds(d: TimeDelta) -> f64 {
@@ -125,6 +128,15 @@ impl Metrics {
 
     pub fn error(&self, kind: &str) {
         *lock(&self.errors).entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Shows `stats` (the GitHub forge's) on `/metrics`; the first one stays.
+    pub fn attach_github(&self, stats: std::sync::Arc<crate::forge::github::ApiStats>) {
+        let _ = self.github.set(stats);
+    }
+
+    pub fn github(&self) -> Option<&crate::forge::github::ApiStats> {
+        self.github.get().map(|s| &**s)
     }
 
     pub fn chat_events(&self) -> u64 {

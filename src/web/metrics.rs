@@ -41,6 +41,40 @@ fn histogram(out: &mut String, name: &str, labels: &str, bounds: &[f64], h: &His
     let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
+/// The GitHub forge's requests by result, and the rate limit GitHub last
+/// reported (absent until it has).
+fn github_families(out: &mut String, github: &crate::forge::github::ApiStats) {
+    family(
+        out,
+        "trainbot_github_requests_total",
+        "counter",
+        "Requests sent to the GitHub API, by result: ok (2xx), not_modified (304 to a conditional request, free of the rate limit), error.",
+    );
+    let (ok, not_modified, error) = github.requests();
+    for (result, n) in [("ok", ok), ("not_modified", not_modified), ("error", error)] {
+        let _ = writeln!(
+            out,
+            "trainbot_github_requests_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    if let Some((remaining, limit)) = github.rate_limit() {
+        family(
+            out,
+            "trainbot_github_rate_limit_remaining",
+            "gauge",
+            "Requests left in GitHub's rate limit window (x-ratelimit-remaining of the latest reply).",
+        );
+        let _ = writeln!(out, "trainbot_github_rate_limit_remaining {remaining}");
+        family(
+            out,
+            "trainbot_github_rate_limit_limit",
+            "gauge",
+            "Size of GitHub's rate limit window (x-ratelimit-limit of the latest reply).",
+        );
+        let _ = writeln!(out, "trainbot_github_rate_limit_limit {limit}");
+    }
+}
+
 pub async fn metrics(State(s): State<WebState>) -> Result<impl IntoResponse, Error> {
     let text = render(&s)?;
     Ok((
@@ -233,6 +267,9 @@ pub fn render(s: &WebState) -> Result<String, Error> {
         "Forge webhook deliveries received.",
     );
     let _ = writeln!(out, "trainbot_webhook_events_total {}", m.webhook_events());
+    if let Some(github) = m.github() {
+        github_families(&mut out, github);
+    }
     family(
         &mut out,
         "trainbot_errors_total",

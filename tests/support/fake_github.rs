@@ -768,6 +768,7 @@ async fn handle(
         })
         .is_some_and(|t| t == shared.token);
     let query = parse_query(uri.query().unwrap_or_default());
+    let if_none_match = header_text(&headers, "if-none-match");
     hang_while_held(&shared, &path).await;
     let mut st = shared.lock();
     let hook = uri
@@ -787,12 +788,14 @@ async fn handle(
     } else {
         answer(&shared, &mut st, &method, uri.path(), &query, &body)
     };
+    let (reply, etag) = conditional(reply, &method, if_none_match.as_deref());
     st.calls.push(Call {
         method: method.to_string(),
         path,
         body,
         status: reply.status,
     });
+    let remaining = rate_remaining(&st);
     drop(st);
     shared.changed.notify_all();
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -807,6 +810,7 @@ async fn handle(
     if reply.status == 429 {
         headers.insert("retry-after", HeaderValue::from_static("0"));
     }
+    conditional_headers(headers, etag.as_deref(), remaining);
     resp
 }
 
@@ -905,6 +909,9 @@ fn answer(
             .map(|(name, sha)| json!({"name": name, "commit": {"sha": sha, "url": format!("{}/repos/{}/{}/commits/{sha}", sh.base_url, sh.owner, sh.repo)}}))
             .collect();
         return paged(sh, path, query, items, 30, |v| json!(v));
+    }
+    if get && let Some(reply) = matching_refs(sh, st, rest) {
+        return reply;
     }
     // One tag's ref. The fake's tags are lightweight: the ref names the
     // commit itself (an annotated one would name a tag object).
@@ -1475,4 +1482,134 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
+}
+
+// ---- Conditional requests and the rate limit (issue 15) ----------------
+//
+// As GitHub: every 200 to a GET carries an `ETag` (here a hash of the
+// body); a GET whose `If-None-Match` is the current ETag gets 304 Not
+// Modified with no body, which costs nothing against the rate limit. Every
+// reply says `x-ratelimit-limit` / `x-ratelimit-remaining`, the limit less
+// the calls that were not 304s. `git/matching-refs/{prefix}` lists the refs
+// under `refs/{prefix}` (branches and tags), unpaged, sorted by name.
+
+/// The fake's hourly rate limit.
+pub const RATE_LIMIT: usize = 5000;
+
+impl State {
+    /// Calls to routes containing `path_contains` that GitHub would count
+    /// against the rate limit: all but the 304s.
+    pub fn spent_on(&self, path_contains: &str) -> usize {
+        self.calls_to(path_contains)
+            .iter()
+            .filter(|c| c.status != 304)
+            .count()
+    }
+}
+
+impl FakeGithub {
+    /// See `State::spent_on`.
+    pub fn spent_on(&self, path_contains: &str) -> usize {
+        self.with(|s| s.spent_on(path_contains))
+    }
+
+    /// 304 answers to calls to routes containing `path_contains`.
+    pub fn not_modified_on(&self, path_contains: &str) -> usize {
+        self.with(|s| {
+            s.calls_to(path_contains)
+                .iter()
+                .filter(|c| c.status == 304)
+                .count()
+        })
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The reply, or 304 when it is a 200 to a GET whose `If-None-Match` names
+/// its ETag; and that ETag, for the header.
+fn conditional(
+    reply: Reply,
+    method: &Method,
+    if_none_match: Option<&str>,
+) -> (Reply, Option<String>) {
+    if *method != Method::GET || reply.status != 200 {
+        return (reply, None);
+    }
+    let Some(body) = &reply.body else {
+        return (reply, None);
+    };
+    let digest = Sha256::digest(body.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{hex}\"");
+    let matches = if_none_match.is_some_and(|sent| {
+        sent.split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag || t == "*")
+    });
+    if matches {
+        let not_modified = Reply {
+            status: 304,
+            body: None,
+            link: None,
+        };
+        return (not_modified, Some(etag));
+    }
+    (reply, Some(etag))
+}
+
+fn rate_remaining(st: &State) -> usize {
+    let spent = st.calls.iter().filter(|c| c.status != 304).count();
+    RATE_LIMIT.saturating_sub(spent)
+}
+
+fn conditional_headers(headers: &mut HeaderMap, etag: Option<&str>, remaining: usize) {
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert("etag", etag);
+    }
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert(
+        "x-ratelimit-used",
+        HeaderValue::from(RATE_LIMIT.saturating_sub(remaining)),
+    );
+}
+
+/// `GET git/matching-refs/{prefix}` (`rest` without its trailing slash):
+/// None for other routes.
+fn matching_refs(sh: &Shared, st: &State, rest: &str) -> Option<Reply> {
+    let prefix = rest.strip_prefix("git/matching-refs")?;
+    let prefix = format!("refs{prefix}");
+    let base = format!("{}/repos/{}/{}", sh.base_url, sh.owner, sh.repo);
+    let heads = st
+        .branches
+        .iter()
+        .map(|(n, sha)| (format!("refs/heads/{n}"), sha));
+    let tags = st
+        .tags
+        .iter()
+        .map(|(n, sha)| (format!("refs/tags/{n}"), sha));
+    let mut refs: Vec<(String, &String)> = heads
+        .chain(tags)
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .collect();
+    refs.sort();
+    let items: Vec<Value> = refs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, sha))| {
+            json!({
+                "ref": name,
+                "node_id": format!("REF_{i}"),
+                "url": format!("{base}/git/{name}"),
+                "object": {"type": "commit", "sha": sha, "url": format!("{base}/git/commits/{sha}")},
+            })
+        })
+        .collect();
+    Some(Reply::json(200, json!(items)))
 }

@@ -6,8 +6,12 @@
 //! POST that creates something is sent again only when GitHub answered (5xx,
 //! 429), never after a transport error that may have hidden a success.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octocrab::Octocrab;
@@ -46,11 +50,95 @@ impl fmt::Display for Method {
     }
 }
 
-/// A reply GitHub gave: any 2xx, or a 404/422 the caller gives a meaning to.
+/// A reply GitHub gave: any 2xx, a 304 to a conditional GET, or a 404/422
+/// the caller gives a meaning to.
 #[derive(Debug)]
 pub(super) struct Reply {
     pub status: u16,
     pub body: String,
+    /// The `ETag` header, for a conditional GET next time.
+    pub etag: Option<String>,
+    /// The `Link` header's `rel="next"` URL, when GitHub pages the answer.
+    pub next: Option<String>,
+}
+
+/// What GitHub's replies told about the rate limit, and how the requests
+/// went: shared with `/metrics`. Counts attempts (a retry is one more).
+#[derive(Debug)]
+pub struct ApiStats {
+    /// `x-ratelimit-remaining` of the latest reply; -1 before any.
+    remaining: AtomicI64,
+    /// `x-ratelimit-limit` of the latest reply; -1 before any.
+    limit: AtomicI64,
+    ok: AtomicU64,
+    not_modified: AtomicU64,
+    error: AtomicU64,
+}
+
+impl Default for ApiStats {
+    fn default() -> ApiStats {
+        ApiStats {
+            remaining: AtomicI64::new(-1),
+            limit: AtomicI64::new(-1),
+            ok: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+            error: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ApiStats {
+    /// The rate limit's remaining requests and size, once GitHub said.
+    pub fn rate_limit(&self) -> Option<(u64, u64)> {
+        let remaining = u64::try_from(self.remaining.load(Ordering::Relaxed)).ok()?;
+        let limit = u64::try_from(self.limit.load(Ordering::Relaxed)).unwrap_or(0);
+        Some((remaining, limit))
+    }
+
+    /// Requests answered (2xx), not modified (304, free of the rate limit)
+    /// and failed (anything else, transport errors included).
+    pub fn requests(&self) -> (u64, u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.not_modified.load(Ordering::Relaxed),
+            self.error.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count(&self, status: Option<u16>) {
+        let counter = match status {
+            Some(304) => &self.not_modified,
+            Some(200..=299) => &self.ok,
+            _ => &self.error,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rate(&self, remaining: Option<i64>, limit: Option<i64>) {
+        if let Some(r) = remaining {
+            self.remaining.store(r, Ordering::Relaxed);
+        }
+        if let Some(l) = limit {
+            self.limit.store(l, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A polled GET's last answer: its ETag and the parsed body, handed back
+/// as it is when GitHub answers 304.
+struct Cached {
+    etag: String,
+    value: Arc<dyn Any + Send + Sync>,
+    next: Option<String>,
+}
+
+/// What a conditional GET found.
+pub(super) struct Polled<T> {
+    pub value: Arc<T>,
+    /// False when GitHub answered 304: the same answer as last time.
+    pub changed: bool,
+    /// The next page's URL (`Link: rel="next"`).
+    pub next: Option<String>,
 }
 
 enum Attempt {
@@ -65,6 +153,10 @@ pub(super) struct Api {
     owner: String,
     repo: String,
     backoff: Duration,
+    stats: Arc<ApiStats>,
+    /// Polled URL -> its ETag and last answer. Only the polled routes
+    /// (`get_polled`) are kept, so it stays as small as they are few.
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl fmt::Debug for Api {
@@ -98,7 +190,71 @@ impl Api {
             owner: settings.owner.clone(),
             repo: settings.repo.clone(),
             backoff: BACKOFF,
+            stats: Arc::default(),
+            cache: Mutex::default(),
         })
+    }
+
+    /// Where replies are counted (shared with `/metrics`).
+    pub(super) fn set_stats(&mut self, stats: Arc<ApiStats>) {
+        self.stats = stats;
+    }
+
+    /// A conditional GET of a polled route (or a `next` URL it gave): sends
+    /// the ETag of the last answer, and on 304 hands that answer back
+    /// unparsed. None (and nothing kept) for a 404/422.
+    pub(super) async fn get_polled<T>(&self, route: &str) -> Result<Option<Polled<T>>, ForgeError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let etag = lock(&self.cache).get(route).map(|c| c.etag.clone());
+        let reply = self.call(Method::Get, route, None, etag.as_deref()).await?;
+        match reply.status {
+            304 => {
+                let cache = lock(&self.cache);
+                let cached = cache.get(route).and_then(|c| {
+                    let value = c.value.clone().downcast::<T>().ok()?;
+                    Some(Polled {
+                        value,
+                        changed: false,
+                        next: c.next.clone(),
+                    })
+                });
+                cached.map(Some).ok_or_else(|| {
+                    ForgeError::Other(format!(
+                        "GitHub answered 304 to GET {route}, which was not asked conditionally"
+                    ))
+                })
+            }
+            404 | 422 => {
+                lock(&self.cache).remove(route);
+                Ok(None)
+            }
+            _ => {
+                let value: Arc<T> = Arc::new(self.expect_ok(Method::Get, route, &reply)?);
+                let mut cache = lock(&self.cache);
+                match &reply.etag {
+                    Some(etag) => {
+                        cache.insert(
+                            route.to_string(),
+                            Cached {
+                                etag: etag.clone(),
+                                value: value.clone(),
+                                next: reply.next.clone(),
+                            },
+                        );
+                    }
+                    None => {
+                        cache.remove(route);
+                    }
+                }
+                Ok(Some(Polled {
+                    value,
+                    changed: true,
+                    next: reply.next,
+                }))
+            }
+        }
     }
 
     #[cfg(test)]
@@ -126,10 +282,10 @@ impl Api {
 
     /// GET, where 404 (and 422) mean the repository is not there for us.
     pub(super) async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, ForgeError> {
-        let reply = self.call(Method::Get, route, None).await?;
+        let reply = self.call(Method::Get, route, None, None).await?;
         match reply.status {
             404 => Err(self.not_visible()),
-            _ => self.expect_ok(Method::Get, route, reply),
+            _ => self.expect_ok(Method::Get, route, &reply),
         }
     }
 
@@ -139,10 +295,10 @@ impl Api {
         &self,
         route: &str,
     ) -> Result<Option<T>, ForgeError> {
-        let reply = self.call(Method::Get, route, None).await?;
+        let reply = self.call(Method::Get, route, None, None).await?;
         match reply.status {
             404 | 422 => Ok(None),
-            _ => self.expect_ok(Method::Get, route, reply).map(Some),
+            _ => self.expect_ok(Method::Get, route, &reply).map(Some),
         }
     }
 
@@ -153,7 +309,7 @@ impl Api {
         route: &str,
         body: &Value,
     ) -> Result<String, ForgeError> {
-        let reply = self.call(method, route, Some(body)).await?;
+        let reply = self.call(method, route, Some(body), None).await?;
         match reply.status {
             404 => Err(self.not_visible()),
             200..=299 => Ok(reply.body),
@@ -180,15 +336,15 @@ impl Api {
         &self,
         method: Method,
         route: &str,
-        reply: Reply,
+        reply: &Reply,
     ) -> Result<T, ForgeError> {
         match reply.status {
             200..=299 => self.parse(method, route, &reply.body),
-            _ => Err(rejected(method, route, &reply)),
+            _ => Err(rejected(method, route, reply)),
         }
     }
 
-    fn not_visible(&self) -> ForgeError {
+    pub(super) fn not_visible(&self) -> ForgeError {
         let e = ForgeError::Refused(format!(
             "GitHub refused: {}/{} not found or not visible to the token",
             self.owner, self.repo
@@ -204,10 +360,11 @@ impl Api {
         method: Method,
         route: &str,
         body: Option<&Value>,
+        if_none_match: Option<&str>,
     ) -> Result<Reply, ForgeError> {
         let mut attempt = 1;
         loop {
-            let (why, wait) = match self.attempt(method, route, body).await {
+            let (why, wait) = match self.attempt(method, route, body, if_none_match).await {
                 Attempt::Done(reply) => return Ok(reply),
                 Attempt::Fail(e) => {
                     tracing::warn!(%method, route, error = %e, "GitHub call failed.");
@@ -232,15 +389,32 @@ impl Api {
         }
     }
 
-    async fn attempt(&self, method: Method, route: &str, body: Option<&Value>) -> Attempt {
+    async fn attempt(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&Value>,
+        if_none_match: Option<&str>,
+    ) -> Attempt {
         tracing::debug!(%method, route, "Calling GitHub.");
         let sent = match method {
-            Method::Get => self.octo._get(route).await,
+            Method::Get => {
+                let headers = if_none_match.and_then(|etag| {
+                    let mut headers = axum::http::HeaderMap::new();
+                    let value = axum::http::HeaderValue::from_str(etag).ok()?;
+                    headers.insert(axum::http::header::IF_NONE_MATCH, value);
+                    Some(headers)
+                });
+                self.octo._get_with_headers(route, headers).await
+            }
             Method::Post | Method::CreatingPost => self.octo._post(route, body).await,
         };
         let response = match sent {
             Ok(response) => response,
-            Err(e) => return self.transport_error(method, route, &e),
+            Err(e) => {
+                self.stats.count(None);
+                return self.transport_error(method, route, &e);
+            }
         };
         let status = response.status().as_u16();
         let header = |name: &str| {
@@ -254,13 +428,25 @@ impl Api {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let rate_limited = header("x-ratelimit-remaining").as_deref() == Some("0");
+        let number = |name: &str| header(name).and_then(|v| v.trim().parse::<i64>().ok());
+        self.stats
+            .rate(number("x-ratelimit-remaining"), number("x-ratelimit-limit"));
+        self.stats.count(Some(status));
+        let etag = header("etag");
+        let next = header("link").and_then(|l| next_link(&l));
         let body = match self.octo.body_to_string(response).await {
             Ok(body) => body,
             Err(e) => return self.transport_error(method, route, &e),
         };
-        let reply = Reply { status, body };
+        let reply = Reply {
+            status,
+            body,
+            etag,
+            next,
+        };
         match status {
             200..=299 | 404 | 422 => Attempt::Done(reply),
+            304 if if_none_match.is_some() => Attempt::Done(reply),
             401 => Attempt::Fail(ForgeError::Refused(format!(
                 "GitHub refused: bad token for {}/{}",
                 self.owner, self.repo
@@ -297,6 +483,24 @@ impl Api {
         }
         Attempt::Retry { why, wait: None }
     }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
+        next.then(|| url.to_string())
+    })
+}
+
+/// A poisoned lock only means a panic mid-update of the cache: it is
+/// still a valid cache.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A reply that is not a success and that retrying will not change.

@@ -10,16 +10,18 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::json;
 
+pub use self::api::ApiStats;
 use self::api::{Api, Method, encode};
 use self::wire::{
-    Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitRef, GitTag, Run, Runs, Tag,
-    sha,
+    Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitObject, GitRef, GitTag,
+    MatchingRef, Run, Runs, sha,
 };
 use super::{
     Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
@@ -45,6 +47,12 @@ pub struct GithubForge {
     main_branch: String,
     page_size: usize,
     commit_cap: usize,
+    /// What the tag poller last listed, handed back while GitHub answers
+    /// 304 to every page.
+    tags_seen: Mutex<Option<Vec<TagRef>>>,
+    /// Annotated tag object -> the commit it peels to: tag objects never
+    /// change, so each is peeled once (kept for the tags that exist).
+    peeled: Mutex<HashMap<String, Sha>>,
 }
 
 impl fmt::Debug for GithubForge {
@@ -70,7 +78,15 @@ impl GithubForge {
             main_branch: main_branch.to_string(),
             page_size: PAGE_SIZE,
             commit_cap: COMMIT_CAP,
+            tags_seen: Mutex::default(),
+            peeled: Mutex::default(),
         })
+    }
+
+    /// Counts replies and the rate limit into `stats` (for `/metrics`).
+    pub fn with_stats(mut self, stats: Arc<ApiStats>) -> GithubForge {
+        self.api.set_stats(stats);
+        self
     }
 
     /// Shorter waits between retries, for tests.
@@ -78,6 +94,18 @@ impl GithubForge {
     pub(crate) fn with_backoff(mut self, backoff: std::time::Duration) -> GithubForge {
         self.api.set_backoff(backoff);
         self
+    }
+
+    /// Main's head, asked conditionally (it is polled): a 304 is the head
+    /// last read, at no cost against the rate limit.
+    async fn polled_main_head(&self) -> Result<Option<Sha>, ForgeError> {
+        let route = self
+            .api
+            .route(&format!("branches/{}", encode(&self.main_branch, true)));
+        match self.api.get_polled::<Branch>(&route).await? {
+            Some(b) => sha(&b.value.commit.sha).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn head_of(&self, branch: &str) -> Result<Option<Sha>, ForgeError> {
@@ -185,7 +213,7 @@ impl Forge for GithubForge {
     }
 
     async fn main_head(&self) -> Result<Option<Sha>, ForgeError> {
-        self.head_of(&self.main_branch).await
+        self.polled_main_head().await
     }
 
     async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
@@ -229,25 +257,61 @@ impl Forge for GithubForge {
         self.head_of(branch.as_str()).await
     }
 
+    /// Every tag, from `git/matching-refs/tags/` asked conditionally: when
+    /// GitHub answers 304 to every page, nothing changed and the last list
+    /// is handed back without a request counted against the rate limit.
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
-        let mut tags = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let route = self
-                .api
-                .route(&format!("tags?per_page={}&page={page}", self.page_size));
-            let batch: Vec<Tag> = self.api.get(&route).await?;
-            let n = batch.len();
-            for tag in batch {
-                tags.push(TagRef {
-                    name: tag.name,
-                    sha: sha(&tag.commit.sha)?,
-                    pushed_by: None,
-                });
-            }
-            if n < self.page_size {
-                break;
+        let mut route = self.api.route("git/matching-refs/tags/");
+        let mut pages = Vec::new();
+        let mut changed = false;
+        for _ in 0..MAX_PAGES {
+            // GitHub answers [] when there is no tag: a 404 is the
+            // repository itself out of sight.
+            let Some(page) = self.api.get_polled::<Vec<MatchingRef>>(&route).await? else {
+                return Err(self.api.not_visible());
+            };
+            changed |= page.changed;
+            pages.push(page.value);
+            match page.next {
+                Some(next) => route = next,
+                None => break,
             }
         }
+        if !changed && let Some(seen) = lock(&self.tags_seen).clone() {
+            return Ok(seen);
+        }
+        let mut tags = Vec::new();
+        let mut peeled = HashMap::new();
+        for entry in pages.iter().flat_map(|p| p.iter()) {
+            let Some(name) = entry.name.strip_prefix("refs/tags/") else {
+                continue;
+            };
+            let commit = match entry.object.kind.as_str() {
+                "commit" => sha(&entry.object.sha)?,
+                "tag" => {
+                    let known = lock(&self.peeled).get(&entry.object.sha).cloned();
+                    let commit = match known {
+                        Some(commit) => Some(commit),
+                        None => self
+                            .peel(name, &entry.object)
+                            .await?
+                            .map(|(commit, _)| commit),
+                    };
+                    let Some(commit) = commit else { continue };
+                    peeled.insert(entry.object.sha.clone(), commit.clone());
+                    commit
+                }
+                // A tag of a tree or blob has no commit to deploy.
+                _ => continue,
+            };
+            tags.push(TagRef {
+                name: name.to_string(),
+                sha: commit,
+                pushed_by: None,
+            });
+        }
+        *lock(&self.peeled) = peeled;
+        *lock(&self.tags_seen) = Some(tags.clone());
         Ok(tags)
     }
 
@@ -266,30 +330,41 @@ impl Forge for GithubForge {
         let Some(found) = self.api.get_opt::<GitRef>(&route).await? else {
             return Ok(None);
         };
-        // An annotated tag names a tag object: peel it to its commit, with
-        // the tagger as who pushed it.
-        let mut object = found.object;
+        Ok(self
+            .peel(name, &found.object)
+            .await?
+            .map(|(sha, pushed_by)| TagRef {
+                name: name.to_string(),
+                sha,
+                pushed_by,
+            }))
+    }
+}
+
+impl GithubForge {
+    /// The commit tag `name`'s `object` names, and its tagger: an annotated
+    /// tag names a tag object, peeled to its commit. None for a tag of a
+    /// tree or blob (no commit to deploy) or a tag object that is gone.
+    async fn peel(
+        &self,
+        name: &str,
+        object: &GitObject,
+    ) -> Result<Option<(Sha, Option<String>)>, ForgeError> {
+        let mut kind = object.kind.clone();
+        let mut at = object.sha.clone();
         let mut pushed_by = None;
         for _ in 0..MAX_PEEL {
-            match object.kind.as_str() {
-                "commit" => {
-                    return Ok(Some(TagRef {
-                        name: name.to_string(),
-                        sha: sha(&object.sha)?,
-                        pushed_by,
-                    }));
-                }
+            match kind.as_str() {
+                "commit" => return Ok(Some((sha(&at)?, pushed_by))),
                 "tag" => {
-                    let route = self
-                        .api
-                        .route(&format!("git/tags/{}", encode(&object.sha, false)));
+                    let route = self.api.route(&format!("git/tags/{}", encode(&at, false)));
                     let Some(tag) = self.api.get_opt::<GitTag>(&route).await? else {
                         return Ok(None);
                     };
                     pushed_by = pushed_by.or(tag.tagger.and_then(|t| t.name));
-                    object = tag.object;
+                    kind = tag.object.kind;
+                    at = tag.object.sha;
                 }
-                // A tag of a tree or blob has no commit to deploy.
                 _ => return Ok(None),
             }
         }
@@ -415,6 +490,11 @@ impl Actions for GithubForge {
         let run: Run = self.api.get(&route).await?;
         Ok(run.into())
     }
+}
+
+/// A poisoned lock only means a panic mid-update: the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// At most `max` characters of `s`, cut on a character boundary.

@@ -277,8 +277,25 @@ async fn parents_ref_shas_and_tags_are_read() {
         json!({"message": "Not Found"}),
     )
     .await;
-    let tags = json!([{"name": "v1.0", "commit": {"sha": sha_of(9)}}]);
-    mock(&server, "GET", "/tags", 200, tags).await;
+    let tags = json!([
+        {"ref": "refs/tags/v1.0", "node_id": "R1", "url": "u",
+         "object": {"type": "commit", "sha": sha_of(9), "url": "u"}},
+        {"ref": "refs/tags/v2.0", "node_id": "R2", "url": "u",
+         "object": {"type": "tag", "sha": sha_of(100), "url": "u"}},
+        {"ref": "refs/tags/tree", "node_id": "R3", "url": "u",
+         "object": {"type": "tree", "sha": sha_of(101), "url": "u"}},
+    ]);
+    mock(&server, "GET", "/git/matching-refs/tags/", 200, tags).await;
+    let annotated = json!({"sha": sha_of(100), "tagger": {"name": "Ann"},
+                           "object": {"type": "commit", "sha": sha_of(8)}});
+    mock(
+        &server,
+        "GET",
+        &format!("/git/tags/{}", sha_of(100)),
+        200,
+        annotated,
+    )
+    .await;
 
     let five = Sha::new(&sha_of(5)).unwrap();
     assert_eq!(
@@ -297,12 +314,100 @@ async fn parents_ref_shas_and_tags_are_read() {
     let tags = forge.tags().await.unwrap();
     assert_eq!(
         tags,
-        [TagRef {
-            name: "v1.0".into(),
-            sha: Sha::new(&sha_of(9)).unwrap(),
-            pushed_by: None
-        }]
+        [
+            TagRef {
+                name: "v1.0".into(),
+                sha: Sha::new(&sha_of(9)).unwrap(),
+                pushed_by: None
+            },
+            TagRef {
+                name: "v2.0".into(),
+                sha: Sha::new(&sha_of(8)).unwrap(),
+                pushed_by: None
+            }
+        ]
     );
+}
+
+/// Mounts `route` answering `body` with an ETag and the rate limit, and
+/// 304 to a request whose `If-None-Match` is that ETag.
+async fn mock_conditional(server: &MockServer, route: &str, etag: &str, body: Value) {
+    let rate = |t: ResponseTemplate| {
+        t.insert_header("x-ratelimit-limit", "5000")
+            .insert_header("x-ratelimit-remaining", "4990")
+            .insert_header("etag", etag)
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}{route}")))
+        .and(wiremock::matchers::header("if-none-match", etag))
+        .respond_with(rate(ResponseTemplate::new(304)))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}{route}")))
+        .respond_with(rate(ResponseTemplate::new(200).set_body_json(body)))
+        .with_priority(2)
+        .mount(server)
+        .await;
+}
+
+/// The ETag each polled GET last got, as sent on the requests to `route`.
+async fn if_none_match(server: &MockServer, route: &str) -> Vec<Option<String>> {
+    let requests = server.received_requests().await.unwrap();
+    requests
+        .iter()
+        .filter(|r| r.url.path() == format!("{REPO}{route}"))
+        .map(|r| {
+            r.headers
+                .get("if-none-match")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn polled_heads_and_tags_are_asked_conditionally_and_a_304_is_the_last_answer() {
+    let (server, forge) = setup().await;
+    let stats = Arc::new(ApiStats::default());
+    let forge = forge.with_stats(stats.clone());
+    let etag = "\"b1\"";
+    let main = json!({"name": "main", "commit": {"sha": sha_of(7)}});
+    mock_conditional(&server, "/branches/main", etag, main).await;
+    let tags = json!([
+        {"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(9)}},
+        {"ref": "refs/tags/v2", "object": {"type": "tag", "sha": sha_of(100)}},
+    ]);
+    mock_conditional(&server, "/git/matching-refs/tags/", "W/\"t1\"", tags).await;
+    let annotated = json!({"object": {"type": "commit", "sha": sha_of(8)}});
+    mock(
+        &server,
+        "GET",
+        &format!("/git/tags/{}", sha_of(100)),
+        200,
+        annotated,
+    )
+    .await;
+
+    let first = (forge.main_head().await, forge.tags().await);
+    let second = (forge.main_head().await, forge.tags().await);
+    assert_eq!(first.0, Ok(Some(Sha::new(&sha_of(7)).unwrap())));
+    assert_eq!(first.1.as_ref().map(Vec::len), Ok(2));
+    assert_eq!(first, second);
+    assert_eq!(
+        if_none_match(&server, "/branches/main").await,
+        [None, Some(etag.to_string())]
+    );
+    assert_eq!(
+        if_none_match(&server, "/git/matching-refs/tags/").await,
+        [None, Some("W/\"t1\"".to_string())]
+    );
+    // The annotated tag was peeled once; the 304 needed no new request.
+    let peels = if_none_match(&server, &format!("/git/tags/{}", sha_of(100))).await;
+    assert_eq!(peels.len(), 1);
+    // Three answers (head, tags, peel), two 304s; the rate limit as told.
+    assert_eq!(stats.requests(), (3, 2, 0));
+    assert_eq!(stats.rate_limit(), Some((4990, 5000)));
 }
 
 /// `GET /commits/{sha}` as GitHub answers it: the commit with `stats` and
@@ -440,7 +545,7 @@ async fn refusals_name_the_repository_and_are_not_retried() {
             .expect(1)
     };
     refuse("/branches/main", 401).mount(&server).await;
-    refuse("/tags", 403).mount(&server).await;
+    refuse("/git/matching-refs/tags/", 403).mount(&server).await;
     refuse("/actions/runs/1", 404).mount(&server).await;
 
     let bad_token = forge.main_head().await.unwrap_err();

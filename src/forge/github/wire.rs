@@ -92,16 +92,17 @@ pub(super) struct Compare {
     pub commits: Vec<GhCommit>,
 }
 
-/// One entry of `GET /repos/{o}/{r}/tags`.
-#[derive(Debug, Deserialize)]
-pub(super) struct Tag {
-    pub name: String,
-    pub commit: ShaOnly,
-}
-
 /// `git/ref/tags/{name}`: the ref and the object it names.
 #[derive(Debug, Deserialize)]
 pub(super) struct GitRef {
+    pub object: GitObject,
+}
+
+/// One entry of `git/matching-refs/tags/`: `ref` is `refs/tags/{name}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct MatchingRef {
+    #[serde(rename = "ref")]
+    pub name: String,
     pub object: GitObject,
 }
 

@@ -261,6 +261,9 @@ impl Forge for GithubForge {
     /// GitHub answers 304 to every page, nothing changed and the last list
     /// is handed back without a request counted against the rate limit.
     async fn tags(&self) -> Result<Vec<TagRef>, ForgeError> {
+        // Taken out and put back only on success: after a failure half way
+        // (a page read, the next one not), the list is built again.
+        let seen = lock(&self.tags_seen).take();
         let mut route = self.api.route("git/matching-refs/tags/");
         let mut pages = Vec::new();
         let mut changed = false;
@@ -277,7 +280,8 @@ impl Forge for GithubForge {
                 None => break,
             }
         }
-        if !changed && let Some(seen) = lock(&self.tags_seen).clone() {
+        if !changed && let Some(seen) = seen {
+            *lock(&self.tags_seen) = Some(seen.clone());
             return Ok(seen);
         }
         let mut tags = Vec::new();

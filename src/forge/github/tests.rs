@@ -805,3 +805,74 @@ fn refs_are_percent_encoded_but_keep_their_slashes() {
     assert_eq!(encode("feature/x", false), "feature%2Fx");
     assert_eq!(encode("v1.2-rc_1~", false), "v1.2-rc_1~");
 }
+
+#[tokio::test]
+async fn matching_refs_follow_a_next_link_when_github_pages_them() {
+    let (server, forge) = setup().await;
+    let next = format!("{}{REPO}/git/matching-refs/tags/?page=2", server.uri());
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/git/matching-refs/tags/")))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"ref": "refs/tags/v2", "object": {"type": "commit", "sha": sha_of(2)}}
+        ])))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/git/matching-refs/tags/")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    format!("<{next}>; rel=\"next\", <{next}>; rel=\"last\""),
+                )
+                .set_body_json(json!([
+                    {"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(1)}}
+                ])),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let names: Vec<String> = forge
+        .tags()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["v1", "v2"]);
+}
+
+#[tokio::test]
+async fn a_tag_listing_that_failed_half_way_is_built_again_after_a_304() {
+    let (server, forge) = setup().await;
+    let route = "/git/matching-refs/tags/";
+    let v1 = json!({"ref": "refs/tags/v1", "object": {"type": "commit", "sha": sha_of(1)}});
+    let v2 = json!({"ref": "refs/tags/v2", "object": {"type": "tag", "sha": sha_of(100)}});
+    let peel = format!("/git/tags/{}", sha_of(100));
+    mock_conditional(&server, route, "\"a\"", json!([v1])).await;
+    assert_eq!(forge.tags().await.unwrap().len(), 1);
+
+    // v2 is pushed, but its tag object cannot be read: the listing fails
+    // after GitHub's new answer (and its ETag) came.
+    server.reset().await;
+    mock_conditional(&server, route, "\"b\"", json!([v1, v2])).await;
+    mock(&server, "GET", &peel, 500, json!({"message": "down"})).await;
+    assert!(forge.tags().await.is_err());
+
+    // Now GitHub answers 304, and the list is v1 and v2, not the old one.
+    server.reset().await;
+    mock_conditional(&server, route, "\"b\"", json!([v1, v2])).await;
+    let annotated = json!({"object": {"type": "commit", "sha": sha_of(2)}});
+    mock(&server, "GET", &peel, 200, annotated).await;
+    let names: Vec<String> = forge
+        .tags()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["v1", "v2"]);
+    assert_eq!(if_none_match(&server, route).await, [Some("\"b\"".into())]);
+}

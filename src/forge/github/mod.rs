@@ -16,7 +16,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde_json::json;
 
-use self::api::{Api, Method, encode};
+use self::api::{Api, Asked, Method, encode};
 use self::wire::{
     Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitRef, GitTag, Run, Runs, Tag,
     sha,
@@ -107,11 +107,9 @@ impl GithubForge {
                 "commits/{sha}?per_page={}&page={page}",
                 self.page_size
             ));
-            let batch: CommitFiles = self
-                .api
-                .get_opt(&route)
-                .await?
-                .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+            let Some(batch) = self.api.get_opt::<CommitFiles>(&route).await? else {
+                return Err(self.api.not_found(Asked::Commit(sha.short())).await);
+            };
             let n = batch.files.len();
             files.extend(batch.files);
             if n < self.page_size {
@@ -164,7 +162,7 @@ impl GithubForge {
                 "commits?sha={head}&per_page={}&page={page}",
                 self.page_size
             ));
-            let batch: Vec<GhCommit> = self.api.get(&route).await?;
+            let batch: Vec<GhCommit> = self.api.get_of(&route, Asked::Commit(head.short())).await?;
             let n = batch.len();
             commits.extend(batch);
             if n < self.page_size || commits.len() >= self.commit_cap {
@@ -189,10 +187,9 @@ impl Forge for GithubForge {
     }
 
     async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
-        let commit = self
-            .commit(sha.as_str())
-            .await?
-            .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+        let Some(commit) = self.commit(sha.as_str()).await? else {
+            return Err(self.api.not_found(Asked::Commit(sha.short())).await);
+        };
         match commit.parents.first() {
             Some(parent) => wire::sha(&parent.sha).map(Some),
             None => Ok(None),
@@ -325,7 +322,10 @@ impl Results for GithubForge {
             body["target_url"] = json!(target_url);
         }
         let route = self.api.route(&format!("statuses/{sha}"));
-        self.api.post(Method::Post, &route, &body).await.map(drop)
+        self.api
+            .post(Method::Post, &route, &body, Asked::Commit(sha.short()))
+            .await
+            .map(drop)
     }
 
     async fn create_deployment(
@@ -344,7 +344,10 @@ impl Results for GithubForge {
             "production_environment": environment == "production",
         });
         let route = self.api.route("deployments");
-        let reply = self.api.post(Method::CreatingPost, &route, &body).await?;
+        let reply = self
+            .api
+            .post(Method::CreatingPost, &route, &body, Asked::Repository)
+            .await?;
         let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
         Ok(created.id)
     }
@@ -368,17 +371,28 @@ impl Results for GithubForge {
         let route = self
             .api
             .route(&format!("deployments/{deployment}/statuses"));
-        self.api.post(Method::Post, &route, &body).await.map(drop)
+        self.api
+            .post(Method::Post, &route, &body, Asked::Repository)
+            .await
+            .map(drop)
     }
 }
 
 #[async_trait]
 impl Actions for GithubForge {
     async fn ref_sha(&self, git_ref: &str) -> Result<Sha, ForgeError> {
-        let commit = self
-            .commit(git_ref)
-            .await?
-            .ok_or_else(|| ForgeError::NotFound(git_ref.to_string()))?;
+        let Some(commit) = self.commit(git_ref).await? else {
+            let asked = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+                Asked::Tag(tag)
+            } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+                Asked::Branch(branch)
+            } else if Sha::new(git_ref).is_ok() {
+                Asked::Commit(git_ref.get(..7).unwrap_or(git_ref))
+            } else {
+                Asked::Ref(git_ref)
+            };
+            return Err(self.api.not_found(asked).await);
+        };
         sha(&commit.sha)
     }
 
@@ -395,7 +409,12 @@ impl Actions for GithubForge {
         ));
         // A repeated dispatch would start a second run: a creating POST.
         self.api
-            .post(Method::CreatingPost, &route, &body)
+            .post(
+                Method::CreatingPost,
+                &route,
+                &body,
+                Asked::Workflow(workflow),
+            )
             .await
             .map(drop)
     }
@@ -406,7 +425,7 @@ impl Actions for GithubForge {
             encode(workflow, false),
             encode(head_sha, false)
         ));
-        let runs: Runs = self.api.get(&route).await?;
+        let runs: Runs = self.api.get_of(&route, Asked::Workflow(workflow)).await?;
         Ok(runs.workflow_runs.into_iter().map(Into::into).collect())
     }
 

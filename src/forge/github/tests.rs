@@ -54,6 +54,15 @@ fn commit_json(n: u32, login: Option<&str>, message: &str) -> Value {
     })
 }
 
+/// The repository itself answers: a 404 under it is about the thing asked.
+async fn visible(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(REPO))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"full_name": "acme/web"})))
+        .mount(server)
+        .await;
+}
+
 /// The JSON bodies of the requests the server saw, in order.
 async fn bodies(server: &MockServer) -> Vec<Value> {
     let requests = server.received_requests().await.unwrap();
@@ -290,9 +299,12 @@ async fn parents_ref_shas_and_tags_are_read() {
         forge.ref_sha("release/1.0").await.unwrap().as_str(),
         sha_of(9)
     );
+    visible(&server).await;
     assert_eq!(
         forge.ref_sha("nope").await,
-        Err(ForgeError::NotFound("nope".into()))
+        Err(ForgeError::Refused(
+            "branch or tag nope not found in acme/web".into()
+        ))
     );
     let tags = forge.tags().await.unwrap();
     assert_eq!(
@@ -373,14 +385,18 @@ async fn a_revert_is_verified_by_the_inverse_patches_and_a_claim_is_not() {
     assert_eq!(forge.reverts(&sha(3), &sha(2)).await, Ok(true));
     assert_eq!(forge.reverts(&sha(4), &sha(2)).await, Ok(false));
     assert_eq!(forge.reverts(&sha(2), &sha(2)).await, Ok(false));
+    visible(&server).await;
     assert_eq!(
         forge.reverts(&sha(3), &sha(5)).await,
-        Err(ForgeError::NotFound(sha_of(5)))
+        Err(ForgeError::Refused(
+            "commit 0000000 not found in acme/web".into()
+        ))
     );
     let asked = server.received_requests().await.unwrap();
     assert!(
         asked
             .iter()
+            .filter(|r| r.url.path() != REPO)
             .all(|r| r.url.query() == Some("per_page=100&page=1")),
         "{asked:?}"
     );
@@ -699,4 +715,96 @@ fn refs_are_percent_encoded_but_keep_their_slashes() {
     assert_eq!(encode("feature/ä x#1?", true), "feature/%C3%A4%20x%231%3F");
     assert_eq!(encode("feature/x", false), "feature%2Fx");
     assert_eq!(encode("v1.2-rc_1~", false), "v1.2-rc_1~");
+}
+
+#[tokio::test]
+async fn a_404_says_what_was_not_found() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    let gone = json!({"message": "Not Found"});
+    mock(
+        &server,
+        "POST",
+        &format!("/statuses/{sha}"),
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(
+        &server,
+        "POST",
+        "/actions/workflows/deploy.yml/dispatches",
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/actions/workflows/deploy.yml/runs",
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(&server, "GET", "/commits/refs/tags/v1.2", 422, gone.clone()).await;
+    mock(
+        &server,
+        "GET",
+        &format!("/commits/{sha}"),
+        404,
+        gone.clone(),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path(REPO))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"full_name": "acme/web"})))
+        .mount(&server)
+        .await;
+
+    let said = |e: ForgeError| e.to_string();
+    let no_inputs = BTreeMap::new();
+    let status = forge.commit_status(&sha, "trainbot/branch", CommitState::Pending, "x", "");
+    assert_eq!(
+        said(status.await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.parent(&sha).await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    let dispatch = forge.dispatch("deploy.yml", "main", &no_inputs);
+    assert_eq!(
+        said(dispatch.await.unwrap_err()),
+        "workflow deploy.yml not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.runs("deploy.yml", &sha_of(3)).await.unwrap_err()),
+        "workflow deploy.yml not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.ref_sha("refs/tags/v1.2").await.unwrap_err()),
+        "tag v1.2 not found in acme/web"
+    );
+}
+
+#[tokio::test]
+async fn a_404_from_a_repository_not_there_names_the_repository() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    // Nothing is mounted: GitHub answers 404 to everything, the repository
+    // itself included.
+    let status = forge.commit_status(&sha, "trainbot/branch", CommitState::Pending, "x", "");
+    let repo = "GitHub refused: acme/web not found or not visible to the token";
+    let no_inputs = BTreeMap::new();
+    assert_eq!(status.await.unwrap_err().to_string(), repo);
+    let dispatch = forge.dispatch("deploy.yml", "main", &no_inputs);
+    assert_eq!(dispatch.await.unwrap_err().to_string(), repo);
+    assert!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == REPO)
+    );
 }

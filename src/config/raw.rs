@@ -225,6 +225,9 @@ pub(super) struct RawEnv {
     pub deploy: RawSteps,
     /// Default: none.
     pub acceptance: RawSteps,
+    /// Where the environment is reached, an http(s) URL: the
+    /// `environment_url` of its GitHub deployments. Default: none.
+    pub url: Option<Spanned<String>>,
 }
 
 /// `[production]`
@@ -233,6 +236,9 @@ pub(super) struct RawEnv {
 pub(super) struct RawProduction {
     /// Default: none.
     pub deploy: RawSteps,
+    /// Where production is reached, an http(s) URL: the `environment_url`
+    /// of its GitHub deployments. Default: none.
+    pub url: Option<Spanned<String>>,
     /// Default: none.
     pub smoke: RawSteps,
     /// Deploy windows, `"Mon-Fri 09:00-17:00"`, in `train.timezone`.

@@ -164,11 +164,15 @@ pub struct EnvSettings {
     pub name: String,
     pub deploy: Vec<Step>,
     pub acceptance: Vec<Step>,
+    /// `[environments.NAME] url`: its GitHub deployments' `environment_url`.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct ProductionSettings {
     pub deploy: Vec<Step>,
+    /// `[production] url`: its GitHub deployments' `environment_url`.
+    pub url: Option<String>,
     pub smoke: Vec<Step>,
     pub windows: crate::domain::window::Windows,
     /// `[production] verify` and its window (SPEC §15).

@@ -55,19 +55,31 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the task; refusals (bad token) go to the engine to be said.
-    pub fn spawn(forge: Arc<dyn Results>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
+    /// `urls`: where each environment is reached, by name (`url` keys).
+    pub fn spawn(
+        forge: Arc<dyn Results>,
+        store: Store,
+        inbox: mpsc::Sender<Event>,
+        urls: HashMap<String, String>,
+    ) -> Publisher {
         let (tx, rx) = mpsc::unbounded_channel();
         // Restarted if it panics; the queue outlives it, open deployments
         // are found again in the store.
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         crate::supervise::restarting("publisher", move || {
-            let (forge, store, inbox, rx) =
-                (forge.clone(), store.clone(), inbox.clone(), rx.clone());
+            let (forge, store, inbox, rx, urls) = (
+                forge.clone(),
+                store.clone(),
+                inbox.clone(),
+                rx.clone(),
+                urls.clone(),
+            );
             tokio::spawn(async move {
                 let mut task = Task {
                     forge,
                     store,
                     inbox,
+                    urls,
                     open: HashMap::new(),
                 };
                 let mut rx = rx.lock().await;
@@ -90,6 +102,8 @@ struct Task {
     forge: Arc<dyn Results>,
     store: Store,
     inbox: mpsc::Sender<Event>,
+    /// Environment URLs by environment name.
+    urls: HashMap<String, String>,
     /// Open deployments by (run, env); also in the store, for restarts.
     open: HashMap<(String, String), u64>,
 }
@@ -158,10 +172,19 @@ impl Task {
         {
             tracing::warn!(%error, "Cannot remember a deployment id.");
         }
+        let env_url = self.urls.get(&env).cloned();
+        let result = self
+            .forge
+            .deployment_status(
+                id,
+                DeploymentState::InProgress,
+                &url,
+                &env,
+                env_url.as_deref(),
+            )
+            .await;
         self.open.insert((run, env), id);
-        self.forge
-            .deployment_status(id, DeploymentState::InProgress, &url)
-            .await
+        result
     }
 
     /// Gives the deployment of (run, env), if one is open, its last status.
@@ -187,6 +210,9 @@ impl Task {
         if let Err(error) = self.store.set_chat_note(&note_key(run, env), "") {
             tracing::warn!(%error, "Cannot forget a deployment id.");
         }
-        self.forge.deployment_status(id, state, url).await
+        let env_url = self.urls.get(env).map(String::as_str);
+        self.forge
+            .deployment_status(id, state, url, env, env_url)
+            .await
     }
 }

@@ -116,12 +116,15 @@ pub trait Results: Send + Sync {
         description: &str,
     ) -> Result<u64, ForgeError>;
 
-    /// Adds a status to a deployment `create_deployment` opened.
+    /// Adds a status to a deployment `create_deployment` opened to
+    /// `environment`, with where that environment is reached, if known.
     async fn deployment_status(
         &self,
         deployment: u64,
         state: DeploymentState,
         log_url: &str,
+        environment: &str,
+        environment_url: Option<&str>,
     ) -> Result<(), ForgeError>;
 }
 

@@ -357,6 +357,8 @@ impl Results for GithubForge {
         deployment: u64,
         state: DeploymentState,
         log_url: &str,
+        environment: &str,
+        environment_url: Option<&str>,
     ) -> Result<(), ForgeError> {
         let (state, description) = match state {
             DeploymentState::InProgress => ("in_progress", "Deploying"),
@@ -366,6 +368,14 @@ impl Results for GithubForge {
         let mut body = json!({ "state": state, "description": description });
         if !log_url.is_empty() {
             body["log_url"] = json!(log_url);
+        }
+        if let Some(url) = environment_url {
+            body["environment_url"] = json!(url);
+        }
+        // GitHub marks older successful deployments of an environment
+        // inactive by itself, except production's unless asked.
+        if environment == "production" {
+            body["auto_inactive"] = json!(true);
         }
         // A repeated deployment status only adds a duplicate entry: safe to retry.
         let route = self

@@ -593,20 +593,33 @@ async fn deployments_are_created_with_their_statuses() {
         .unwrap();
     assert_eq!(id, 42);
     let log = "http://bot/logs/4";
+    let site = Some("https://www.acme.example");
     forge
-        .deployment_status(42, DeploymentState::InProgress, log)
+        .deployment_status(42, DeploymentState::InProgress, log, "production", site)
         .await
         .unwrap();
     forge
-        .deployment_status(42, DeploymentState::Success, log)
+        .deployment_status(42, DeploymentState::Success, log, "production", site)
+        .await
+        .unwrap();
+    forge
+        .deployment_status(42, DeploymentState::Failure, "", "staging", None)
         .await
         .unwrap();
     let sent = bodies(&server).await;
     assert_eq!(
         sent[1],
-        json!({"state": "in_progress", "log_url": log, "description": "Deploying"})
+        json!({"state": "in_progress", "log_url": log, "description": "Deploying",
+               "environment_url": "https://www.acme.example", "auto_inactive": true})
     );
     assert_eq!(sent[2]["state"], "success");
+    assert_eq!(sent[2]["environment_url"], "https://www.acme.example");
+    assert_eq!(sent[2]["auto_inactive"], true);
+    // Not production, no URL: GitHub's defaults.
+    assert_eq!(
+        sent[3],
+        json!({"state": "failure", "description": "Deploy failed"})
+    );
 }
 
 #[tokio::test]

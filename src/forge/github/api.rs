@@ -33,8 +33,11 @@ pub(super) enum Method {
     Get,
     /// A POST that is harmless to repeat (a commit status, a deployment status).
     Post,
-    /// A POST that creates something (a deployment, a workflow run).
+    /// A POST that creates something (a deployment, a workflow run, a
+    /// check run).
     CreatingPost,
+    /// A PATCH that sets fields (a check run's): harmless to repeat.
+    Patch,
 }
 
 impl fmt::Display for Method {
@@ -42,6 +45,7 @@ impl fmt::Display for Method {
         f.write_str(match self {
             Method::Get => "GET",
             Method::Post | Method::CreatingPost => "POST",
+            Method::Patch => "PATCH",
         })
     }
 }
@@ -171,7 +175,7 @@ impl Api {
         }
     }
 
-    /// POST, and the reply's body as it came (empty for a 204); a 404 says
+    /// POST (or PATCH), and the reply's body as it came (empty for a 204); a 404 says
     /// what was not found.
     pub(super) async fn post(
         &self,
@@ -284,6 +288,7 @@ impl Api {
         let sent = match method {
             Method::Get => self.octo._get(route).await,
             Method::Post | Method::CreatingPost => self.octo._post(route, body).await,
+            Method::Patch => self.octo._patch(route, body).await,
         };
         let response = match sent {
             Ok(response) => response,

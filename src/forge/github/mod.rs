@@ -22,7 +22,8 @@ use self::wire::{
     sha,
 };
 use super::{
-    Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
+    Actions, CheckConclusion, CheckRun, CheckStatus, CommitState, DeploymentState, Forge,
+    ForgeError, Results, TagRef, WorkflowRun,
 };
 use crate::config::GithubSettings;
 use crate::domain::ids::{BranchName, Sha, ShaPrefix};
@@ -39,6 +40,8 @@ const MAX_PAGES: usize = 100;
 const MAX_PEEL: usize = 5;
 /// GitHub rejects a commit status description longer than this.
 const DESCRIPTION_MAX: usize = 140;
+/// GitHub takes at most this many characters of a check run's summary.
+const SUMMARY_MAX: usize = 65_535;
 
 pub struct GithubForge {
     api: Api,
@@ -328,6 +331,32 @@ impl Results for GithubForge {
             .map(drop)
     }
 
+    async fn create_check_run(&self, sha: &Sha, run: &CheckRun) -> Result<u64, ForgeError> {
+        let mut body = check_run_body(run);
+        body["head_sha"] = json!(sha.as_str());
+        let route = self.api.route("check-runs");
+        let reply = self
+            .api
+            .post(
+                Method::CreatingPost,
+                &route,
+                &body,
+                Asked::Commit(sha.short()),
+            )
+            .await?;
+        let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
+        Ok(created.id)
+    }
+
+    async fn update_check_run(&self, id: u64, run: &CheckRun) -> Result<(), ForgeError> {
+        let body = check_run_body(run);
+        let route = self.api.route(&format!("check-runs/{id}"));
+        self.api
+            .post(Method::Patch, &route, &body, Asked::Repository)
+            .await
+            .map(drop)
+    }
+
     async fn create_deployment(
         &self,
         sha: &Sha,
@@ -444,6 +473,34 @@ impl Actions for GithubForge {
         let run: Run = self.api.get(&route).await?;
         Ok(run.into())
     }
+}
+
+/// The fields of `POST check-runs` and `PATCH check-runs/{id}` a run sets.
+fn check_run_body(run: &CheckRun) -> serde_json::Value {
+    let (status, conclusion) = match run.status {
+        CheckStatus::Queued => ("queued", None),
+        CheckStatus::InProgress => ("in_progress", None),
+        CheckStatus::Completed(c) => (
+            "completed",
+            Some(match c {
+                CheckConclusion::Success => "success",
+                CheckConclusion::Failure => "failure",
+                CheckConclusion::Cancelled => "cancelled",
+            }),
+        ),
+    };
+    let mut body = json!({
+        "name": run.name,
+        "status": status,
+        "output": {"title": run.title, "summary": truncate(&run.summary, SUMMARY_MAX)},
+    });
+    if let Some(conclusion) = conclusion {
+        body["conclusion"] = json!(conclusion);
+    }
+    if !run.details_url.is_empty() {
+        body["details_url"] = json!(run.details_url);
+    }
+    body
 }
 
 /// At most `max` characters of `s`, cut on a character boundary.

@@ -821,3 +821,52 @@ async fn a_404_from_a_repository_not_there_names_the_repository() {
             .any(|r| r.url.path() == REPO)
     );
 }
+
+#[tokio::test]
+async fn check_runs_are_created_and_updated() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/check-runs")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{REPO}/check-runs/77")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 77})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let url = "http://bot/builds/4";
+    let mut run = CheckRun {
+        name: "trainbot/branch".into(),
+        status: CheckStatus::Queued,
+        details_url: url.into(),
+        title: "Build 4 queued".into(),
+        summary: "Waiting for a branch node.".into(),
+    };
+    assert_eq!(forge.create_check_run(&sha, &run).await, Ok(77));
+    run.status = CheckStatus::InProgress;
+    forge.update_check_run(77, &run).await.unwrap();
+    run.status = CheckStatus::Completed(CheckConclusion::Failure);
+    run.title = "Build 4 failed".into();
+    run.summary = "x".repeat(70_000);
+    forge.update_check_run(77, &run).await.unwrap();
+
+    let sent = bodies(&server).await;
+    assert_eq!(
+        sent[0],
+        json!({"name": "trainbot/branch", "head_sha": sha_of(3), "status": "queued",
+               "details_url": url,
+               "output": {"title": "Build 4 queued", "summary": "Waiting for a branch node."}})
+    );
+    assert_eq!(sent[1]["status"], "in_progress");
+    assert_eq!(sent[1].get("conclusion"), None);
+    assert_eq!(sent[1].get("head_sha"), None);
+    assert_eq!(sent[2]["status"], "completed");
+    assert_eq!(sent[2]["conclusion"], "failure");
+    assert_eq!(sent[2]["details_url"], url);
+    assert_eq!(sent[2]["output"]["title"], "Build 4 failed");
+    assert_eq!(sent[2]["output"]["summary"].as_str().unwrap().len(), 65_535);
+}

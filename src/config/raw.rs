@@ -182,6 +182,10 @@ pub(super) struct RawGithub {
     pub webhook_secret_env: Option<Spanned<String>>,
     /// Default `"https://api.github.com"`; a trailing `/` is dropped.
     pub api_url: Option<Spanned<String>>,
+    /// `!bb` results as a `trainbot/branch` check run. Default false.
+    pub checks: Option<bool>,
+    /// `!bb` results as a `trainbot/branch` commit status. Default true.
+    pub statuses: Option<bool>,
 }
 
 /// `[main]`

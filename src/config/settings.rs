@@ -140,6 +140,10 @@ pub struct GithubSettings {
     pub token_env: String,
     pub webhook_secret_env: String,
     pub api_url: String,
+    /// `!bb` publishes a `trainbot/branch` check run.
+    pub checks: bool,
+    /// `!bb` publishes a `trainbot/branch` commit status.
+    pub statuses: bool,
 }
 
 #[derive(Debug, Clone)]

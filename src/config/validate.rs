@@ -420,6 +420,8 @@ fn github(raw: &RawGithub) -> Result<GithubSettings> {
             "https://api.github.com",
         )
         .base_url()?,
+        checks: raw.checks.unwrap_or(false),
+        statuses: raw.statuses.unwrap_or(true),
     })
 }
 
@@ -647,5 +649,5 @@ fn tags(raw: &RawTags) -> Result<TagSettings> {
 mod verify_tests;
 
 #[cfg(test)]
-#[path = "env_url_tests.rs"]
-mod env_url_tests;
+#[path = "github_tests.rs"]
+mod github_tests;

@@ -30,6 +30,8 @@ fn forge_at(api_url: &str) -> GithubForge {
         token_env: "GITHUB_TOKEN".into(),
         webhook_secret_env: "GITHUB_WEBHOOK_SECRET".into(),
         api_url: api_url.into(),
+        checks: false,
+        statuses: true,
     };
     GithubForge::new(&settings, "main", TOKEN.to_string().into())
         .unwrap()

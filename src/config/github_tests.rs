@@ -1,5 +1,6 @@
-//! `[environments.NAME] url` and `[production] url`: the `environment_url`
-//! of GitHub deployments.
+//! GitHub publishing keys: `[forge.github] checks` and `statuses`, and
+//! `[environments.NAME] url` / `[production] url` (the `environment_url` of
+//! GitHub deployments).
 
 use std::path::Path;
 
@@ -56,4 +57,21 @@ fn environment_urls_need_github() {
     let err = parse(text).unwrap_err();
     assert!(err.contains("production.url"), "{err}");
     assert!(err.contains("need forge.kind = \"github\""), "{err}");
+}
+
+#[test]
+fn branch_builds_publish_a_status_and_no_check_run_unless_asked() {
+    let s = parse(&format!("{GITHUB}[train]\nenvironments = []\n")).unwrap();
+    assert!(s.forge.github.statuses);
+    assert!(!s.forge.github.checks);
+    let text = GITHUB.replace(
+        "repo = \"web\"\n",
+        "repo = \"web\"\nchecks = true\nstatuses = false\n",
+    );
+    let s = parse(&format!("{text}[train]\nenvironments = []\n")).unwrap();
+    assert!(!s.forge.github.statuses);
+    assert!(s.forge.github.checks);
+    let text = GITHUB.replace("repo = \"web\"\n", "repo = \"web\"\nchecks = \"yes\"\n");
+    let err = parse(&format!("{text}[train]\nenvironments = []\n")).unwrap_err();
+    assert!(err.contains("checks"), "{err}");
 }

@@ -140,6 +140,8 @@ pub struct DeploymentStatus {
     pub state: String,
     pub log_url: String,
     pub description: String,
+    /// The request as sent (`environment_url`, `auto_inactive`, …).
+    pub body: Value,
 }
 
 /// `POST /repos/{o}/{r}/actions/workflows/{workflow}/dispatches`.
@@ -1102,6 +1104,7 @@ fn create_deployment_status(sh: &Shared, st: &mut State, id: &str, body: &Value)
         state: text(body, "state"),
         log_url: text(body, "log_url"),
         description: text(body, "description"),
+        body: body.clone(),
     };
     let answer = json!({
         "id": status.id, "state": status.state, "log_url": status.log_url,

@@ -145,3 +145,61 @@ smoke = [{ run = "true" }]
     assert!(sent.is_empty(), "{sent:?}");
     gh.bot.stop();
 }
+
+#[test]
+fn a_queued_branch_build_is_a_queued_check_run_until_a_node_frees() {
+    let mut gh = Github::start(BotConfig {
+        branch_builds: true,
+        blocking_branch_deploy: true,
+        github_keys: "checks = true\nstatuses = false".into(),
+        ..BotConfig::default()
+    });
+    let main = gh.fake.head("main");
+    let mut shas = Vec::new();
+    for br in ["a", "b", "c"] {
+        gh.fake.branch(br, &main);
+        shas.push(gh.fake.commit(
+            br,
+            "Bob",
+            "bob@example.com",
+            Some("bob"),
+            &format!("work on {br}"),
+        ));
+    }
+    gh.bot.ask("!bb a", "🔧 build 1 a");
+    gh.bot.ask("!bb b", "🔧 build 2 b");
+    gh.bot.ask("!bb c", "⏳ build 3 c");
+    let of_c = |s: &crate::fake_github::State| -> Option<Vec<CheckRunCall>> {
+        let first = s
+            .check_runs
+            .iter()
+            .find(|c| c.body["head_sha"] == shas[2].as_str())?;
+        Some(
+            s.check_runs
+                .iter()
+                .filter(|c| c.id == first.id)
+                .cloned()
+                .collect(),
+        )
+    };
+    let queued = gh.fake.wait_for("build 3's check run", of_c);
+    assert_eq!(queued[0].method, "POST");
+    assert_eq!(queued[0].body["status"], "queued");
+    assert_eq!(queued[0].body["output"]["title"], "Build 3 queued");
+    for br in ["a", "b", "c"] {
+        gh.sandbox.touch(&format!("release-{br}"));
+    }
+    gh.bot
+        .expect_each(&["✅ build 1 a", "✅ build 2 b", "✅ build 3 c"]);
+    let calls = gh.fake.wait_for("build 3's check run completed", |s| {
+        of_c(s).filter(|c| c.iter().any(|c| c.body["status"] == "completed"))
+    });
+    assert_eq!(
+        statuses(&calls),
+        ["queued", "in_progress", "completed"],
+        "{calls:?}"
+    );
+    assert_eq!(calls.last().unwrap().body["conclusion"], "success");
+    assert!(gh.fake.statuses().is_empty());
+    gh.bot.stop();
+}

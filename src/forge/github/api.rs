@@ -187,6 +187,13 @@ impl Api {
         let reply = self.call(method, route, Some(body)).await?;
         match reply.status {
             404 => Err(self.not_found(asked).await),
+            // A commit status or check run on a SHA GitHub does not have is
+            // a 422 "No commit found for SHA: …", not a 404.
+            422 if matches!(asked, Asked::Commit(_))
+                && message(&reply.body).starts_with("No commit found") =>
+            {
+                Err(self.not_found(asked).await)
+            }
             200..=299 => Ok(reply.body),
             _ => Err(rejected(method, route, &reply)),
         }

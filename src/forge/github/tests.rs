@@ -776,8 +776,35 @@ async fn a_404_says_what_was_not_found() {
         .mount(&server)
         .await;
 
+    let unknown = Sha::new(&sha_of(9)).unwrap();
+    let no_commit = json!({"message": format!("No commit found for SHA: {unknown}")});
+    mock(
+        &server,
+        "POST",
+        &format!("/statuses/{unknown}"),
+        422,
+        no_commit.clone(),
+    )
+    .await;
+    mock(&server, "POST", "/check-runs", 422, no_commit).await;
     let said = |e: ForgeError| e.to_string();
     let no_inputs = BTreeMap::new();
+    let status = forge.commit_status(&unknown, "trainbot/branch", CommitState::Pending, "x", "");
+    assert_eq!(
+        said(status.await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    let run = CheckRun {
+        name: "trainbot/branch".into(),
+        status: CheckStatus::Queued,
+        details_url: String::new(),
+        title: "t".into(),
+        summary: "s".into(),
+    };
+    assert_eq!(
+        said(forge.create_check_run(&unknown, &run).await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
     let status = forge.commit_status(&sha, "trainbot/branch", CommitState::Pending, "x", "");
     assert_eq!(
         said(status.await.unwrap_err()),

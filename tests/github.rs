@@ -6,6 +6,8 @@
 mod fake_github;
 mod support;
 
+#[path = "github/checks.rs"]
+mod checks;
 #[path = "github/hang.rs"]
 mod hang;
 #[path = "github/polling.rs"]

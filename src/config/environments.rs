@@ -80,6 +80,7 @@ pub(super) fn environments(
             name: name.to_string(),
             deploy: steps(&format!("environments.{name}.deploy"), &env.deploy)?,
             acceptance: steps(&format!("environments.{name}.acceptance"), &env.acceptance)?,
+            url: env_url(&format!("environments.{name}.url"), env.url.as_ref())?,
         });
     }
     if let Some((table, _)) = by_name
@@ -101,6 +102,14 @@ pub(super) fn environments(
         ));
     }
     Ok(envs)
+}
+
+/// An environment's `url`: an http(s) URL, shown on its GitHub deployments.
+pub(super) fn env_url(key: &str, raw: Option<&Spanned<String>>) -> Result<Option<String>, Problem> {
+    let Some(url) = raw else { return Ok(None) };
+    super::steps::check_http_url(url.get_ref())
+        .map_err(|message| Problem::at(url.span(), key.to_string(), message))?;
+    Ok(Some(url.get_ref().clone()))
 }
 
 /// Environment and node names reach chat, URLs and environment variables.

@@ -215,11 +215,11 @@ macro_rules! over_fields {
 over_fields! {
     RawForge { kind, main_branch, poll_interval, timeout, git, github }
     RawGit { path }
-    RawGithub { owner, repo, token_env, webhook_secret_env, api_url }
+    RawGithub { owner, repo, token_env, webhook_secret_env, api_url, checks, statuses }
     RawMain { checks }
     RawTrain { schedule, timezone, approval, approval_timeout, remind_after, escalate_after, environments, on_veto }
-    RawEnv { deploy, acceptance }
-    RawProduction { deploy, smoke, windows, verify, verify_for, verify_every, verify_failure_limit, verify_delay, auto_rollback }
+    RawEnv { deploy, acceptance, url }
+    RawProduction { deploy, url, smoke, windows, verify, verify_for, verify_every, verify_failure_limit, verify_delay, auto_rollback }
     RawBranchBuilds { nodes, node_url, checks, deploy, smoke, pool, max_queued_per_user }
     RawTags { staging, production, give_up_after }
     RawRoles { ops, production }

@@ -182,6 +182,10 @@ pub(super) struct RawGithub {
     pub webhook_secret_env: Option<Spanned<String>>,
     /// Default `"https://api.github.com"`; a trailing `/` is dropped.
     pub api_url: Option<Spanned<String>>,
+    /// `!bb` results as a `trainbot/branch` check run. Default false.
+    pub checks: Option<bool>,
+    /// `!bb` results as a `trainbot/branch` commit status. Default true.
+    pub statuses: Option<bool>,
 }
 
 /// `[main]`
@@ -225,6 +229,9 @@ pub(super) struct RawEnv {
     pub deploy: RawSteps,
     /// Default: none.
     pub acceptance: RawSteps,
+    /// Where the environment is reached, an http(s) URL: the
+    /// `environment_url` of its GitHub deployments. Default: none.
+    pub url: Option<Spanned<String>>,
 }
 
 /// `[production]`
@@ -233,6 +240,9 @@ pub(super) struct RawEnv {
 pub(super) struct RawProduction {
     /// Default: none.
     pub deploy: RawSteps,
+    /// Where production is reached, an http(s) URL: the `environment_url`
+    /// of its GitHub deployments. Default: none.
+    pub url: Option<Spanned<String>>,
     /// Default: none.
     pub smoke: RawSteps,
     /// Deploy windows, `"Mon-Fri 09:00-17:00"`, in `train.timezone`.

@@ -140,6 +140,10 @@ pub struct GithubSettings {
     pub token_env: String,
     pub webhook_secret_env: String,
     pub api_url: String,
+    /// `!bb` publishes a `trainbot/branch` check run.
+    pub checks: bool,
+    /// `!bb` publishes a `trainbot/branch` commit status.
+    pub statuses: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -164,11 +168,15 @@ pub struct EnvSettings {
     pub name: String,
     pub deploy: Vec<Step>,
     pub acceptance: Vec<Step>,
+    /// `[environments.NAME] url`: its GitHub deployments' `environment_url`.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct ProductionSettings {
     pub deploy: Vec<Step>,
+    /// `[production] url`: its GitHub deployments' `environment_url`.
+    pub url: Option<String>,
     pub smoke: Vec<Step>,
     pub windows: crate::domain::window::Windows,
     /// `[production] verify` and its window (SPEC §15).

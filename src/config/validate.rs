@@ -47,6 +47,7 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
         train: train(&raw.train, &raw.environments)?,
         production: ProductionSettings {
             deploy: steps("production.deploy", &raw.production.deploy)?,
+            url: super::environments::env_url("production.url", raw.production.url.as_ref())?,
             smoke: steps("production.smoke", &raw.production.smoke)?,
             windows: windows(raw.production.windows.as_deref().unwrap_or_default())?,
             verify: verify(&raw.production)?,
@@ -61,12 +62,32 @@ pub(super) fn settings(raw: RawConfig, path: &Path) -> Result<Settings> {
     };
     if settings.forge.kind != ForgeKind::Github {
         workflows_need_github(&raw)?;
+        urls_need_github(&raw)?;
     }
     Ok(settings)
 }
 
 /// Workflow steps are dispatched on GitHub Actions: with the git forge
 /// there is nowhere to run them.
+/// An environment's `url` is only shown on GitHub deployments: on the git
+/// forge it would do nothing.
+fn urls_need_github(raw: &RawConfig) -> Result<()> {
+    let mut urls = vec![("production.url".to_string(), &raw.production.url)];
+    for (name, env) in &raw.environments {
+        urls.push((format!("environments.{}.url", name.get_ref()), &env.url));
+    }
+    for (key, url) in urls {
+        if let Some(url) = url {
+            return Err(Problem::at(
+                url.span(),
+                key,
+                "environment URLs are shown on GitHub deployments and need forge.kind = \"github\"",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn workflows_need_github(raw: &RawConfig) -> Result<()> {
     let mut lists: Vec<(String, &RawSteps)> = vec![
         ("main.checks".into(), &raw.main.checks),
@@ -399,6 +420,8 @@ fn github(raw: &RawGithub) -> Result<GithubSettings> {
             "https://api.github.com",
         )
         .base_url()?,
+        checks: raw.checks.unwrap_or(false),
+        statuses: raw.statuses.unwrap_or(true),
     })
 }
 
@@ -624,3 +647,7 @@ fn tags(raw: &RawTags) -> Result<TagSettings> {
 #[cfg(test)]
 #[path = "verify_tests.rs"]
 mod verify_tests;
+
+#[cfg(test)]
+#[path = "github_tests.rs"]
+mod github_tests;

@@ -19,13 +19,15 @@ use crate::domain::messages;
 use crate::domain::nodes::{self, Node};
 use crate::domain::refusal::Refusal;
 use crate::domain::train::Actor;
-use crate::forge::{CommitState, ForgeError};
+use crate::forge::{CheckConclusion, CheckRun, CheckStatus, CommitState, ForgeError};
 use crate::runner::{StepOutcome, StepRequest};
 
 /// A build that has not finished, with the cancel switch of its running step.
 pub(super) struct ActiveBuild {
     build: Build,
     pub(super) step: Option<watch::Sender<bool>>,
+    /// The last lines of the step that failed, for the check run.
+    tail: Vec<String>,
 }
 
 pub(super) type ActiveBuilds = BTreeMap<u64, ActiveBuild>;
@@ -119,7 +121,14 @@ impl Engine {
         }
         let build = Build::new(id, branch.clone(), sha, user.clone(), now);
         self.store.save_build(&build)?;
-        self.builds.insert(id, ActiveBuild { build, step: None });
+        self.builds.insert(
+            id,
+            ActiveBuild {
+                build,
+                step: None,
+                tail: Vec::new(),
+            },
+        );
         if let Some(name) = node {
             // The newer build runs on the node the superseded one had, unless
             // another pipeline of its pool took it just now.
@@ -138,7 +147,7 @@ impl Engine {
                 .filter(|a| a.build.stage == BuildStage::Queued && a.build.id <= id)
                 .count();
             let text = texts::queued(&a.build, position);
-            self.publish_build_status(&a.build);
+            self.publish_build_status(&a.build, &[]);
             self.show_build_status(id).await;
             self.say_build(id, text).await;
         }
@@ -196,7 +205,7 @@ impl Engine {
         let step = active.build.start(&node.name, plan, now);
         self.store.save_build(&active.build)?;
         let url = texts::node_url(&self.cfg.branch_builds.node_url, &node.name);
-        self.publish_build_status(&self.builds[&id].build);
+        self.publish_build_status(&self.builds[&id].build, &[]);
         let text = texts::started(&self.ctx(), &self.builds[&id].build, &url);
         self.show_build_status(id).await;
         self.say_build(id, text).await;
@@ -299,6 +308,9 @@ impl Engine {
             return Ok(());
         };
         active.step = None;
+        if !ok {
+            active.tail.clone_from(&outcome.tail);
+        }
         self.store.save_build(&active.build)?;
         let b = &self.builds[&id].build;
         let text = match &error {
@@ -350,7 +362,7 @@ impl Engine {
                 }
             }
         }
-        self.publish_build_status(&active.build);
+        self.publish_build_status(&active.build, &active.tail);
         let text = texts::ended(&self.ctx(), &active.build, self.now());
         let url = texts::build_url(&self.ctx(), id);
         self.send_run_status(Run::Build(id), text.clone(), url)
@@ -412,15 +424,28 @@ impl Engine {
         self.send_msg(Message::Notice { run, text }).await;
     }
 
-    /// Publishes the commit status the build's stage means (GitHub).
-    fn publish_build_status(&self, b: &Build) {
-        let (state, description) = commit_status(b);
-        self.publisher.send(Publish::BuildStatus {
-            sha: b.sha.clone(),
-            state,
-            description,
-            url: texts::build_url(&self.ctx(), b.id),
-        });
+    /// Publishes the commit status and/or the check run the build's stage
+    /// means (GitHub, `[forge.github] statuses` and `checks`); `tail`: the
+    /// last lines of the step that failed.
+    fn publish_build_status(&self, b: &Build, tail: &[String]) {
+        let github = &self.cfg.forge.github;
+        let url = texts::build_url(&self.ctx(), b.id);
+        if github.checks {
+            self.publisher.send(Publish::BuildCheck {
+                build: b.id,
+                sha: b.sha.clone(),
+                run: check_run(b, self.build_plan(), tail, url.clone()),
+            });
+        }
+        if github.statuses {
+            let (state, description) = commit_status(b);
+            self.publisher.send(Publish::BuildStatus {
+                sha: b.sha.clone(),
+                state,
+                description,
+                url,
+            });
+        }
     }
 
     pub(super) async fn cancel_build(
@@ -542,7 +567,14 @@ impl Engine {
         for mut build in self.store.unfinished_builds(1000)? {
             let id = build.id;
             if build.stage == BuildStage::Queued {
-                self.builds.insert(id, ActiveBuild { build, step: None });
+                self.builds.insert(
+                    id,
+                    ActiveBuild {
+                        build,
+                        step: None,
+                        tail: Vec::new(),
+                    },
+                );
                 continue;
             }
             // Branch deploys are by SHA, like lower environments: a step cut
@@ -551,13 +583,27 @@ impl Engine {
                 && self.build_step_config(pos).is_some()
             {
                 tracing::info!(build = id, "Resuming a branch build.");
-                self.builds.insert(id, ActiveBuild { build, step: None });
+                self.builds.insert(
+                    id,
+                    ActiveBuild {
+                        build,
+                        step: None,
+                        tail: Vec::new(),
+                    },
+                );
                 self.start_build_step(id, pos).await?;
                 continue;
             }
             build.end(build.restart_outcome(self.build_plan()), self.now());
             self.store.save_build(&build)?;
-            self.builds.insert(id, ActiveBuild { build, step: None });
+            self.builds.insert(
+                id,
+                ActiveBuild {
+                    build,
+                    step: None,
+                    tail: Vec::new(),
+                },
+            );
             self.build_finished(id, true).await?;
         }
         // A node marked busy by a build that is no longer active is free.
@@ -608,5 +654,97 @@ fn commit_status(b: &Build) -> (CommitState, String) {
         }
         BuildOutcome::Cancelled { by } => (CommitState::Error, format!("cancelled by {by}")),
         BuildOutcome::Interrupted => (CommitState::Error, "interrupted".to_string()),
+    }
+}
+
+/// Lines of a failed step's output shown in a check run at most.
+const CHECK_TAIL_LINES: usize = 30;
+
+/// `trainbot/branch` as a check run: queued, in progress, then completed
+/// with the outcome; the summary lists the steps with their results and
+/// the failing step's last lines.
+fn check_run(b: &Build, plan: BuildPlan, tail: &[String], url: String) -> CheckRun {
+    let (_, description) = commit_status(b);
+    let (status, title) = match &b.stage {
+        BuildStage::Queued => (CheckStatus::Queued, format!("Build {} queued", b.id)),
+        BuildStage::Running(_) => (
+            CheckStatus::InProgress,
+            format!("Build {}: {description}", b.id),
+        ),
+        BuildStage::Done(outcome) => {
+            let conclusion = match outcome {
+                BuildOutcome::Passed => CheckConclusion::Success,
+                BuildOutcome::Failed { .. } => CheckConclusion::Failure,
+                BuildOutcome::Superseded { .. }
+                | BuildOutcome::Cancelled { .. }
+                | BuildOutcome::Interrupted => CheckConclusion::Cancelled,
+            };
+            (
+                CheckStatus::Completed(conclusion),
+                format!("Build {}: {description}", b.id),
+            )
+        }
+    };
+    let mut summary = format!("Build {} of `{}` at `{}`.\n", b.id, b.branch, b.sha.short());
+    if let Some(node) = &b.node {
+        summary.push_str(&format!("Node: {node}.\n"));
+    }
+    summary.push('\n');
+    let phases = [
+        (BuildPhase::Checks, plan.checks),
+        (BuildPhase::Deploy, plan.deploy),
+        (BuildPhase::Smoke, plan.smoke),
+    ];
+    let order = |pos: BuildPos| {
+        let phase = phases
+            .iter()
+            .position(|(p, _)| *p == pos.phase)
+            .unwrap_or(0);
+        (phase, pos.step)
+    };
+    let mut failed = None;
+    for (phase, count) in phases {
+        for step in 0..count {
+            let pos = BuildPos { phase, step };
+            let result = match &b.stage {
+                BuildStage::Queued => "waiting".to_string(),
+                BuildStage::Running(at) => match order(pos).cmp(&order(*at)) {
+                    std::cmp::Ordering::Less => "✅ passed".into(),
+                    std::cmp::Ordering::Equal => "⏳ running".into(),
+                    std::cmp::Ordering::Greater => "waiting".into(),
+                },
+                BuildStage::Done(BuildOutcome::Passed) => "✅ passed".into(),
+                BuildStage::Done(BuildOutcome::Failed { at, error }) => {
+                    match order(pos).cmp(&order(*at)) {
+                        std::cmp::Ordering::Less => "✅ passed".into(),
+                        std::cmp::Ordering::Equal => {
+                            failed = Some(pos);
+                            format!("❌ failed: {error}")
+                        }
+                        std::cmp::Ordering::Greater => "not run".into(),
+                    }
+                }
+                BuildStage::Done(_) => "not finished".into(),
+            };
+            summary.push_str(&format!("- {} {}: {result}\n", phase.name(), step + 1));
+        }
+    }
+    if let Some(pos) = failed
+        && !tail.is_empty()
+    {
+        let start = tail.len().saturating_sub(CHECK_TAIL_LINES);
+        summary.push_str(&format!(
+            "\nLast lines of {} {}:\n\n```\n{}\n```\n",
+            pos.phase.name(),
+            pos.step + 1,
+            tail[start..].join("\n")
+        ));
+    }
+    CheckRun {
+        name: super::publish::BRANCH_CONTEXT.to_string(),
+        status,
+        details_url: url,
+        title,
+        summary,
     }
 }

@@ -414,8 +414,22 @@ impl Engine {
         self.next_departure = self.compute_next_departure(self.now());
         self.locks = self.store.locks()?;
         if let Some(results) = &self.ports.results {
-            self.publisher =
-                publish::Publisher::spawn(results.clone(), self.store.clone(), self.tx.clone());
+            let mut urls: std::collections::HashMap<String, String> = self
+                .cfg
+                .train
+                .environments
+                .iter()
+                .filter_map(|env| Some((env.name.clone(), env.url.clone()?)))
+                .collect();
+            if let Some(url) = &self.cfg.production.url {
+                urls.insert("production".into(), url.clone());
+            }
+            self.publisher = publish::Publisher::spawn(
+                results.clone(),
+                self.store.clone(),
+                self.tx.clone(),
+                urls,
+            );
         }
         // In the background: the first answer must not wait on GitHub.
         let (forge, tx) = (self.ports.forge.clone(), self.tx.clone());

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::Event;
 use crate::domain::ids::Sha;
-use crate::forge::{CommitState, DeploymentState, ForgeError, Results};
+use crate::forge::{CheckRun, CheckStatus, CommitState, DeploymentState, ForgeError, Results};
 use crate::store::Store;
 
 /// The commit status context of branch builds.
@@ -25,6 +25,8 @@ pub enum Publish {
         description: String,
         url: String,
     },
+    /// A branch build's check run: created the first time, then updated.
+    BuildCheck { build: u64, sha: Sha, run: CheckRun },
     /// The deploy steps of `env` started for run `run` (`train-3`).
     DeployStarted {
         run: String,
@@ -55,19 +57,32 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the task; refusals (bad token) go to the engine to be said.
-    pub fn spawn(forge: Arc<dyn Results>, store: Store, inbox: mpsc::Sender<Event>) -> Publisher {
+    /// `urls`: where each environment is reached, by name (`url` keys).
+    pub fn spawn(
+        forge: Arc<dyn Results>,
+        store: Store,
+        inbox: mpsc::Sender<Event>,
+        urls: HashMap<String, String>,
+    ) -> Publisher {
         let (tx, rx) = mpsc::unbounded_channel();
         // Restarted if it panics; the queue outlives it, open deployments
         // are found again in the store.
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         crate::supervise::restarting("publisher", move || {
-            let (forge, store, inbox, rx) =
-                (forge.clone(), store.clone(), inbox.clone(), rx.clone());
+            let (forge, store, inbox, rx, urls) = (
+                forge.clone(),
+                store.clone(),
+                inbox.clone(),
+                rx.clone(),
+                urls.clone(),
+            );
             tokio::spawn(async move {
                 let mut task = Task {
                     forge,
                     store,
                     inbox,
+                    urls,
+                    checks: HashMap::new(),
                     open: HashMap::new(),
                 };
                 let mut rx = rx.lock().await;
@@ -90,8 +105,16 @@ struct Task {
     forge: Arc<dyn Results>,
     store: Store,
     inbox: mpsc::Sender<Event>,
+    /// Environment URLs by environment name.
+    urls: HashMap<String, String>,
+    /// Check runs by build id; also in the store, for restarts.
+    checks: HashMap<u64, u64>,
     /// Open deployments by (run, env); also in the store, for restarts.
     open: HashMap<(String, String), u64>,
+}
+
+fn check_key(build: u64) -> String {
+    format!("forge:check:build-{build}")
 }
 
 fn note_key(run: &str, env: &str) -> String {
@@ -111,6 +134,7 @@ impl Task {
                     .commit_status(&sha, BRANCH_CONTEXT, state, &description, &url)
                     .await
             }
+            Publish::BuildCheck { build, sha, run } => self.build_check(build, &sha, &run).await,
             Publish::DeployStarted { run, env, sha, url } => {
                 self.deploy_started(run, env, sha, url).await
             }
@@ -140,6 +164,52 @@ impl Task {
         }
     }
 
+    /// Creates the build's check run, or updates the one it has; a
+    /// completed one is forgotten.
+    async fn build_check(
+        &mut self,
+        build: u64,
+        sha: &Sha,
+        run: &CheckRun,
+    ) -> Result<(), ForgeError> {
+        let known = match self.checks.get(&build) {
+            Some(id) => Some(*id),
+            // Created before a restart.
+            None => self
+                .store
+                .chat_note(&check_key(build))
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse().ok()),
+        };
+        let done = matches!(run.status, CheckStatus::Completed(_));
+        let result = match known {
+            Some(id) => self.forge.update_check_run(id, run).await,
+            None => match self.forge.create_check_run(sha, run).await {
+                Ok(id) => {
+                    self.checks.insert(build, id);
+                    if !done
+                        && let Err(error) =
+                            self.store.set_chat_note(&check_key(build), &id.to_string())
+                    {
+                        tracing::warn!(%error, "Cannot remember a check run id.");
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if done {
+            self.checks.remove(&build);
+            if known.is_some()
+                && let Err(error) = self.store.set_chat_note(&check_key(build), "")
+            {
+                tracing::warn!(%error, "Cannot forget a check run id.");
+            }
+        }
+        result
+    }
+
     async fn deploy_started(
         &mut self,
         run: String,
@@ -158,10 +228,19 @@ impl Task {
         {
             tracing::warn!(%error, "Cannot remember a deployment id.");
         }
+        let env_url = self.urls.get(&env).cloned();
+        let result = self
+            .forge
+            .deployment_status(
+                id,
+                DeploymentState::InProgress,
+                &url,
+                &env,
+                env_url.as_deref(),
+            )
+            .await;
         self.open.insert((run, env), id);
-        self.forge
-            .deployment_status(id, DeploymentState::InProgress, &url)
-            .await
+        result
     }
 
     /// Gives the deployment of (run, env), if one is open, its last status.
@@ -187,6 +266,9 @@ impl Task {
         if let Err(error) = self.store.set_chat_note(&note_key(run, env), "") {
             tracing::warn!(%error, "Cannot forget a deployment id.");
         }
-        self.forge.deployment_status(id, state, url).await
+        let env_url = self.urls.get(env).map(String::as_str);
+        self.forge
+            .deployment_status(id, state, url, env, env_url)
+            .await
     }
 }

@@ -53,6 +53,36 @@ pub enum DeploymentState {
     Failure,
 }
 
+/// Where a check run is (GitHub's Checks API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Queued,
+    InProgress,
+    Completed(CheckConclusion),
+}
+
+/// How a completed check run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckConclusion {
+    Success,
+    Failure,
+    /// Superseded, cancelled or interrupted: the build did not finish.
+    Cancelled,
+}
+
+/// A check run as it is sent: created with it, then updated to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    /// e.g. `trainbot/branch`.
+    pub name: String,
+    pub status: CheckStatus,
+    /// The run page; empty for none.
+    pub details_url: String,
+    /// The output's title and summary (Markdown).
+    pub title: String,
+    pub summary: String,
+}
+
 #[async_trait]
 pub trait Forge: Send + Sync {
     /// The head of the main branch, or None if it does not exist yet.
@@ -116,12 +146,21 @@ pub trait Results: Send + Sync {
         description: &str,
     ) -> Result<u64, ForgeError>;
 
-    /// Adds a status to a deployment `create_deployment` opened.
+    /// Creates a check run on `sha`; its id.
+    async fn create_check_run(&self, sha: &Sha, run: &CheckRun) -> Result<u64, ForgeError>;
+
+    /// Sets a check run `create_check_run` created to `run`.
+    async fn update_check_run(&self, id: u64, run: &CheckRun) -> Result<(), ForgeError>;
+
+    /// Adds a status to a deployment `create_deployment` opened to
+    /// `environment`, with where that environment is reached, if known.
     async fn deployment_status(
         &self,
         deployment: u64,
         state: DeploymentState,
         log_url: &str,
+        environment: &str,
+        environment_url: Option<&str>,
     ) -> Result<(), ForgeError>;
 }
 

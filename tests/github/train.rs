@@ -96,6 +96,64 @@ fn a_train_deploys_every_environment_as_a_github_deployment() {
 /// SPEC §11 "verified revert" on GitHub: the commits' patches decide, not
 /// their messages.
 #[test]
+fn deployments_carry_the_environment_url_and_production_retires_older_ones() {
+    let mut gh = Github::start(BotConfig {
+        env_urls: vec![
+            ("staging", "https://staging.acme.example"),
+            ("production", "https://www.acme.example"),
+        ],
+        ..BotConfig::default()
+    });
+    let bob = gh.fake.commit(
+        "main",
+        "Bob",
+        "bob@example.com",
+        Some("bob"),
+        "Make the widget blue",
+    );
+    gh.bot.expect_allocated(&bob);
+    gh.bot.ask("!depart", "🚂 train #1 departs (sent by local)");
+    gh.bot.expect("🙋 train #1");
+    gh.bot.send("@alice !good");
+    gh.bot.send("@bob !good");
+    gh.bot.expect(&format!(
+        "✅ train #1 deployed {} to production",
+        short(&bob)
+    ));
+    let deployments = gh.fake.wait_for_successful_deployments(4);
+    for d in &deployments {
+        let bodies: Vec<serde_json::Value> = gh.fake.with(|s| {
+            s.deployment_statuses
+                .iter()
+                .filter(|st| st.deployment_id == d.id)
+                .map(|st| st.body.clone())
+                .collect()
+        });
+        assert_eq!(bodies.len(), 2, "{}: {bodies:?}", d.environment);
+        let url = match d.environment.as_str() {
+            "staging" => Some("https://staging.acme.example"),
+            "production" => Some("https://www.acme.example"),
+            _ => None,
+        };
+        for body in &bodies {
+            assert_eq!(
+                body["environment_url"].as_str(),
+                url,
+                "{}: {body}",
+                d.environment
+            );
+            let retire = d.environment == "production";
+            assert_eq!(
+                body["auto_inactive"].as_bool(),
+                retire.then_some(true),
+                "{body}"
+            );
+        }
+    }
+    gh.bot.stop();
+}
+
+#[test]
 fn only_a_revert_whose_patch_undoes_the_change_spares_its_author() {
     let mut gh = Github::start(BotConfig::default());
     let commit = |name: &str, message: &str, file: ChangedFile| {

@@ -107,6 +107,16 @@ pub struct Status {
     pub target_url: String,
 }
 
+/// One call to the Checks API: `POST /repos/{o}/{r}/check-runs` (a new
+/// run, its `id` given here) or `PATCH …/check-runs/{id}`, with its body.
+#[derive(Debug, Clone)]
+pub struct CheckRunCall {
+    pub id: u64,
+    /// `POST` or `PATCH`.
+    pub method: String,
+    pub body: Value,
+}
+
 /// `POST /repos/{o}/{r}/deployments`.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -130,6 +140,8 @@ pub struct DeploymentStatus {
     pub state: String,
     pub log_url: String,
     pub description: String,
+    /// The request as sent (`environment_url`, `auto_inactive`, …).
+    pub body: Value,
 }
 
 /// `POST /repos/{o}/{r}/actions/workflows/{workflow}/dispatches`.
@@ -181,6 +193,8 @@ pub struct State {
     pub statuses: Vec<Status>,
     pub deployments: Vec<Deployment>,
     pub deployment_statuses: Vec<DeploymentStatus>,
+    /// Calls to the Checks API, in order.
+    pub check_runs: Vec<CheckRunCall>,
     pub dispatches: Vec<Dispatch>,
     pub runs: Vec<Run>,
     /// Successful calls to `POST /hooks/{name}`, in order.
@@ -547,6 +561,11 @@ impl FakeGithub {
 
     pub fn deployments(&self) -> Vec<Deployment> {
         self.with(|s| s.deployments.clone())
+    }
+
+    /// Every call to the Checks API, in order.
+    pub fn check_runs(&self) -> Vec<CheckRunCall> {
+        self.with(|s| s.check_runs.clone())
     }
 
     pub fn deployment_statuses(&self) -> Vec<DeploymentStatus> {
@@ -943,6 +962,9 @@ fn answer(
     {
         return create_deployment_status(sh, st, id, body);
     }
+    if let Some(reply) = check_runs::answer(sh, st, method, rest, body) {
+        return reply;
+    }
     if let Some(workflow_rest) = rest.strip_prefix("actions/workflows/") {
         if post && let Some(workflow) = workflow_rest.strip_suffix("/dispatches") {
             return dispatch(st, workflow, body);
@@ -1089,6 +1111,7 @@ fn create_deployment_status(sh: &Shared, st: &mut State, id: &str, body: &Value)
         state: text(body, "state"),
         log_url: text(body, "log_url"),
         description: text(body, "description"),
+        body: body.clone(),
     };
     let answer = json!({
         "id": status.id, "state": status.state, "log_url": status.log_url,
@@ -1612,4 +1635,106 @@ fn matching_refs(sh: &Shared, st: &State, rest: &str) -> Option<Reply> {
         })
         .collect();
     Some(Reply::json(200, json!(items)))
+}
+
+/// The Checks API (publishing side): check runs created and updated, each
+/// call recorded with its body. Kept apart from the polled read routes.
+mod check_runs {
+    use axum::http::Method;
+    use serde_json::{Value, json};
+
+    use super::{CheckRunCall, Reply, Shared, State, now};
+
+    /// The reply to a Checks API call, or None for any other route.
+    pub(super) fn answer(
+        sh: &Shared,
+        st: &mut State,
+        method: &Method,
+        rest: &str,
+        body: &Value,
+    ) -> Option<Reply> {
+        if *method == Method::POST && rest == "check-runs" {
+            return Some(create(sh, st, body));
+        }
+        let id = rest.strip_prefix("check-runs/")?;
+        if *method != Method::PATCH {
+            return None;
+        }
+        Some(update(sh, st, id, body))
+    }
+
+    fn create(sh: &Shared, st: &mut State, body: &Value) -> Reply {
+        for key in ["name", "head_sha"] {
+            if body[key].as_str().is_none_or(str::is_empty) {
+                return Reply::message(422, &format!("Invalid request: {key} is missing"));
+            }
+        }
+        let sha = body["head_sha"].as_str().unwrap_or_default();
+        if st.find_commit(sha).is_none() {
+            return Reply::message(422, &format!("No commit found for SHA: {sha}"));
+        }
+        if let Some(problem) = invalid(body) {
+            return Reply::message(422, &problem);
+        }
+        let id = st.next_id();
+        st.check_runs.push(CheckRunCall {
+            id,
+            method: "POST".into(),
+            body: body.clone(),
+        });
+        Reply::json(201, run_json(sh, id, body))
+    }
+
+    fn update(sh: &Shared, st: &mut State, id: &str, body: &Value) -> Reply {
+        let Some(id) = st
+            .check_runs
+            .iter()
+            .map(|c| c.id)
+            .find(|c| id.parse() == Ok(*c))
+        else {
+            return Reply::not_found();
+        };
+        if let Some(problem) = invalid(body) {
+            return Reply::message(422, &problem);
+        }
+        st.check_runs.push(CheckRunCall {
+            id,
+            method: "PATCH".into(),
+            body: body.clone(),
+        });
+        Reply::json(200, run_json(sh, id, body))
+    }
+
+    /// GitHub's rules for the fields both calls take.
+    fn invalid(body: &Value) -> Option<String> {
+        let status = body["status"].as_str();
+        if let Some(s) = status
+            && !["queued", "in_progress", "completed"].contains(&s)
+        {
+            return Some(format!("Invalid status: {s}"));
+        }
+        let conclusion = body["conclusion"].as_str();
+        if status == Some("completed") && conclusion.is_none() {
+            return Some("Invalid request: conclusion is required when status is completed".into());
+        }
+        if let Some(output) = body.get("output")
+            && (output["title"].as_str().is_none() || output["summary"].as_str().is_none())
+        {
+            return Some("Invalid request: output needs a title and a summary".into());
+        }
+        None
+    }
+
+    fn run_json(sh: &Shared, id: u64, body: &Value) -> Value {
+        json!({
+            "id": id,
+            "name": body["name"],
+            "head_sha": body["head_sha"],
+            "status": body["status"],
+            "conclusion": body["conclusion"],
+            "details_url": body["details_url"],
+            "started_at": now(),
+            "url": format!("{}/repos/{}/{}/check-runs/{id}", sh.base_url, sh.owner, sh.repo),
+        })
+    }
 }

@@ -261,6 +261,10 @@ pub struct BotConfig {
     pub production_deploy: Option<String>,
     /// Appended as is (e.g. a `[people]` table).
     pub extra: String,
+    /// Keys added to `[forge.github]` as is (e.g. `checks = true`).
+    pub github_keys: String,
+    /// `url` of an environment (or `production`), by name.
+    pub env_urls: Vec<(&'static str, &'static str)>,
     /// `train.schedule`; default: New Year's midnight only.
     pub schedule: &'static str,
     /// `[production] windows`, each quoted (e.g. `"Mon 09:00-10:00"`).
@@ -302,6 +306,8 @@ impl Default for BotConfig {
             http_port: 0,
             production_deploy: None,
             extra: String::new(),
+            github_keys: String::new(),
+            env_urls: Vec::new(),
             schedule: "0 0 0 1 1 *",
             windows: Vec::new(),
             max_step_log: None,
@@ -413,6 +419,18 @@ environments = ["staging", "preview", "preprod"]
             if let Some(after) = self.tags_give_up_after {
                 writeln!(out, "give_up_after = \"{after}\"").unwrap();
             }
+        }
+        for (env, url) in &self.env_urls {
+            let table = if *env == "production" {
+                "\n[production]\n".to_string()
+            } else {
+                format!("\n[environments.{env}]\n")
+            };
+            out = out.replacen(&table, &format!("{table}url = \"{url}\"\n"), 1);
+        }
+        if !self.github_keys.is_empty() {
+            let keys = format!("[forge.github]\n{}\n", self.github_keys);
+            out = out.replacen("[forge.github]\n", &keys, 1);
         }
         if !self.extra.is_empty() {
             out.push('\n');

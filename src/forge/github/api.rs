@@ -37,8 +37,11 @@ pub(super) enum Method {
     Get,
     /// A POST that is harmless to repeat (a commit status, a deployment status).
     Post,
-    /// A POST that creates something (a deployment, a workflow run).
+    /// A POST that creates something (a deployment, a workflow run, a
+    /// check run).
     CreatingPost,
+    /// A PATCH that sets fields (a check run's): harmless to repeat.
+    Patch,
 }
 
 impl fmt::Display for Method {
@@ -46,8 +49,25 @@ impl fmt::Display for Method {
         f.write_str(match self {
             Method::Get => "GET",
             Method::Post | Method::CreatingPost => "POST",
+            Method::Patch => "PATCH",
         })
     }
+}
+
+/// What a route asks GitHub for, so that a 404 says what was not found:
+/// GitHub answers 404 both for an unknown repository and for an unknown
+/// thing in a repository it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asked<'a> {
+    Repository,
+    /// A commit, by its short SHA (or the prefix typed).
+    Commit(&'a str),
+    /// A workflow, by its file name or id.
+    Workflow(&'a str),
+    Tag(&'a str),
+    Branch(&'a str),
+    /// A name that may be a branch or a tag.
+    Ref(&'a str),
 }
 
 /// A reply GitHub gave: any 2xx, a 304 to a conditional GET, or a 404/422
@@ -280,11 +300,20 @@ impl Api {
         )
     }
 
-    /// GET, where 404 (and 422) mean the repository is not there for us.
+    /// GET, where 404 means the repository is not there for us.
     pub(super) async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, ForgeError> {
+        self.get_of(route, Asked::Repository).await
+    }
+
+    /// GET of `asked`, where a 404 says what was not found.
+    pub(super) async fn get_of<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        asked: Asked<'_>,
+    ) -> Result<T, ForgeError> {
         let reply = self.call(Method::Get, route, None, None).await?;
         match reply.status {
-            404 => Err(self.not_visible()),
+            404 => Err(self.not_found(asked).await),
             _ => self.expect_ok(Method::Get, route, &reply),
         }
     }
@@ -302,16 +331,25 @@ impl Api {
         }
     }
 
-    /// POST, and the reply's body as it came (empty for a 204).
+    /// POST (or PATCH), and the reply's body as it came (empty for a 204); a 404 says
+    /// what was not found.
     pub(super) async fn post(
         &self,
         method: Method,
         route: &str,
         body: &Value,
+        asked: Asked<'_>,
     ) -> Result<String, ForgeError> {
         let reply = self.call(method, route, Some(body), None).await?;
         match reply.status {
-            404 => Err(self.not_visible()),
+            404 => Err(self.not_found(asked).await),
+            // A commit status or check run on a SHA GitHub does not have is
+            // a 422 "No commit found for SHA: …", not a 404.
+            422 if matches!(asked, Asked::Commit(_))
+                && message(&reply.body).starts_with("No commit found") =>
+            {
+                Err(self.not_found(asked).await)
+            }
             200..=299 => Ok(reply.body),
             _ => Err(rejected(method, route, &reply)),
         }
@@ -342,6 +380,26 @@ impl Api {
             200..=299 => self.parse(method, route, &reply.body),
             _ => Err(rejected(method, route, reply)),
         }
+    }
+
+    /// The error for a 404 on a route that asked for `asked`: the thing,
+    /// unless the repository itself cannot be seen (asked once more).
+    pub(super) async fn not_found(&self, asked: Asked<'_>) -> ForgeError {
+        let what = match asked {
+            Asked::Repository => return self.not_visible(),
+            Asked::Commit(sha) => format!("commit {sha}"),
+            Asked::Workflow(name) => format!("workflow {name}"),
+            Asked::Tag(name) => format!("tag {name}"),
+            Asked::Branch(name) => format!("branch {name}"),
+            Asked::Ref(name) => format!("branch or tag {name}"),
+        };
+        let repo = self.call(Method::Get, &self.repo_route(), None, None).await;
+        if matches!(&repo, Ok(reply) if reply.status == 404) {
+            return self.not_visible();
+        }
+        let e = ForgeError::Refused(format!("{what} not found in {}/{}", self.owner, self.repo));
+        tracing::warn!(error = %e, "GitHub has no such thing.");
+        e
     }
 
     pub(super) fn not_visible(&self) -> ForgeError {
@@ -408,6 +466,7 @@ impl Api {
                 self.octo._get_with_headers(route, headers).await
             }
             Method::Post | Method::CreatingPost => self.octo._post(route, body).await,
+            Method::Patch => self.octo._patch(route, body).await,
         };
         let response = match sent {
             Ok(response) => response,

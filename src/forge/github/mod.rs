@@ -18,13 +18,14 @@ use async_trait::async_trait;
 use serde_json::json;
 
 pub use self::api::ApiStats;
-use self::api::{Api, Method, encode};
+use self::api::{Api, Asked, Method, encode};
 use self::wire::{
     Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitObject, GitRef, GitTag,
     MatchingRef, Run, Runs, sha,
 };
 use super::{
-    Actions, CommitState, DeploymentState, Forge, ForgeError, Results, TagRef, WorkflowRun,
+    Actions, CheckConclusion, CheckRun, CheckStatus, CommitState, DeploymentState, Forge,
+    ForgeError, Results, TagRef, WorkflowRun,
 };
 use crate::config::GithubSettings;
 use crate::domain::ids::{BranchName, Sha, ShaPrefix};
@@ -41,6 +42,8 @@ const MAX_PAGES: usize = 100;
 const MAX_PEEL: usize = 5;
 /// GitHub rejects a commit status description longer than this.
 const DESCRIPTION_MAX: usize = 140;
+/// GitHub takes at most this many characters of a check run's summary.
+const SUMMARY_MAX: usize = 65_535;
 
 pub struct GithubForge {
     api: Api,
@@ -135,11 +138,9 @@ impl GithubForge {
                 "commits/{sha}?per_page={}&page={page}",
                 self.page_size
             ));
-            let batch: CommitFiles = self
-                .api
-                .get_opt(&route)
-                .await?
-                .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+            let Some(batch) = self.api.get_opt::<CommitFiles>(&route).await? else {
+                return Err(self.api.not_found(Asked::Commit(sha.short())).await);
+            };
             let n = batch.files.len();
             files.extend(batch.files);
             if n < self.page_size {
@@ -192,7 +193,7 @@ impl GithubForge {
                 "commits?sha={head}&per_page={}&page={page}",
                 self.page_size
             ));
-            let batch: Vec<GhCommit> = self.api.get(&route).await?;
+            let batch: Vec<GhCommit> = self.api.get_of(&route, Asked::Commit(head.short())).await?;
             let n = batch.len();
             commits.extend(batch);
             if n < self.page_size || commits.len() >= self.commit_cap {
@@ -217,10 +218,9 @@ impl Forge for GithubForge {
     }
 
     async fn parent(&self, sha: &Sha) -> Result<Option<Sha>, ForgeError> {
-        let commit = self
-            .commit(sha.as_str())
-            .await?
-            .ok_or_else(|| ForgeError::NotFound(sha.to_string()))?;
+        let Some(commit) = self.commit(sha.as_str()).await? else {
+            return Err(self.api.not_found(Asked::Commit(sha.short())).await);
+        };
         match commit.parents.first() {
             Some(parent) => wire::sha(&parent.sha).map(Some),
             None => Ok(None),
@@ -404,7 +404,36 @@ impl Results for GithubForge {
             body["target_url"] = json!(target_url);
         }
         let route = self.api.route(&format!("statuses/{sha}"));
-        self.api.post(Method::Post, &route, &body).await.map(drop)
+        self.api
+            .post(Method::Post, &route, &body, Asked::Commit(sha.short()))
+            .await
+            .map(drop)
+    }
+
+    async fn create_check_run(&self, sha: &Sha, run: &CheckRun) -> Result<u64, ForgeError> {
+        let mut body = check_run_body(run);
+        body["head_sha"] = json!(sha.as_str());
+        let route = self.api.route("check-runs");
+        let reply = self
+            .api
+            .post(
+                Method::CreatingPost,
+                &route,
+                &body,
+                Asked::Commit(sha.short()),
+            )
+            .await?;
+        let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
+        Ok(created.id)
+    }
+
+    async fn update_check_run(&self, id: u64, run: &CheckRun) -> Result<(), ForgeError> {
+        let body = check_run_body(run);
+        let route = self.api.route(&format!("check-runs/{id}"));
+        self.api
+            .post(Method::Patch, &route, &body, Asked::Repository)
+            .await
+            .map(drop)
     }
 
     async fn create_deployment(
@@ -423,7 +452,10 @@ impl Results for GithubForge {
             "production_environment": environment == "production",
         });
         let route = self.api.route("deployments");
-        let reply = self.api.post(Method::CreatingPost, &route, &body).await?;
+        let reply = self
+            .api
+            .post(Method::CreatingPost, &route, &body, Asked::Repository)
+            .await?;
         let created: Created = self.api.parse(Method::CreatingPost, &route, &reply)?;
         Ok(created.id)
     }
@@ -433,6 +465,8 @@ impl Results for GithubForge {
         deployment: u64,
         state: DeploymentState,
         log_url: &str,
+        environment: &str,
+        environment_url: Option<&str>,
     ) -> Result<(), ForgeError> {
         let (state, description) = match state {
             DeploymentState::InProgress => ("in_progress", "Deploying"),
@@ -443,21 +477,40 @@ impl Results for GithubForge {
         if !log_url.is_empty() {
             body["log_url"] = json!(log_url);
         }
+        if let Some(url) = environment_url {
+            body["environment_url"] = json!(url);
+        }
+        // GitHub marks older successful deployments of an environment
+        // inactive by itself, except production's unless asked.
+        if environment == "production" {
+            body["auto_inactive"] = json!(true);
+        }
         // A repeated deployment status only adds a duplicate entry: safe to retry.
         let route = self
             .api
             .route(&format!("deployments/{deployment}/statuses"));
-        self.api.post(Method::Post, &route, &body).await.map(drop)
+        self.api
+            .post(Method::Post, &route, &body, Asked::Repository)
+            .await
+            .map(drop)
     }
 }
 
 #[async_trait]
 impl Actions for GithubForge {
     async fn ref_sha(&self, git_ref: &str) -> Result<Sha, ForgeError> {
-        let commit = self
-            .commit(git_ref)
-            .await?
-            .ok_or_else(|| ForgeError::NotFound(git_ref.to_string()))?;
+        let Some(commit) = self.commit(git_ref).await? else {
+            let asked = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+                Asked::Tag(tag)
+            } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+                Asked::Branch(branch)
+            } else if Sha::new(git_ref).is_ok() {
+                Asked::Commit(git_ref.get(..7).unwrap_or(git_ref))
+            } else {
+                Asked::Ref(git_ref)
+            };
+            return Err(self.api.not_found(asked).await);
+        };
         sha(&commit.sha)
     }
 
@@ -474,7 +527,12 @@ impl Actions for GithubForge {
         ));
         // A repeated dispatch would start a second run: a creating POST.
         self.api
-            .post(Method::CreatingPost, &route, &body)
+            .post(
+                Method::CreatingPost,
+                &route,
+                &body,
+                Asked::Workflow(workflow),
+            )
             .await
             .map(drop)
     }
@@ -485,7 +543,7 @@ impl Actions for GithubForge {
             encode(workflow, false),
             encode(head_sha, false)
         ));
-        let runs: Runs = self.api.get(&route).await?;
+        let runs: Runs = self.api.get_of(&route, Asked::Workflow(workflow)).await?;
         Ok(runs.workflow_runs.into_iter().map(Into::into).collect())
     }
 
@@ -499,6 +557,34 @@ impl Actions for GithubForge {
 /// A poisoned lock only means a panic mid-update: the data is still whole.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The fields of `POST check-runs` and `PATCH check-runs/{id}` a run sets.
+fn check_run_body(run: &CheckRun) -> serde_json::Value {
+    let (status, conclusion) = match run.status {
+        CheckStatus::Queued => ("queued", None),
+        CheckStatus::InProgress => ("in_progress", None),
+        CheckStatus::Completed(c) => (
+            "completed",
+            Some(match c {
+                CheckConclusion::Success => "success",
+                CheckConclusion::Failure => "failure",
+                CheckConclusion::Cancelled => "cancelled",
+            }),
+        ),
+    };
+    let mut body = json!({
+        "name": run.name,
+        "status": status,
+        "output": {"title": run.title, "summary": truncate(&run.summary, SUMMARY_MAX)},
+    });
+    if let Some(conclusion) = conclusion {
+        body["conclusion"] = json!(conclusion);
+    }
+    if !run.details_url.is_empty() {
+        body["details_url"] = json!(run.details_url);
+    }
+    body
 }
 
 /// At most `max` characters of `s`, cut on a character boundary.

@@ -30,6 +30,8 @@ fn forge_at(api_url: &str) -> GithubForge {
         token_env: "GITHUB_TOKEN".into(),
         webhook_secret_env: "GITHUB_WEBHOOK_SECRET".into(),
         api_url: api_url.into(),
+        checks: false,
+        statuses: true,
     };
     GithubForge::new(&settings, "main", TOKEN.to_string().into())
         .unwrap()
@@ -52,6 +54,15 @@ fn commit_json(n: u32, login: Option<&str>, message: &str) -> Value {
         "author": login.map(|l| json!({"login": l})),
         "parents": [{"sha": sha_of(n - 1)}],
     })
+}
+
+/// The repository itself answers: a 404 under it is about the thing asked.
+async fn visible(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(REPO))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"full_name": "acme/web"})))
+        .mount(server)
+        .await;
 }
 
 /// The JSON bodies of the requests the server saw, in order.
@@ -307,9 +318,12 @@ async fn parents_ref_shas_and_tags_are_read() {
         forge.ref_sha("release/1.0").await.unwrap().as_str(),
         sha_of(9)
     );
+    visible(&server).await;
     assert_eq!(
         forge.ref_sha("nope").await,
-        Err(ForgeError::NotFound("nope".into()))
+        Err(ForgeError::Refused(
+            "branch or tag nope not found in acme/web".into()
+        ))
     );
     let tags = forge.tags().await.unwrap();
     assert_eq!(
@@ -478,14 +492,18 @@ async fn a_revert_is_verified_by_the_inverse_patches_and_a_claim_is_not() {
     assert_eq!(forge.reverts(&sha(3), &sha(2)).await, Ok(true));
     assert_eq!(forge.reverts(&sha(4), &sha(2)).await, Ok(false));
     assert_eq!(forge.reverts(&sha(2), &sha(2)).await, Ok(false));
+    visible(&server).await;
     assert_eq!(
         forge.reverts(&sha(3), &sha(5)).await,
-        Err(ForgeError::NotFound(sha_of(5)))
+        Err(ForgeError::Refused(
+            "commit 0000000 not found in acme/web".into()
+        ))
     );
     let asked = server.received_requests().await.unwrap();
     assert!(
         asked
             .iter()
+            .filter(|r| r.url.path() != REPO)
             .all(|r| r.url.query() == Some("per_page=100&page=1")),
         "{asked:?}"
     );
@@ -682,20 +700,33 @@ async fn deployments_are_created_with_their_statuses() {
         .unwrap();
     assert_eq!(id, 42);
     let log = "http://bot/logs/4";
+    let site = Some("https://www.acme.example");
     forge
-        .deployment_status(42, DeploymentState::InProgress, log)
+        .deployment_status(42, DeploymentState::InProgress, log, "production", site)
         .await
         .unwrap();
     forge
-        .deployment_status(42, DeploymentState::Success, log)
+        .deployment_status(42, DeploymentState::Success, log, "production", site)
+        .await
+        .unwrap();
+    forge
+        .deployment_status(42, DeploymentState::Failure, "", "staging", None)
         .await
         .unwrap();
     let sent = bodies(&server).await;
     assert_eq!(
         sent[1],
-        json!({"state": "in_progress", "log_url": log, "description": "Deploying"})
+        json!({"state": "in_progress", "log_url": log, "description": "Deploying",
+               "environment_url": "https://www.acme.example", "auto_inactive": true})
     );
     assert_eq!(sent[2]["state"], "success");
+    assert_eq!(sent[2]["environment_url"], "https://www.acme.example");
+    assert_eq!(sent[2]["auto_inactive"], true);
+    // Not production, no URL: GitHub's defaults.
+    assert_eq!(
+        sent[3],
+        json!({"state": "failure", "description": "Deploy failed"})
+    );
 }
 
 #[tokio::test]
@@ -875,4 +906,172 @@ async fn a_tag_listing_that_failed_half_way_is_built_again_after_a_304() {
         .collect();
     assert_eq!(names, ["v1", "v2"]);
     assert_eq!(if_none_match(&server, route).await, [Some("\"b\"".into())]);
+}
+
+#[tokio::test]
+async fn a_404_says_what_was_not_found() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    let gone = json!({"message": "Not Found"});
+    mock(
+        &server,
+        "POST",
+        &format!("/statuses/{sha}"),
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(
+        &server,
+        "POST",
+        "/actions/workflows/deploy.yml/dispatches",
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        "/actions/workflows/deploy.yml/runs",
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(&server, "GET", "/commits/refs/tags/v1.2", 422, gone.clone()).await;
+    mock(
+        &server,
+        "GET",
+        &format!("/commits/{sha}"),
+        404,
+        gone.clone(),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path(REPO))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"full_name": "acme/web"})))
+        .mount(&server)
+        .await;
+
+    let unknown = Sha::new(&sha_of(9)).unwrap();
+    let no_commit = json!({"message": format!("No commit found for SHA: {unknown}")});
+    mock(
+        &server,
+        "POST",
+        &format!("/statuses/{unknown}"),
+        422,
+        no_commit.clone(),
+    )
+    .await;
+    mock(&server, "POST", "/check-runs", 422, no_commit).await;
+    let said = |e: ForgeError| e.to_string();
+    let no_inputs = BTreeMap::new();
+    let status = forge.commit_status(&unknown, "trainbot/branch", CommitState::Pending, "x", "");
+    assert_eq!(
+        said(status.await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    let run = CheckRun {
+        name: "trainbot/branch".into(),
+        status: CheckStatus::Queued,
+        details_url: String::new(),
+        title: "t".into(),
+        summary: "s".into(),
+    };
+    assert_eq!(
+        said(forge.create_check_run(&unknown, &run).await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    let status = forge.commit_status(&sha, "trainbot/branch", CommitState::Pending, "x", "");
+    assert_eq!(
+        said(status.await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.parent(&sha).await.unwrap_err()),
+        "commit 0000000 not found in acme/web"
+    );
+    let dispatch = forge.dispatch("deploy.yml", "main", &no_inputs);
+    assert_eq!(
+        said(dispatch.await.unwrap_err()),
+        "workflow deploy.yml not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.runs("deploy.yml", &sha_of(3)).await.unwrap_err()),
+        "workflow deploy.yml not found in acme/web"
+    );
+    assert_eq!(
+        said(forge.ref_sha("refs/tags/v1.2").await.unwrap_err()),
+        "tag v1.2 not found in acme/web"
+    );
+}
+
+#[tokio::test]
+async fn a_404_from_a_repository_not_there_names_the_repository() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    // Nothing is mounted: GitHub answers 404 to everything, the repository
+    // itself included.
+    let status = forge.commit_status(&sha, "trainbot/branch", CommitState::Pending, "x", "");
+    let repo = "GitHub refused: acme/web not found or not visible to the token";
+    let no_inputs = BTreeMap::new();
+    assert_eq!(status.await.unwrap_err().to_string(), repo);
+    let dispatch = forge.dispatch("deploy.yml", "main", &no_inputs);
+    assert_eq!(dispatch.await.unwrap_err().to_string(), repo);
+    assert!(
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == REPO)
+    );
+}
+
+#[tokio::test]
+async fn check_runs_are_created_and_updated() {
+    let (server, forge) = setup().await;
+    let sha = Sha::new(&sha_of(3)).unwrap();
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/check-runs")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 77})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{REPO}/check-runs/77")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 77})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let url = "http://bot/builds/4";
+    let mut run = CheckRun {
+        name: "trainbot/branch".into(),
+        status: CheckStatus::Queued,
+        details_url: url.into(),
+        title: "Build 4 queued".into(),
+        summary: "Waiting for a branch node.".into(),
+    };
+    assert_eq!(forge.create_check_run(&sha, &run).await, Ok(77));
+    run.status = CheckStatus::InProgress;
+    forge.update_check_run(77, &run).await.unwrap();
+    run.status = CheckStatus::Completed(CheckConclusion::Failure);
+    run.title = "Build 4 failed".into();
+    run.summary = "x".repeat(70_000);
+    forge.update_check_run(77, &run).await.unwrap();
+
+    let sent = bodies(&server).await;
+    assert_eq!(
+        sent[0],
+        json!({"name": "trainbot/branch", "head_sha": sha_of(3), "status": "queued",
+               "details_url": url,
+               "output": {"title": "Build 4 queued", "summary": "Waiting for a branch node."}})
+    );
+    assert_eq!(sent[1]["status"], "in_progress");
+    assert_eq!(sent[1].get("conclusion"), None);
+    assert_eq!(sent[1].get("head_sha"), None);
+    assert_eq!(sent[2]["status"], "completed");
+    assert_eq!(sent[2]["conclusion"], "failure");
+    assert_eq!(sent[2]["details_url"], url);
+    assert_eq!(sent[2]["output"]["title"], "Build 4 failed");
+    assert_eq!(sent[2]["output"]["summary"].as_str().unwrap().len(), 65_535);
 }

@@ -51,13 +51,15 @@ fn idle_polling_of_main_and_tags_spends_no_rate_limit() {
 
     let (status, page) = support::http::http_get(gh.port, "/metrics").expect("/metrics");
     assert_eq!(status, 200, "{page}");
+    // The bot shows what GitHub said last: at most what was left after the
+    // calls counted now, and less than the whole limit (calls were paid).
     let spent_total = gh
         .fake
         .with(|s| s.calls.iter().filter(|c| c.status != 304).count());
-    assert_eq!(
-        sample(&page, "trainbot_github_rate_limit_remaining"),
-        (RATE_LIMIT - spent_total) as u64,
-        "{page}"
+    let remaining = sample(&page, "trainbot_github_rate_limit_remaining");
+    assert!(
+        remaining >= (RATE_LIMIT - spent_total) as u64 && remaining < RATE_LIMIT as u64,
+        "{remaining} of {RATE_LIMIT} with {spent_total} paid: {page}"
     );
     assert_eq!(
         sample(&page, "trainbot_github_rate_limit_limit"),

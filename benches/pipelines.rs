@@ -33,14 +33,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 use support::{BenchChat, BenchForge, CONFIG, OPS, OkRunner, awaiting_train, sha};
 use trainbot::chat::{Chat, Incoming, Scope, ScopedChat};
@@ -269,27 +265,6 @@ impl Bots {
     }
 }
 
-async fn get(app: &Router, uri: &str) -> usize {
-    let req = Request::get(uri).body(Body::empty()).expect("request");
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    assert_eq!(status, StatusCode::OK, "{uri}");
-    body.len()
-}
-
-async fn timed_get(app: &Router, uri: &str, iters: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let start = Instant::now();
-        std::hint::black_box(get(app, uri).await);
-        total += start.elapsed();
-    }
-    total
-}
-
 fn git(repo: &Path, args: &[&str]) {
     let ok = Command::new("git")
         .arg("-C")
@@ -454,18 +429,20 @@ fn bench(c: &mut Criterion) {
         ("20", &many_app, "/api/status"),
         ("20", &many_app, own.as_str()),
     ] {
-        let bytes = rt.block_on(get(app, uri));
+        let bytes = rt.block_on(support::http::get(app, uri));
         eprintln!("{label} pipelines: GET {uri} → {bytes} bytes");
     }
     let mut g = group(c);
     g.bench_function(BenchmarkId::new("api_status", 1), |b| {
-        b.iter_custom(|iters| rt.block_on(timed_get(&one_app, "/api/status", iters)))
+        b.iter_custom(|iters| rt.block_on(support::http::timed_get(&one_app, "/api/status", iters)))
     });
     g.bench_function(BenchmarkId::new("api_status", PIPELINES), |b| {
-        b.iter_custom(|iters| rt.block_on(timed_get(&many_app, "/api/status", iters)))
+        b.iter_custom(|iters| {
+            rt.block_on(support::http::timed_get(&many_app, "/api/status", iters))
+        })
     });
     g.bench_function(BenchmarkId::new("api_status_one_of", PIPELINES), |b| {
-        b.iter_custom(|iters| rt.block_on(timed_get(&many_app, &own, iters)))
+        b.iter_custom(|iters| rt.block_on(support::http::timed_get(&many_app, &own, iters)))
     });
     g.finish();
 

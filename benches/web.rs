@@ -11,40 +11,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
 
 use support::{AUDIT_ENTRIES, Bot, Filled, SIZES};
 use trainbot::domain::clock::SystemClock;
 use trainbot::web::{WebState, router};
-
-/// GETs `uri` and reads the whole body; it must be 200 OK.
-async fn get(app: &Router, uri: &str) -> usize {
-    let req = Request::get(uri).body(Body::empty()).expect("request");
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    assert_eq!(status, StatusCode::OK, "{uri}");
-    body.len()
-}
-
-async fn timed(app: &Router, uri: &str, iters: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let start = Instant::now();
-        std::hint::black_box(get(app, uri).await);
-        total += start.elapsed();
-    }
-    total
-}
 
 /// Times every page on this store; `samples`: criterion's sample size.
 fn pages(c: &mut Criterion, rt: &Runtime, filled: &Filled, bot: &Bot, label: &str, samples: usize) {
@@ -65,7 +39,7 @@ fn pages(c: &mut Criterion, rt: &Runtime, filled: &Filled, bot: &Bot, label: &st
         ("metrics", "/metrics"),
     ];
     for (_, uri) in uris {
-        let bytes = rt.block_on(get(&app, uri));
+        let bytes = rt.block_on(support::http::get(&app, uri));
         eprintln!("{label}: GET {uri} → {bytes} bytes");
     }
     let mut group = c.benchmark_group("web");
@@ -76,7 +50,7 @@ fn pages(c: &mut Criterion, rt: &Runtime, filled: &Filled, bot: &Bot, label: &st
         .sampling_mode(SamplingMode::Flat);
     for (name, uri) in uris {
         group.bench_function(BenchmarkId::new(name, label), |b| {
-            b.iter_custom(|iters| rt.block_on(timed(&app, uri, iters)))
+            b.iter_custom(|iters| rt.block_on(support::http::timed_get(&app, uri, iters)))
         });
     }
     group.finish();

@@ -7,6 +7,8 @@
 // Each bench binary uses part of this module.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

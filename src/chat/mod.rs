@@ -61,6 +61,21 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The text people read, where the message has one of its own
+    /// (approval progress has none).
+    pub fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Message::Reply { text, .. }
+            | Message::Notice { text, .. }
+            | Message::Status { text, .. }
+            | Message::Approval { text, .. }
+            | Message::Remind { text, .. } => Some(text),
+            Message::ApprovalProgress { .. } => None,
+        }
+    }
+}
+
 /// A chat message addressed to the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
@@ -135,44 +150,19 @@ pub fn masked_text(text: &str) -> String {
 }
 
 /// `msg` with every known secret in its texts masked.
-pub fn masked(msg: Message) -> Message {
-    use crate::secrets::mask;
-    let hide = |text: String| match mask(&text) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(masked) => masked,
+pub fn masked(mut msg: Message) -> Message {
+    let hide = |text: &mut String| {
+        if let std::borrow::Cow::Owned(masked) = crate::secrets::mask(text) {
+            *text = masked;
+        }
     };
-    match msg {
-        Message::Reply {
-            to,
-            text,
-            private,
-            thread,
-        } => Message::Reply {
-            to,
-            text: hide(text),
-            private,
-            thread,
-        },
-        Message::Notice { run, text } => Message::Notice {
-            run,
-            text: hide(text),
-        },
-        Message::Status { run, text, url } => Message::Status {
-            run,
-            text: hide(text),
-            url: hide(url),
-        },
-        Message::Approval { train, text } => Message::Approval {
-            train,
-            text: hide(text),
-        },
-        Message::Remind { to, train, text } => Message::Remind {
-            to,
-            train,
-            text: hide(text),
-        },
-        msg @ Message::ApprovalProgress { .. } => msg,
+    if let Some(text) = msg.text_mut() {
+        hide(text);
     }
+    if let Message::Status { url, .. } = &mut msg {
+        hide(url);
+    }
+    msg
 }
 
 #[async_trait]
@@ -205,40 +195,11 @@ impl ScopedChat {
 
 /// `[NAME] ` before the text of what people read; progress updates carry no
 /// text of their own.
-fn prefixed(pipeline: &str, msg: Message) -> Message {
-    let tag = |text: String| format!("[{pipeline}] {text}");
-    match msg {
-        Message::Reply {
-            to,
-            text,
-            private,
-            thread,
-        } => Message::Reply {
-            to,
-            text: tag(text),
-            private,
-            thread,
-        },
-        Message::Notice { run, text } => Message::Notice {
-            run,
-            text: tag(text),
-        },
-        Message::Status { run, text, url } => Message::Status {
-            run,
-            text: tag(text),
-            url,
-        },
-        Message::Approval { train, text } => Message::Approval {
-            train,
-            text: tag(text),
-        },
-        Message::Remind { to, train, text } => Message::Remind {
-            to,
-            train,
-            text: tag(text),
-        },
-        msg @ Message::ApprovalProgress { .. } => msg,
+fn prefixed(pipeline: &str, mut msg: Message) -> Message {
+    if let Some(text) = msg.text_mut() {
+        text.insert_str(0, &format!("[{pipeline}] "));
     }
+    msg
 }
 
 #[async_trait]

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use secrecy::SecretString;
 use trainbot::chat::slack::StartError;
 use trainbot::cli::{Cli, Cmd};
 use trainbot::config::{ForgeKind, Settings};
 use trainbot::domain::clock::{Clock, SystemClock};
+use trainbot::forge::github::Credentials;
 
 mod start;
 
@@ -69,11 +69,8 @@ fn main() -> ExitCode {
             for mut settings in pipelines {
                 settings.register_secrets();
                 settings.web.password = password.clone();
-                match github_token(&settings) {
-                    Ok(github_token) => planned.push(Planned {
-                        settings,
-                        github_token,
-                    }),
+                match github_credentials(&settings) {
+                    Ok(github) => planned.push(Planned { settings, github }),
                     Err(e) => {
                         eprintln!("trainbot: {}: {e}", cli.config.display());
                         return ExitCode::from(2);
@@ -114,24 +111,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The GitHub token, read before anything starts: without it the github
-/// forge cannot work, and that is a configuration problem (exit 2).
-fn github_token(s: &Settings) -> Result<Option<SecretString>, String> {
+/// The GitHub token or app key, read before anything starts: without it
+/// the github forge cannot work, and that is a configuration problem (exit 2).
+fn github_credentials(s: &Settings) -> Result<Option<Credentials>, String> {
     if s.forge.kind != ForgeKind::Github {
         return Ok(None);
     }
-    let var = &s.forge.github.token_env;
-    match std::env::var(var) {
-        Ok(token) if !token.trim().is_empty() => {
-            trainbot::secrets::register(&token);
-            Ok(Some(token.trim().to_string().into()))
-        }
-        _ => Err(format!(
-            "forge.github.token_env: the environment variable {var} is not set or empty; \
-             it must hold a GitHub token for {}/{}",
-            s.forge.github.owner, s.forge.github.repo
-        )),
-    }
+    Credentials::from_env(&s.forge.github).map(Some)
 }
 
 /// The dashboard's password, read before anything starts and known as a

@@ -23,14 +23,22 @@ pub const MIN_LEN: usize = 6;
 #[derive(Default)]
 struct Registry {
     secrets: Vec<SecretString>,
+    /// Secrets that are renewed (GitHub App installation tokens), by kind,
+    /// oldest first: also in `secrets`, and forgotten two renewals later.
+    renewed: Vec<(&'static str, SecretString)>,
     /// Rebuilt when a secret is added; None while there are none.
     matcher: Option<Arc<AhoCorasick>>,
 }
 
 static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
     secrets: Vec::new(),
+    renewed: Vec::new(),
     matcher: None,
 });
+
+/// How many values of one renewed secret stay hidden: the current one and
+/// the one before, which a run that started earlier may still print.
+const RENEWED_KEPT: usize = 2;
 
 /// Remembers `value` as a secret from now on. Values shorter than
 /// [`MIN_LEN`] are ignored, and so are values already known.
@@ -44,13 +52,56 @@ pub fn register(value: &str) {
         return;
     }
     registry.secrets.push(SecretString::from(value.to_string()));
-    let patterns: Vec<&str> = registry.secrets.iter().map(|s| s.expose_secret()).collect();
-    // Leftmost-longest: a secret that contains another is hidden whole.
-    registry.matcher = aho_corasick::AhoCorasickBuilder::new()
-        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-        .build(patterns)
-        .ok()
-        .map(Arc::new);
+    registry.rebuild();
+}
+
+/// Remembers `value` as the newest value of a secret that is renewed, like
+/// a GitHub App's installation token every hour. The value before it stays
+/// hidden; older ones are forgotten, so the registry does not grow with
+/// every renewal. Cheap when `value` is already known (every API call).
+pub fn register_renewed(kind: &'static str, value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_LEN {
+        return;
+    }
+    let known = |r: &Registry| r.secrets.iter().any(|s| s.expose_secret() == value);
+    if known(&REGISTRY.read().unwrap_or_else(|e| e.into_inner())) {
+        return;
+    }
+    let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    if known(&registry) {
+        return;
+    }
+    registry.secrets.push(SecretString::from(value.to_string()));
+    registry
+        .renewed
+        .push((kind, SecretString::from(value.to_string())));
+    let of_kind = registry.renewed.iter().filter(|(k, _)| *k == kind).count();
+    if of_kind > RENEWED_KEPT {
+        let oldest = registry
+            .renewed
+            .iter()
+            .position(|(k, _)| *k == kind)
+            .map(|at| registry.renewed.remove(at).1);
+        if let Some(oldest) = oldest {
+            registry
+                .secrets
+                .retain(|s| s.expose_secret() != oldest.expose_secret());
+        }
+    }
+    registry.rebuild();
+}
+
+impl Registry {
+    fn rebuild(&mut self) {
+        let patterns: Vec<&str> = self.secrets.iter().map(|s| s.expose_secret()).collect();
+        // Leftmost-longest: a secret that contains another is hidden whole.
+        self.matcher = aho_corasick::AhoCorasickBuilder::new()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(patterns)
+            .ok()
+            .map(Arc::new);
+    }
 }
 
 /// `text` with every known secret replaced by `***`.
@@ -333,6 +384,26 @@ mod tests {
         );
         assert_eq!(mask("nothing short here"), "nothing short here");
         assert!(matches!(mask("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_renewed_secret_hides_its_last_two_values_and_forgets_older_ones() {
+        register_renewed("test-renewed", "ghs_renewed_one_111");
+        register_renewed("test-renewed", "ghs_renewed_two_222");
+        assert_eq!(mask("ghs_renewed_one_111 ghs_renewed_two_222"), "*** ***");
+        register_renewed("test-renewed", "ghs_renewed_two_222");
+        register_renewed("test-renewed", "ghs_renewed_three_333");
+        assert_eq!(
+            mask("ghs_renewed_one_111 ghs_renewed_two_222 ghs_renewed_three_333"),
+            "ghs_renewed_one_111 *** ***"
+        );
+        let registry = REGISTRY.read().unwrap();
+        let kept = registry
+            .renewed
+            .iter()
+            .filter(|(k, _)| *k == "test-renewed")
+            .count();
+        assert_eq!(kept, 2);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! web and webhook listeners, signals; and waiting for the engines to stop.
 
 use anyhow::Context;
-use secrecy::SecretString;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use trainbot::chat::console::Console;
@@ -14,7 +13,7 @@ use trainbot::domain::clock::SystemClock;
 use trainbot::domain::ids::TRAIN_LABEL;
 use trainbot::engine::{Engine, Event, Ports, StoreRegistry};
 use trainbot::forge::git::GitForge;
-use trainbot::forge::github::{ApiStats, GithubForge};
+use trainbot::forge::github::{ApiStats, Credentials, GithubForge};
 use trainbot::forge::{Forge, Results};
 use trainbot::runner::StepRunner;
 use trainbot::runner::http::HttpRunner;
@@ -58,7 +57,7 @@ fn webhook(
 /// One pipeline before its engine starts.
 pub(crate) struct Planned {
     pub(crate) settings: Settings,
-    pub(crate) github_token: Option<SecretString>,
+    pub(crate) github: Option<Credentials>,
 }
 
 pub(crate) async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
@@ -154,11 +153,11 @@ pub(crate) async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
         };
         let built = match pool {
             Some((store, freed)) => {
-                let mut built = pipeline(settings.clone(), store, chat, p.github_token)?;
+                let mut built = pipeline(settings.clone(), store, chat, p.github)?;
                 built.engine = built.engine.with_pool(freed);
                 built
             }
-            None => pipeline(settings.clone(), store.store, chat, p.github_token)?,
+            None => pipeline(settings.clone(), store.store, chat, p.github)?,
         };
         routes.push(trainbot::dispatch::Pipeline {
             name: settings.pipeline.name.clone(),
@@ -294,11 +293,11 @@ async fn heirs(root: &Store, planned: &[Planned]) -> anyhow::Result<Vec<bool>> {
     for (p, named) in planned.iter().zip(named) {
         let holds = named && {
             let s = &p.settings;
-            let forge: Arc<dyn Forge> = match &p.github_token {
-                Some(token) => Arc::new(GithubForge::new(
+            let forge: Arc<dyn Forge> = match &p.github {
+                Some(credentials) => Arc::new(GithubForge::new(
                     &s.forge.github,
                     &s.forge.main_branch,
-                    token.clone(),
+                    credentials.clone(),
                 )?),
                 None => Arc::new(GitForge::new(
                     s.forge.git_path.clone(),
@@ -369,7 +368,7 @@ fn pipeline(
     settings: Arc<Settings>,
     store: Store,
     chat: Arc<dyn Chat>,
-    github_token: Option<SecretString>,
+    github: Option<Credentials>,
 ) -> anyhow::Result<Built> {
     let registry = Arc::new(StoreRegistry(store.clone()));
     let max_log = settings.bot.max_step_log;
@@ -383,11 +382,15 @@ fn pipeline(
         Option<Arc<dyn StepRunner>>,
     );
     let github_stats = Arc::new(ApiStats::default());
-    let (forge, results, workflow): Github = match github_token {
-        Some(token) => {
+    let (forge, results, workflow): Github = match github {
+        Some(credentials) => {
             let github = Arc::new(
-                GithubForge::new(&settings.forge.github, &settings.forge.main_branch, token)?
-                    .with_stats(github_stats.clone()),
+                GithubForge::new(
+                    &settings.forge.github,
+                    &settings.forge.main_branch,
+                    credentials,
+                )?
+                .with_stats(github_stats.clone()),
             );
             let workflow = WorkflowRunner::new(github.clone(), settings.forge.main_branch.clone())
                 .with_run_events(run_events_rx)

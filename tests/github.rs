@@ -6,6 +6,8 @@
 mod fake_github;
 mod support;
 
+#[path = "github/app.rs"]
+mod app;
 #[path = "github/checks.rs"]
 mod checks;
 #[path = "github/hang.rs"]

@@ -215,7 +215,7 @@ macro_rules! over_fields {
 over_fields! {
     RawForge { kind, main_branch, poll_interval, timeout, git, github }
     RawGit { path }
-    RawGithub { owner, repo, token_env, webhook_secret_env, api_url, checks, statuses }
+    RawGithub { owner, repo, token_env, webhook_secret_env, api_url, checks, statuses, auth, app_id, private_key_env, installation_id }
     RawMain { checks }
     RawTrain { schedule, timezone, approval, approval_timeout, remind_after, escalate_after, environments, on_veto }
     RawEnv { deploy, acceptance, url }

@@ -186,6 +186,14 @@ pub(super) struct RawGithub {
     pub checks: Option<bool>,
     /// `!bb` results as a `trainbot/branch` commit status. Default true.
     pub statuses: Option<bool>,
+    /// `"token"` (default) or `"app"`.
+    pub auth: Option<Spanned<String>>,
+    /// The GitHub App's id, with `auth = "app"`.
+    pub app_id: Option<Spanned<i64>>,
+    /// Default `"GITHUB_APP_PRIVATE_KEY"`: the app's PEM private key.
+    pub private_key_env: Option<Spanned<String>>,
+    /// The app's installation on the repository; looked up when absent.
+    pub installation_id: Option<Spanned<i64>>,
 }
 
 /// `[main]`
@@ -454,6 +462,7 @@ mod tests {
             "GITHUB_WEBHOOK_SECRET"
         );
         assert_eq!(settings.forge.github.api_url, "https://api.github.com");
+        assert_eq!(settings.forge.github.auth, crate::config::GithubAuth::Token);
         assert_eq!(settings.train.schedule_text, "0 0 * * * *");
         assert_eq!(settings.train.timezone, chrono_tz::UTC);
         assert_eq!(settings.train.approval, ApprovalPolicy::AllAuthors);
@@ -465,6 +474,30 @@ mod tests {
         assert!(settings.branch_builds.nodes.is_empty());
         assert!(settings.tags.staging.is_none() && settings.tags.production.is_none());
         assert!(settings.ops.is_empty() && settings.people.is_empty());
+    }
+
+    #[test]
+    fn an_app_is_its_id_its_key_variable_and_maybe_its_installation() {
+        let app = |extra: &str| {
+            let text = format!("{ENVS}[forge.github]\nauth = \"app\"\napp_id = 12345\n{extra}");
+            expect_ok(&text).forge.github.auth
+        };
+        assert_eq!(
+            app(""),
+            crate::config::GithubAuth::App {
+                app_id: 12345,
+                private_key_env: "GITHUB_APP_PRIVATE_KEY".into(),
+                installation_id: None,
+            }
+        );
+        assert_eq!(
+            app("private_key_env = \"APP_PEM\"\ninstallation_id = 678"),
+            crate::config::GithubAuth::App {
+                app_id: 12345,
+                private_key_env: "APP_PEM".into(),
+                installation_id: Some(678),
+            }
+        );
     }
 
     #[test]
@@ -669,6 +702,31 @@ deploy = [
                 "[forge.github]\napi_url = \"ftp://x\"",
                 "forge.github.api_url",
                 "URL",
+            ),
+            (
+                "[forge.github]\nauth = \"oauth\"",
+                "forge.github.auth",
+                "\"token\" or \"app\"",
+            ),
+            (
+                "[forge.github]\nauth = \"app\"",
+                "forge.github.auth",
+                "needs forge.github.app_id",
+            ),
+            (
+                "[forge.github]\napp_id = -4",
+                "forge.github.app_id",
+                "-4 is not an id",
+            ),
+            (
+                "[forge.github]\ninstallation_id = 0",
+                "forge.github.installation_id",
+                "0 is not an id",
+            ),
+            (
+                "[forge.github]\nprivate_key_env = \"-----BEGIN\"",
+                "forge.github.private_key_env",
+                "environment variable",
             ),
             ("[tags]\nstaging = \"(v\"", "tags.staging", "not a regex"),
             (

@@ -144,6 +144,22 @@ pub struct GithubSettings {
     pub checks: bool,
     /// `!bb` publishes a `trainbot/branch` commit status.
     pub statuses: bool,
+    pub auth: GithubAuth,
+}
+
+/// How the bot proves who it is to GitHub: `[forge.github] auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubAuth {
+    /// A token (personal, fine-grained, or any bearer) in `token_env`.
+    Token,
+    /// A GitHub App: a JWT signed with its private key buys installation
+    /// tokens, renewed before they expire.
+    App {
+        app_id: u64,
+        private_key_env: String,
+        /// None: asked of GitHub for the repository.
+        installation_id: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -17,8 +17,8 @@ use super::raw::{
 };
 use super::settings::{
     BotSettings, BranchBuildSettings, ChatAdapter, ChatSettings, ForgeKind, ForgeSettings,
-    GithubSettings, PipelineId, ProductionSettings, Settings, SlackSettings, TagSettings,
-    TrainSettings, VerifySettings, WebSettings,
+    GithubAuth, GithubSettings, PipelineId, ProductionSettings, Settings, SlackSettings,
+    TagSettings, TrainSettings, VerifySettings, WebSettings,
 };
 use super::steps::{check_duration, check_http_url, steps};
 use crate::domain::approval::ApprovalPolicy;
@@ -422,7 +422,53 @@ fn github(raw: &RawGithub) -> Result<GithubSettings> {
         .base_url()?,
         checks: raw.checks.unwrap_or(false),
         statuses: raw.statuses.unwrap_or(true),
+        auth: github_auth(raw)?,
     })
+}
+
+/// `auth`, and for an app its id, key variable and installation.
+fn github_auth(raw: &RawGithub) -> Result<GithubAuth> {
+    let auth = Field::new("forge.github.auth", &raw.auth, "token");
+    let private_key_env = Field::new(
+        "forge.github.private_key_env",
+        &raw.private_key_env,
+        "GITHUB_APP_PRIVATE_KEY",
+    )
+    .env_name()?;
+    let id = |key: &'static str, value: &Option<Spanned<i64>>| -> Result<Option<u64>> {
+        match value {
+            None => Ok(None),
+            Some(n) => match u64::try_from(*n.get_ref()) {
+                Ok(id) if id >= 1 => Ok(Some(id)),
+                _ => Err(Problem::at(
+                    n.span(),
+                    key,
+                    format!(
+                        "{} is not an id (a number from GitHub, at least 1)",
+                        n.get_ref()
+                    ),
+                )),
+            },
+        }
+    };
+    let app_id = id("forge.github.app_id", &raw.app_id)?;
+    let installation_id = id("forge.github.installation_id", &raw.installation_id)?;
+    match auth.value {
+        "token" => Ok(GithubAuth::Token),
+        "app" => match app_id {
+            Some(app_id) => Ok(GithubAuth::App {
+                app_id,
+                private_key_env,
+                installation_id,
+            }),
+            None => Err(auth.problem(
+                "auth = \"app\" needs forge.github.app_id, the App ID on the app's settings page",
+            )),
+        },
+        other => Err(auth.problem(format!(
+            "{other:?} is not a way to sign in to GitHub: \"token\" or \"app\""
+        ))),
+    }
 }
 
 fn train(raw: &RawTrain, tables: &BTreeMap<Spanned<String>, RawEnv>) -> Result<TrainSettings> {

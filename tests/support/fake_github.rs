@@ -24,6 +24,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+#[path = "fake_github_app.rs"]
+mod app;
+#[allow(unused_imports)]
+pub use app::{App, Minted, Refusal, Use, sign_jwt};
+
 /// A commit of the fake repository.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -208,6 +213,8 @@ pub struct State {
     /// One counter for every id (statuses, deployments, runs), so an id
     /// used on the wrong route finds nothing.
     last_id: u64,
+    /// GitHub App auth, once `enable_app` turned it on.
+    pub app: Option<App>,
 }
 
 impl State {
@@ -778,14 +785,7 @@ async fn handle(
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
     };
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("token "))
-        })
-        .is_some_and(|t| t == shared.token);
+    let bearer = app::bearer(header_text(&headers, "authorization").as_deref());
     let query = parse_query(uri.query().unwrap_or_default());
     let if_none_match = header_text(&headers, "if-none-match");
     hang_while_held(&shared, &path).await;
@@ -802,8 +802,14 @@ async fn handle(
             body: body.clone(),
         });
         Reply::json(200, json!({"ok": true}))
-    } else if !authorized {
-        Reply::message(401, "Bad credentials")
+    } else if let Some(reply) =
+        app::answer(&shared, &mut st, &method, uri.path(), bearer.as_deref())
+    {
+        reply
+    } else if let app::Credential::Refused(reply) =
+        app::judge(&shared, &mut st, &method, &path, bearer.as_deref())
+    {
+        reply
     } else {
         answer(&shared, &mut st, &method, uri.path(), &query, &body)
     };

@@ -4,6 +4,7 @@
 //! the JSON are our own (`wire`), so only the fields we need must be there.
 
 mod api;
+mod auth;
 mod patch;
 mod wire;
 
@@ -19,6 +20,7 @@ use serde_json::json;
 
 pub use self::api::ApiStats;
 use self::api::{Api, Asked, Method, encode};
+pub use self::auth::{AppKey, Credentials};
 use self::wire::{
     Branch, ChangedFile, CommitFiles, Compare, Created, GhCommit, GitObject, GitRef, GitTag,
     MatchingRef, Run, Runs, sha,
@@ -70,14 +72,14 @@ impl fmt::Debug for GithubForge {
 
 impl GithubForge {
     /// A client for `settings.owner`/`settings.repo` at `settings.api_url`,
-    /// authenticated with `token`. Nothing is sent until the first call.
+    /// signed in with `credentials`. Nothing is sent until the first call.
     pub fn new(
         settings: &GithubSettings,
         main_branch: &str,
-        token: secrecy::SecretString,
+        credentials: impl Into<Credentials>,
     ) -> Result<GithubForge, ForgeError> {
         Ok(GithubForge {
-            api: Api::new(settings, token)?,
+            api: Api::new(settings, credentials.into())?,
             main_branch: main_branch.to_string(),
             page_size: PAGE_SIZE,
             commit_cap: COMMIT_CAP,

@@ -32,8 +32,9 @@ fn forge_at(api_url: &str) -> GithubForge {
         api_url: api_url.into(),
         checks: false,
         statuses: true,
+        auth: crate::config::GithubAuth::Token,
     };
-    GithubForge::new(&settings, "main", TOKEN.to_string().into())
+    GithubForge::new(&settings, "main", secrecy::SecretString::from(TOKEN))
         .unwrap()
         .with_backoff(Duration::from_millis(1))
 }
@@ -573,7 +574,7 @@ async fn refusals_name_the_repository_and_are_not_retried() {
     );
     assert_eq!(
         forge.tags().await.unwrap_err().to_string(),
-        "GitHub refused: the token may not do this on acme/web (403)"
+        "GitHub refused: the token may not do this on acme/web (403: no)"
     );
     assert_eq!(
         forge.run(1).await.unwrap_err().to_string(),

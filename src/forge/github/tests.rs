@@ -1250,7 +1250,33 @@ async fn a_404_on_a_compare_names_the_commits_and_a_run_the_repository() {
         gone.clone(),
     )
     .await;
-    mock(&server, "GET", "/actions/runs/5", 404, gone).await;
+    mock(&server, "GET", "/actions/runs/5", 404, gone.clone()).await;
+    // A commit found, and then no main to compare it with.
+    mock(
+        &server,
+        "GET",
+        "/commits/abc1234",
+        200,
+        json!({"sha": base.as_str()}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        &format!("/compare/{base}...main"),
+        404,
+        gone,
+    )
+    .await;
+    let prefix: ShaPrefix = "abc1234".parse().unwrap();
+    assert_eq!(
+        forge
+            .resolve_on_main(&prefix)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "branch main not found in acme/web"
+    );
     assert_eq!(
         forge
             .commits(Some(&base), &head)

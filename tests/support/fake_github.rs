@@ -158,7 +158,8 @@ pub struct Dispatch {
 }
 
 /// A workflow run a dispatch created. Each `GET` of it moves it one step:
-/// queued → in_progress → completed with `outcome`.
+/// queued → in_progress → completed with `outcome` (it stays in_progress
+/// while its workflow is held: `hold_runs`).
 #[derive(Debug, Clone)]
 pub struct Run {
     pub id: u64,
@@ -207,6 +208,8 @@ pub struct State {
     /// Workflow -> conclusion of the runs dispatched from now on ("success"
     /// when absent).
     pub outcomes: HashMap<String, String>,
+    /// Workflows whose runs stay in_progress (`hold_runs`).
+    pub runs_held: HashSet<String>,
     faults: Vec<Fault>,
     /// Paths of requests that were held by `hold`, in arrival order.
     pub held: Vec<String>,
@@ -517,6 +520,17 @@ impl FakeGithub {
             s.outcomes
                 .insert(workflow.to_string(), conclusion.to_string())
         });
+    }
+
+    /// Runs of `workflow` stay in_progress, unchanged, until `finish_runs`:
+    /// a run that goes on for a while.
+    pub fn hold_runs(&self, workflow: &str) {
+        self.with(|s| s.runs_held.insert(workflow.to_string()));
+    }
+
+    /// Runs of `workflow` move on again (see `hold_runs`).
+    pub fn finish_runs(&self, workflow: &str) {
+        self.with(|s| s.runs_held.remove(workflow));
     }
 
     /// The next `times` requests whose path (with query) contains
@@ -985,6 +999,7 @@ fn answer(
         };
         match run.status.as_str() {
             "queued" => run.status = "in_progress".into(),
+            "in_progress" if st.runs_held.contains(&run.workflow) => {}
             "in_progress" => {
                 run.status = "completed".into();
                 run.conclusion = Some(run.outcome.clone());

@@ -48,6 +48,14 @@ struct Installation {
     id: u64,
 }
 
+/// Polled answers kept at most. The polled URLs name things that come and
+/// go (branch names, a workflow's runs of one head SHA, run ids), so the
+/// cache is capped and the entry used longest ago goes first: a route
+/// polled now is never the one evicted, and an evicted one costs a single
+/// full answer if it is polled again. A few dozen routes are polled at once
+/// at most (main, the tag pages, the branches and runs being followed).
+pub(super) const CACHE_MAX: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Method {
     Get,
@@ -84,6 +92,8 @@ pub(super) enum Asked<'a> {
     Branch(&'a str),
     /// A name that may be a branch or a tag.
     Ref(&'a str),
+    /// Two commits compared (`compare/{base}...{head}`), by their short SHAs.
+    Range(&'a str, &'a str),
 }
 
 /// A reply GitHub gave: any 2xx, a 304 to a conditional GET, or a 404/422
@@ -166,6 +176,9 @@ struct Cached {
     etag: String,
     value: Arc<dyn Any + Send + Sync>,
     next: Option<String>,
+    /// When it was last stored or handed back (`Api::tick`): the least
+    /// recently used entry is evicted first.
+    used: u64,
 }
 
 /// What a conditional GET found.
@@ -219,8 +232,10 @@ pub(super) struct Api {
     backoff: Duration,
     stats: Arc<ApiStats>,
     /// Polled URL -> its ETag and last answer. Only the polled routes
-    /// (`get_polled`) are kept, so it stays as small as they are few.
+    /// (`get_polled`) are kept, at most `CACHE_MAX` of them.
     cache: Mutex<HashMap<String, Cached>>,
+    /// A counter that orders the uses of cache entries.
+    tick: AtomicU64,
 }
 
 impl fmt::Debug for Api {
@@ -261,6 +276,7 @@ impl Api {
             backoff: BACKOFF,
             stats: Arc::default(),
             cache: Mutex::default(),
+            tick: AtomicU64::new(0),
         })
     }
 
@@ -277,45 +293,25 @@ impl Api {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let etag = lock(&self.cache).get(route).map(|c| c.etag.clone());
-        let reply = self.call(Method::Get, route, None, etag.as_deref()).await?;
-        match reply.status {
-            304 => {
-                let cache = lock(&self.cache);
-                let cached = cache.get(route).and_then(|c| {
-                    let value = c.value.clone().downcast::<T>().ok()?;
-                    Some(Polled {
-                        value,
-                        changed: false,
-                        next: c.next.clone(),
-                    })
-                });
-                cached.map(Some).ok_or_else(|| {
-                    ForgeError::Other(format!(
-                        "GitHub answered 304 to GET {route}, which was not asked conditionally"
-                    ))
-                })
+        let mut reply = self.call(Method::Get, route, None, etag.as_deref()).await?;
+        if reply.status == 304 {
+            if let Some(cached) = self.cached(route) {
+                return Ok(Some(cached));
             }
+            // Evicted (or forgotten) while the request was out: the answer
+            // it matched is gone, so ask for it in full.
+            reply = self.call(Method::Get, route, None, None).await?;
+        }
+        match reply.status {
             404 | 422 => {
-                lock(&self.cache).remove(route);
+                self.forget(route);
                 Ok(None)
             }
             _ => {
                 let value: Arc<T> = Arc::new(self.expect_ok(Method::Get, route, &reply)?);
-                let mut cache = lock(&self.cache);
                 match &reply.etag {
-                    Some(etag) => {
-                        cache.insert(
-                            route.to_string(),
-                            Cached {
-                                etag: etag.clone(),
-                                value: value.clone(),
-                                next: reply.next.clone(),
-                            },
-                        );
-                    }
-                    None => {
-                        cache.remove(route);
-                    }
+                    Some(etag) => self.keep(route, etag, value.clone(), reply.next.clone()),
+                    None => self.forget(route),
                 }
                 Ok(Some(Polled {
                     value,
@@ -324,6 +320,63 @@ impl Api {
                 }))
             }
         }
+    }
+
+    /// The answer kept for `route`, as a 304 hands it back.
+    fn cached<T: Send + Sync + 'static>(&self, route: &str) -> Option<Polled<T>> {
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut cache = lock(&self.cache);
+        let cached = cache.get_mut(route)?;
+        let value = cached.value.clone().downcast::<T>().ok()?;
+        cached.used = used;
+        Some(Polled {
+            value,
+            changed: false,
+            next: cached.next.clone(),
+        })
+    }
+
+    /// Keeps `route`'s answer for the next conditional GET, evicting the
+    /// least recently used entry when the cache is full.
+    fn keep(
+        &self,
+        route: &str,
+        etag: &str,
+        value: Arc<dyn Any + Send + Sync>,
+        next: Option<String>,
+    ) {
+        let used = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut cache = lock(&self.cache);
+        if !cache.contains_key(route) && cache.len() >= CACHE_MAX {
+            let oldest = cache
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(
+            route.to_string(),
+            Cached {
+                etag: etag.to_string(),
+                value,
+                next,
+                used,
+            },
+        );
+    }
+
+    /// Drops what is kept for `route`: its answer will not be asked again
+    /// (a completed run), or it is no longer valid.
+    pub(super) fn forget(&self, route: &str) {
+        lock(&self.cache).remove(route);
+    }
+
+    /// How many polled answers are kept (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn cached_routes(&self) -> usize {
+        lock(&self.cache).len()
     }
 
     #[cfg(test)]
@@ -441,6 +494,7 @@ impl Api {
             Asked::Tag(name) => format!("tag {name}"),
             Asked::Branch(name) => format!("branch {name}"),
             Asked::Ref(name) => format!("branch or tag {name}"),
+            Asked::Range(base, head) => format!("commit {base} or {head}"),
         };
         let repo = self.call(Method::Get, &self.repo_route(), None, None).await;
         if matches!(&repo, Ok(reply) if reply.status == 404) {

@@ -113,12 +113,14 @@ impl GithubForge {
         }
     }
 
+    /// A branch's head, asked conditionally too (branch builds poll it).
+    /// None when there is no such branch.
     async fn head_of(&self, branch: &str) -> Result<Option<Sha>, ForgeError> {
         let route = self
             .api
             .route(&format!("branches/{}", encode(branch, true)));
-        match self.api.get_opt::<Branch>(&route).await? {
-            Some(b) => sha(&b.commit.sha).map(Some),
+        match self.api.get_polled::<Branch>(&route).await? {
+            Some(b) => sha(&b.value.commit.sha).map(Some),
             None => Ok(None),
         }
     }
@@ -162,7 +164,8 @@ impl GithubForge {
                 self.page_size
             ))
         };
-        let first: Compare = self.api.get(&route(1)).await?;
+        let asked = Asked::Range(base.short(), head.short());
+        let first: Compare = self.api.get_of(&route(1), asked).await?;
         let total = first.total_commits;
         let done = |n: usize| n == 0 || (total.is_none() && n < self.page_size);
         let mut finished = done(first.commits.len());
@@ -178,7 +181,7 @@ impl GithubForge {
         let last = total.map_or(MAX_PAGES, |t| t.div_ceil(self.page_size).min(MAX_PAGES));
         while !finished && page < last {
             page += 1;
-            let next: Compare = self.api.get(&route(page)).await?;
+            let next: Compare = self.api.get_of(&route(page), asked).await?;
             finished = done(next.commits.len());
             commits.extend(next.commits);
         }
@@ -246,7 +249,9 @@ impl Forge for GithubForge {
             "compare/{full}...{}?per_page=1&page=1",
             encode(&self.main_branch, true)
         ));
-        let compare: Compare = self.api.get(&route).await?;
+        // The commit was just found: a 404 is about main (or the repository).
+        let asked = Asked::Branch(&self.main_branch);
+        let compare: Compare = self.api.get_of(&route, asked).await?;
         // Only the status is read, so one commit per page is enough. "ahead":
         // main is ahead of the commit, so the commit is in main.
         match compare.status.as_str() {
@@ -545,14 +550,25 @@ impl Actions for GithubForge {
             encode(workflow, false),
             encode(head_sha, false)
         ));
-        let runs: Runs = self.api.get_of(&route, Asked::Workflow(workflow)).await?;
-        Ok(runs.workflow_runs.into_iter().map(Into::into).collect())
+        // Polled until the dispatched run shows up: asked conditionally.
+        let Some(runs) = self.api.get_polled::<Runs>(&route).await? else {
+            return Err(self.api.not_found(Asked::Workflow(workflow)).await);
+        };
+        Ok(runs.value.workflow_runs.iter().map(Into::into).collect())
     }
 
     async fn run(&self, id: u64) -> Result<WorkflowRun, ForgeError> {
         let route = self.api.route(&format!("actions/runs/{id}"));
-        let run: Run = self.api.get(&route).await?;
-        Ok(run.into())
+        // Polled while the run goes on: asked conditionally, and forgotten
+        // once completed, as a completed run is not asked again.
+        let Some(run) = self.api.get_polled::<Run>(&route).await? else {
+            return Err(self.api.not_found(Asked::Repository).await);
+        };
+        let run = WorkflowRun::from(&*run.value);
+        if run.status == "completed" {
+            self.api.forget(&route);
+        }
+        Ok(run)
     }
 }
 

@@ -1076,3 +1076,227 @@ async fn check_runs_are_created_and_updated() {
     assert_eq!(sent[2]["output"]["title"], "Build 4 failed");
     assert_eq!(sent[2]["output"]["summary"].as_str().unwrap().len(), 65_535);
 }
+
+#[tokio::test]
+async fn polled_runs_and_branch_heads_are_asked_conditionally_and_a_304_is_the_last_answer() {
+    let (server, forge) = setup().await;
+    let stats = Arc::new(ApiStats::default());
+    let forge = forge.with_stats(stats.clone());
+    let run = |status: &str| {
+        json!({"id": 77, "head_sha": sha_of(3), "created_at": "2026-11-22T10:00:05Z",
+               "status": status, "conclusion": null,
+               "html_url": "https://github.com/acme/web/actions/runs/77"})
+    };
+    let runs = json!({"total_count": 1, "workflow_runs": [run("queued")]});
+    mock_conditional(
+        &server,
+        "/actions/workflows/deploy.yml/runs",
+        "\"l1\"",
+        runs,
+    )
+    .await;
+    mock_conditional(&server, "/actions/runs/77", "\"r1\"", run("in_progress")).await;
+    let feature = json!({"name": "feature/x", "commit": {"sha": sha_of(8)}});
+    mock_conditional(&server, "/branches/feature/x", "\"f1\"", feature).await;
+    let branch: BranchName = "feature/x".parse().unwrap();
+
+    let first = (
+        forge.runs("deploy.yml", &sha_of(3)).await.unwrap(),
+        forge.run(77).await.unwrap(),
+        forge.branch_head(&branch).await.unwrap(),
+    );
+    let second = (
+        forge.runs("deploy.yml", &sha_of(3)).await.unwrap(),
+        forge.run(77).await.unwrap(),
+        forge.branch_head(&branch).await.unwrap(),
+    );
+    assert_eq!(first.0.len(), 1);
+    assert_eq!(first.0[0].status, "queued");
+    assert_eq!(first.1.status, "in_progress");
+    assert_eq!(first.2, Some(Sha::new(&sha_of(8)).unwrap()));
+    assert_eq!(first, second);
+    for (route, etag) in [
+        ("/actions/workflows/deploy.yml/runs", "\"l1\""),
+        ("/actions/runs/77", "\"r1\""),
+        ("/branches/feature/x", "\"f1\""),
+    ] {
+        assert_eq!(
+            if_none_match(&server, route).await,
+            [None, Some(etag.to_string())],
+            "{route}"
+        );
+    }
+    // Three answers paid for, three 304s.
+    assert_eq!(stats.requests(), (3, 3, 0));
+}
+
+#[tokio::test]
+async fn a_changed_run_replaces_the_kept_answer_and_a_completed_one_is_forgotten() {
+    let (server, forge) = setup().await;
+    let run = |status: &str, conclusion: Value| {
+        json!({"id": 78, "head_sha": sha_of(3), "created_at": "2026-11-22T10:00:05Z",
+               "status": status, "conclusion": conclusion})
+    };
+    let route = format!("{REPO}/actions/runs/78");
+    // The first answer (ETag a), then a changed one (ETag b) whatever is
+    // sent, then 304 to b: the changed answer is what a 304 means.
+    Mock::given(method("GET"))
+        .and(path(route.clone()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"a\"")
+                .set_body_json(run("queued", Value::Null)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(route.clone()))
+        .and(wiremock::matchers::header("if-none-match", "\"b\""))
+        .respond_with(ResponseTemplate::new(304).insert_header("etag", "\"b\""))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(route.clone()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"b\"")
+                .set_body_json(run("in_progress", Value::Null)),
+        )
+        .up_to_n_times(1)
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    assert_eq!(forge.run(78).await.unwrap().status, "queued");
+    assert_eq!(forge.run(78).await.unwrap().status, "in_progress");
+    assert_eq!(forge.run(78).await.unwrap().status, "in_progress");
+    assert_eq!(forge.api.cached_routes(), 1);
+    // The run moves on and completes (reset forgets the requests seen too).
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path(route.clone()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"c\"")
+                .set_body_json(run("completed", json!("success"))),
+        )
+        .mount(&server)
+        .await;
+    let done = forge.run(78).await.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.conclusion.as_deref()),
+        ("completed", Some("success"))
+    );
+    assert_eq!(forge.api.cached_routes(), 0, "a completed run is not kept");
+    assert_eq!(
+        if_none_match(&server, "/actions/runs/78").await,
+        [Some("\"b\"".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn the_polled_answers_kept_are_bounded_and_the_oldest_go_first() {
+    let (server, forge) = setup().await;
+    let heads = 70u32;
+    for n in 0..heads {
+        let body = json!({"name": format!("b{n}"), "commit": {"sha": sha_of(n + 1)}});
+        mock_conditional(
+            &server,
+            &format!("/branches/b{n}"),
+            &format!("\"e{n}\""),
+            body,
+        )
+        .await;
+    }
+    let forge = &forge;
+    let head = |n: u32| {
+        let branch: BranchName = format!("b{n}").parse().unwrap();
+        async move { forge.branch_head(&branch).await }
+    };
+    head(0).await.unwrap();
+    for n in 1..heads {
+        // b0 is polled all along: it is never the one evicted.
+        head(n).await.unwrap();
+        head(0).await.unwrap();
+    }
+    assert_eq!(forge.api.cached_routes(), super::api::CACHE_MAX);
+    let server = &server;
+    let asked = |n: u32| async move { if_none_match(server, &format!("/branches/b{n}")).await };
+    assert!(asked(0).await[1..].iter().all(Option::is_some));
+    // b1 went first; the newest is kept.
+    head(1).await.unwrap();
+    head(heads - 1).await.unwrap();
+    assert_eq!(asked(1).await, [None, None]);
+    assert_eq!(
+        asked(heads - 1).await,
+        [None, Some(format!("\"e{}\"", heads - 1))]
+    );
+}
+
+#[tokio::test]
+async fn a_404_on_a_compare_names_the_commits_and_a_run_the_repository() {
+    let (server, forge) = setup().await;
+    visible(&server).await;
+    let zeros = "0".repeat(33);
+    let base = Sha::new(&format!("abc1234{zeros}")).unwrap();
+    let head = Sha::new(&format!("def5678{zeros}")).unwrap();
+    let gone = json!({"message": "Not Found"});
+    mock(
+        &server,
+        "GET",
+        &format!("/compare/{base}...{head}"),
+        404,
+        gone.clone(),
+    )
+    .await;
+    mock(&server, "GET", "/actions/runs/5", 404, gone.clone()).await;
+    // A commit found, and then no main to compare it with.
+    mock(
+        &server,
+        "GET",
+        "/commits/abc1234",
+        200,
+        json!({"sha": base.as_str()}),
+    )
+    .await;
+    mock(
+        &server,
+        "GET",
+        &format!("/compare/{base}...main"),
+        404,
+        gone,
+    )
+    .await;
+    let prefix: ShaPrefix = "abc1234".parse().unwrap();
+    assert_eq!(
+        forge
+            .resolve_on_main(&prefix)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "branch main not found in acme/web"
+    );
+    assert_eq!(
+        forge
+            .commits(Some(&base), &head)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "commit abc1234 or def5678 not found in acme/web"
+    );
+    let repo = "GitHub refused: acme/web not found or not visible to the token";
+    assert_eq!(forge.run(5).await.unwrap_err().to_string(), repo);
+
+    // The repository itself gone: it is named instead.
+    let (_nothing, forge) = setup().await;
+    assert_eq!(
+        forge
+            .commits(Some(&base), &head)
+            .await
+            .unwrap_err()
+            .to_string(),
+        repo
+    );
+}

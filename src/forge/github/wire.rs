@@ -171,15 +171,16 @@ impl GhCommit {
     }
 }
 
-impl From<Run> for WorkflowRun {
-    fn from(run: Run) -> WorkflowRun {
+/// From a reference: a polled answer is kept (shared) for the next 304.
+impl From<&Run> for WorkflowRun {
+    fn from(run: &Run) -> WorkflowRun {
         WorkflowRun {
             id: run.id,
-            head_sha: run.head_sha,
+            head_sha: run.head_sha.clone(),
             created_at: run.created_at,
-            status: run.status.unwrap_or_default(),
-            conclusion: run.conclusion,
-            html_url: run.html_url.unwrap_or_default(),
+            status: run.status.clone().unwrap_or_default(),
+            conclusion: run.conclusion.clone(),
+            html_url: run.html_url.clone().unwrap_or_default(),
         }
     }
 }

@@ -946,25 +946,49 @@ deploy = [
         );
     }
 
-    #[test]
-    fn the_example_s_commented_web_access_keys_are_real() {
-        let text = include_str!("../../bot.toml.example");
-        let keys = ["# [web]", "# password_env", "# public", "# webhook_listen"];
-        let uncommented: String = text
-            .lines()
+    /// `text` with the lines that start with one of `keys` uncommented;
+    /// each key must start exactly one line.
+    fn uncomment(text: &str, keys: &[&str]) -> String {
+        for key in keys {
+            let n = text.lines().filter(|l| l.starts_with(key)).count();
+            assert_eq!(n, 1, "{key:?} starts {n} lines");
+        }
+        text.lines()
             .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
                 Some(_) => &line[2..],
                 None => line,
             })
             .collect::<Vec<_>>()
-            .join("\n");
+            .join("\n")
+    }
+
+    #[test]
+    fn the_example_s_commented_github_app_keys_are_real() {
+        let text = include_str!("../../bot.toml.example");
+        let keys = [
+            "# auth",
+            "# app_id",
+            "# private_key_env",
+            "# installation_id",
+            "# checks = true",
+        ];
+        let s = expect_ok(&uncomment(text, &keys));
         assert_eq!(
-            keys.len(),
-            text.lines()
-                .filter(|l| keys.iter().any(|k| l.starts_with(k)))
-                .count()
+            s.forge.github.auth,
+            crate::config::GithubAuth::App {
+                app_id: 123456,
+                private_key_env: "GITHUB_APP_PRIVATE_KEY".into(),
+                installation_id: Some(7890123),
+            }
         );
-        let s = expect_ok(&uncommented);
+        assert!(s.forge.github.checks);
+    }
+
+    #[test]
+    fn the_example_s_commented_web_access_keys_are_real() {
+        let text = include_str!("../../bot.toml.example");
+        let keys = ["# [web]", "# password_env", "# public", "# webhook_listen"];
+        let s = expect_ok(&uncomment(text, &keys));
         assert_eq!(s.web.password_env.as_deref(), Some("TRAINBOT_WEB_PASSWORD"));
         assert_eq!(s.bot.webhook_listen.unwrap().to_string(), "0.0.0.0:8081");
     }
@@ -975,15 +999,7 @@ deploy = [
         let s = expect_ok(text);
         assert_eq!((s.train.remind_after, s.train.escalate_after), (None, None));
         let keys = ["# remind_after", "# escalate_after"];
-        let uncommented: String = text
-            .lines()
-            .map(|line| match keys.iter().find(|k| line.starts_with(*k)) {
-                Some(_) => &line[2..],
-                None => line,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let s = expect_ok(&uncommented);
+        let s = expect_ok(&uncomment(text, &keys));
         assert_eq!(s.train.remind_after, Some(Duration::from_secs(600)));
         assert_eq!(s.train.escalate_after, Some(Duration::from_secs(1200)));
     }

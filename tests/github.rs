@@ -31,6 +31,14 @@ pub use support::TIMEOUT;
 pub const TOKEN: &str = "ghp_test_token_for_acme";
 pub const SECRET: &str = "It's a Secret to Everybody";
 
+/// The GitHub App of the tests: its keys (made for the tests alone), id and
+/// installation on acme/web.
+pub const APP_KEY: &str = include_str!("fixtures/github-app-test-key.pem");
+pub const APP_PUBLIC_KEY: &str = include_str!("fixtures/github-app-test-key.pub.pem");
+pub const APP_KEY_ENV: &str = "TRAINBOT_TEST_APP_KEY";
+pub const APP_ID: u64 = 4242;
+pub const INSTALLATION_ID: u64 = 77;
+
 /// A bot on the github forge, its fake GitHub and its HTTP port.
 pub struct Github {
     pub fake: FakeGithub,
@@ -47,6 +55,20 @@ impl Github {
             config,
             &[(GITHUB_TOKEN_ENV, TOKEN), (WEBHOOK_SECRET_ENV, SECRET)],
         )
+    }
+
+    /// `start`, signed in as the GitHub App (`auth = "app"`, the
+    /// installation looked up), whose tokens live an hour.
+    pub fn start_app(config: BotConfig) -> Github {
+        let fake = FakeGithub::start("acme", "web", "no-personal-token-here");
+        let hour = std::time::Duration::from_secs(3600);
+        fake.enable_app(APP_ID, INSTALLATION_ID, APP_PUBLIC_KEY, hour);
+        let config = BotConfig {
+            github_keys: format!("{}\n{}", app_keys(""), config.github_keys),
+            ..config
+        };
+        let env = [(APP_KEY_ENV, APP_KEY), (WEBHOOK_SECRET_ENV, SECRET)];
+        Github::start_on(fake, config, &env)
     }
 
     pub fn start_with_env(config: BotConfig, env: &[(&str, &str)]) -> Github {
@@ -88,6 +110,11 @@ impl Github {
     pub fn push(&self, git_ref: &str, after: &str, delivery: &str) -> (u16, String) {
         push(&self.fake, &self.webhook_url(), git_ref, after, delivery)
     }
+}
+
+/// The `[forge.github]` keys of the tests' app, and `more`.
+pub fn app_keys(more: &str) -> String {
+    format!("auth = \"app\"\napp_id = {APP_ID}\nprivate_key_env = \"{APP_KEY_ENV}\"\n{more}")
 }
 
 /// A signed `push` of `after` to `git_ref`, pushed by alice, posted to `url`.

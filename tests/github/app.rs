@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use crate::fake_github::{FakeGithub, sign_jwt};
 use crate::support::{BotConfig, Sandbox, WEBHOOK_SECRET_ENV, short};
-use crate::{Github, SECRET};
+use crate::{
+    APP_ID, APP_KEY as KEY, APP_KEY_ENV as KEY_ENV, APP_PUBLIC_KEY as PUBLIC_KEY, Github,
+    INSTALLATION_ID, SECRET, app_keys,
+};
 
-const KEY: &str = include_str!("../fixtures/github-app-test-key.pem");
-const PUBLIC_KEY: &str = include_str!("../fixtures/github-app-test-key.pub.pem");
 const OTHER_KEY: &str = include_str!("../fixtures/github-app-other-key.pem");
-const KEY_ENV: &str = "TRAINBOT_TEST_APP_KEY";
-const APP_ID: u64 = 4242;
-const INSTALLATION_ID: u64 = 77;
 /// The bot renews a token with less than 5 minutes left: one minted to
 /// live this long is renewed a second after it is minted.
 const SHORT_TTL: Duration = Duration::from_secs(5 * 60 + 1);
@@ -29,9 +27,7 @@ fn fake(ttl: Duration) -> FakeGithub {
 fn config(keys: &str) -> BotConfig {
     BotConfig {
         blocking_production: true,
-        github_keys: format!(
-            "auth = \"app\"\napp_id = {APP_ID}\nprivate_key_env = \"{KEY_ENV}\"\n{keys}"
-        ),
+        github_keys: app_keys(keys),
         ..BotConfig::default()
     }
 }

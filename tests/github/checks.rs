@@ -46,7 +46,7 @@ fn summary(call: &CheckRunCall) -> &str {
 
 #[test]
 fn a_passing_branch_build_is_a_successful_check_run_beside_the_status() {
-    let mut gh = Github::start(BotConfig {
+    let mut gh = Github::start_app(BotConfig {
         branch_builds: true,
         github_keys: "checks = true".into(),
         ..BotConfig::default()
@@ -99,7 +99,7 @@ checks = [{ run = "echo compiling the widget; echo 'error: the widget is not blu
 deploy = [{ run = "true" }]
 smoke = [{ run = "true" }]
 "#;
-    let mut gh = Github::start(BotConfig {
+    let mut gh = Github::start_app(BotConfig {
         github_keys: "checks = true\nstatuses = false".into(),
         extra: branch_builds.into(),
         ..BotConfig::default()
@@ -148,7 +148,7 @@ smoke = [{ run = "true" }]
 
 #[test]
 fn a_queued_branch_build_is_a_queued_check_run_until_a_node_frees() {
-    let mut gh = Github::start(BotConfig {
+    let mut gh = Github::start_app(BotConfig {
         branch_builds: true,
         blocking_branch_deploy: true,
         github_keys: "checks = true\nstatuses = false".into(),
@@ -201,5 +201,26 @@ fn a_queued_branch_build_is_a_queued_check_run_until_a_node_frees() {
     );
     assert_eq!(calls.last().unwrap().body["conclusion"], "success");
     assert!(gh.fake.statuses().is_empty());
+    gh.bot.stop();
+}
+
+#[test]
+fn a_token_cannot_publish_check_runs_and_the_chat_says_why() {
+    // GitHub takes check runs from apps only; the commit status still works.
+    let mut gh = Github::start(BotConfig {
+        branch_builds: true,
+        github_keys: "checks = true".into(),
+        ..BotConfig::default()
+    });
+    let sha = feature_branch(&gh);
+    gh.bot.send("@bob !bb feature/x");
+    gh.bot.expect_each(&[
+        "🔧 build 1 feature/x",
+        "GitHub refused: the token may not do this on acme/web (403: You must authenticate via a GitHub App.)",
+    ]);
+    gh.bot.expect("good to merge");
+    gh.fake.wait_for_status(&sha, NAME, "success");
+    assert!(gh.fake.check_runs().is_empty());
+    assert_eq!(gh.bot.said("GitHub refused").len(), 1);
     gh.bot.stop();
 }

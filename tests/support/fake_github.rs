@@ -218,6 +218,9 @@ pub struct State {
     last_id: u64,
     /// GitHub App auth, once `enable_app` turned it on.
     pub app: Option<App>,
+    /// Whether the request being answered was signed by an app's
+    /// installation token (GitHub takes check runs from apps only).
+    signed_by_app: bool,
 }
 
 impl State {
@@ -1674,14 +1677,24 @@ mod check_runs {
         rest: &str,
         body: &Value,
     ) -> Option<Reply> {
-        if *method == Method::POST && rest == "check-runs" {
-            return Some(create(sh, st, body));
-        }
-        let id = rest.strip_prefix("check-runs/")?;
-        if *method != Method::PATCH {
+        let creating = *method == Method::POST && rest == "check-runs";
+        let id = rest
+            .strip_prefix("check-runs/")
+            .filter(|_| *method == Method::PATCH);
+        if !creating && id.is_none() {
             return None;
         }
-        Some(update(sh, st, id, body))
+        if !st.signed_by_app {
+            // What GitHub answers a personal access token here.
+            return Some(Reply::json(
+                403,
+                json!({"message": "You must authenticate via a GitHub App.", "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run", "status": "403"}),
+            ));
+        }
+        Some(match id {
+            Some(id) => update(sh, st, id, body),
+            None => create(sh, st, body),
+        })
     }
 
     fn create(sh: &Shared, st: &mut State, body: &Value) -> Reply {

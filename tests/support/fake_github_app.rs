@@ -202,6 +202,7 @@ pub(super) fn judge(
     bearer: Option<&str>,
 ) -> Credential {
     let bearer = bearer.unwrap_or_default();
+    st.signed_by_app = false;
     if bearer == sh.token {
         return Credential::Good;
     }
@@ -215,6 +216,8 @@ pub(super) fn judge(
         .map(|t| t.expires_at > Utc::now());
     match live {
         Some(true) => {
+            st.signed_by_app = true;
+            let app = st.app.as_mut().expect("the app");
             app.uses.push(Use {
                 method: method.to_string(),
                 path: path.to_string(),

@@ -421,7 +421,9 @@ mod tests {
                 let cut = safe_prefix(&pending);
                 let now: Vec<u8> = pending.drain(..cut).collect();
                 out.extend_from_slice(&mask_bytes(&now));
-                assert!(pending.len() < 64, "{size}: {} held", pending.len());
+                // Other tests register longer secrets in this process.
+                let longest = matcher().map_or(0, |m| m.max_pattern_len());
+                assert!(pending.len() < 2 * longest, "{size}: {} held", pending.len());
             }
             out.extend_from_slice(&mask_bytes(&pending));
             assert_eq!(String::from_utf8(out).unwrap(), mask(&whole), "{size}");

@@ -423,7 +423,11 @@ mod tests {
                 out.extend_from_slice(&mask_bytes(&now));
                 // Other tests register longer secrets in this process.
                 let longest = matcher().map_or(0, |m| m.max_pattern_len());
-                assert!(pending.len() < 2 * longest, "{size}: {} held", pending.len());
+                assert!(
+                    pending.len() < 2 * longest,
+                    "{size}: {} held",
+                    pending.len()
+                );
             }
             out.extend_from_slice(&mask_bytes(&pending));
             assert_eq!(String::from_utf8(out).unwrap(), mask(&whole), "{size}");

@@ -422,8 +422,8 @@ impl Engine {
         let road = Road::Rollback {
             sha_given: prefix.is_some(),
         };
-        let (target, overrides, st) = match self.production_road(asked, &road, prefix, target)? {
-            Ok((Some(sha), overrides, st)) => (sha, overrides, st),
+        let (target, overrides) = match self.production_road(asked, &road, prefix, target)? {
+            Ok((Some(sha), overrides, _)) => (sha, overrides),
             Ok((None, ..)) => return Ok(Err(Refusal::NothingToRollBack)),
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -439,13 +439,9 @@ impl Engine {
                 return Ok(Err(refusal));
             }
         }
-        // A rollback settles an interrupted train: it ends as rolled back.
-        if let Some(id) = st.interrupted()
-            && let Some(mut t) = self.store.train(id)?
-        {
-            t.rolled_back = true;
-            self.store.save_train(&t)?;
-        }
+        // An interrupted train ends as rolled back once the rollback has
+        // left (`prepared`), not now: a rollback that cannot leave must
+        // leave production's unknown state holding everything.
         let kind = Kind::Rollback {
             by: asked.actor.user.clone(),
         };

@@ -894,6 +894,50 @@ async fn on_a_stop_signal_the_production_step_finishes_and_nothing_else_starts()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_leave_keeps_an_interrupted_train_holding() {
+    const TEST: &str = "a_rollback_that_cannot_leave_keeps_an_interrupted_train_holding";
+    let opts = || Options {
+        production_deploy: Duration::from_secs(10 * 60),
+        ..Options::default()
+    };
+    let bot = Bot::start(TEST, opts()).await;
+    production_running(&bot).await;
+    // kill -9 while production deploys: its state is unknown.
+    let now = bot.clock.peek();
+    let Bot {
+        task, store, _dir, ..
+    } = bot;
+    task.abort();
+    let _ = task.await;
+    drop(store);
+    let bot = Bot::start_in(TEST, &opts(), _dir, now).await;
+    bot.chat.wait_for("interrupted").await;
+
+    let target = sha(HISTORY - 3);
+    bot.forge.fail_commits.store(100, Ordering::SeqCst);
+    bot.type_line(&format!("!rollback {}", target.short()))
+        .await;
+    bot.chat.wait_for("cannot list commits").await;
+    // The rollback did not leave: production is still unknown, nothing
+    // departs, and the interrupted train is not "rolled back".
+    bot.forge.fail_commits.store(0, Ordering::SeqCst);
+    bot.type_line("!depart").await;
+    bot.chat
+        .wait_for("train #1 was interrupted in production")
+        .await;
+    let first = bot.store.train(TrainId(1)).unwrap().unwrap();
+    assert!(!first.rolled_back);
+
+    // A rollback that leaves settles it.
+    bot.type_line(&format!("!rollback {}", target.short()))
+        .await;
+    bot.chat.wait_for("train #2").await;
+    let first = bot.store.train(TrainId(1)).unwrap().unwrap();
+    assert!(first.rolled_back);
+    assert_eq!(bot.store.last_train().unwrap().unwrap().id, TrainId(2));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_stop_signal_cuts_the_production_step() {
     let bot = Bot::start(
         "a_second_stop_signal_cuts_the_production_step",

@@ -229,10 +229,24 @@ impl Engine {
             route: departing.route,
         };
         let now = self.now();
+        // A rollback settles an interrupted train (SPEC §11): known before
+        // the rollback becomes the last train.
+        let settles = match new.kind {
+            Kind::Rollback { .. } => self.gate_state()?.interrupted(),
+            _ => None,
+        };
         let (mut train, mut effects) = Train::depart(new, &self.plan, now);
         train.overrode = departing.overrides.map(|r| r.name().to_string());
         let rode_on = ejection.map(|i| self.carry_over(&mut train, &i, &mut effects));
         self.store.save_train(&train)?;
+        // After the rollback is stored: a crash in between leaves the
+        // rollback as the last train, which the gate reads as settled.
+        if let Some(id) = settles
+            && let Some(mut interrupted) = self.store.train(id)?
+        {
+            interrupted.rolled_back = true;
+            self.store.save_train(&interrupted)?;
+        }
         tracing::info!(train = id.0, sha = %train.sha, "Train departs.");
         let text = messages::departure_message(&self.ctx(), &train);
         self.train = Some(train);

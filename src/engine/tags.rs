@@ -280,9 +280,10 @@ impl Engine {
         if self.train.is_some() || self.departing.is_some() {
             return Ok(()); // stays queued; tried again when the way is free
         }
-        // Off the queue first: a crash in between loses the departure (said
-        // nowhere yet) rather than running the tag twice.
-        self.store.dequeue_tag(seq)?;
+        // It stays queued until its train is stored, which takes it off
+        // the queue in the same transaction (`prepared`): a crash while
+        // its commits are listed leaves it queued, to depart after the
+        // restart.
         let kind = Kind::Tag {
             name: tag.name.clone(),
             pushed_by: tag.pushed_by.clone(),
@@ -305,6 +306,12 @@ impl Engine {
         mut tag: QueuedTag,
         error: ForgeError,
     ) -> anyhow::Result<()> {
+        // `!cancel` took it off the queue while the forge was asked: it
+        // stays cancelled, not queued again for a retry.
+        if self.store.queued_tag(seq)?.is_none() {
+            tracing::info!(tag = %tag.name, %error, "Cancelled tag deploy failed; dropped.");
+            return Ok(());
+        }
         let now = self.now();
         // Bounded, so `since + limit` cannot overflow.
         let limit = crate::domain::duration::to_delta(self.cfg.tags.give_up_after);

@@ -160,6 +160,8 @@ pub struct FakeForge {
     pub tags: Mutex<Vec<TagRef>>,
     /// `commits` fails with `ForgeError::Other` this many more times.
     pub fail_commits: AtomicUsize,
+    /// `commits` takes this long to answer (a slow forge).
+    pub slow_commits: Mutex<std::time::Duration>,
     /// Every `commits` call, with the clock time it came at.
     pub commit_calls: Mutex<Vec<Ts>>,
     /// (reverting, reverted) pairs whose changes are inverse; `reverts`
@@ -202,6 +204,7 @@ impl FakeForge {
             history,
             tags: Mutex::new(Vec::new()),
             fail_commits: AtomicUsize::new(0),
+            slow_commits: Mutex::new(std::time::Duration::ZERO),
             commit_calls: Mutex::new(Vec::new()),
             true_reverts: Mutex::new(Vec::new()),
             fail_reverts: AtomicBool::new(false),
@@ -245,6 +248,10 @@ impl Forge for FakeForge {
 
     async fn commits(&self, base: Option<&Sha>, head: &Sha) -> Result<Vec<Commit>, ForgeError> {
         self.commit_calls.lock().unwrap().push(self.clock.peek());
+        let slow = *self.slow_commits.lock().unwrap();
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         let fail = self
             .fail_commits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

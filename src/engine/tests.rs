@@ -39,6 +39,10 @@ struct Options {
     stored_tag: Option<QueuedTag>,
     /// `commits` fails this many times from the start.
     fail_commits: usize,
+    /// `commits` takes this long from the start.
+    slow_commits: Duration,
+    /// A tag on the forge (not queued): its name and history index.
+    forge_tag: Option<(&'static str, usize)>,
     /// The step of this name (`staging-deploy-1`) panics.
     panics_in: Option<&'static str>,
     /// More `[train]` keys (`remind_after = "10m"`).
@@ -64,6 +68,8 @@ impl Default for Options {
             production_deploy: Duration::from_secs(1),
             tags: false,
             stored_tag: None,
+            slow_commits: Duration::ZERO,
+            forge_tag: None,
             fail_commits: 0,
             panics_in: None,
             train_keys: "",
@@ -217,6 +223,14 @@ impl Bot {
         forge
             .fail_commits
             .store(opts.fail_commits, Ordering::SeqCst);
+        *forge.slow_commits.lock().unwrap() = opts.slow_commits;
+        if let Some((name, i)) = opts.forge_tag {
+            forge.tags.lock().unwrap().push(TagRef {
+                name: name.into(),
+                sha: sha(i),
+                pushed_by: None,
+            });
+        }
         if let Some(n) = opts.visible {
             forge.visible.store(n, Ordering::SeqCst);
         }
@@ -558,6 +572,78 @@ async fn a_failing_tag_keeps_its_first_failure_time_across_a_restart() {
     let said = bot.finish().await;
     // The first failure was said before the restart, not again after it.
     assert_eq!(count_containing(&said, "🏷 tag v1"), 1, "{said:#?}");
+}
+
+/// A tag deploy to production of main's head, queued by a previous run.
+fn queued_v1() -> QueuedTag {
+    QueuedTag {
+        name: "v1".into(),
+        sha: sha(HISTORY - 1),
+        pushed_by: "alice".into(),
+        route: crate::domain::train::Route::ProductionOnly,
+        failing: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_a_tag_departs_neither_loses_nor_doubles_it() {
+    const TEST: &str = "a_crash_while_a_tag_departs_neither_loses_nor_doubles_it";
+    let slow = Options {
+        tags: true,
+        stored_tag: Some(queued_v1()),
+        slow_commits: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bot = Bot::start_in(TEST, &slow, dir, base_time()).await;
+    // Half-way through the listing of its commits, kill -9.
+    bot.clock_passes(TimeDelta::seconds(30)).await;
+    assert!(bot.store.last_train().unwrap().is_none());
+    let now = bot.clock.peek();
+    let Bot {
+        task, store, _dir, ..
+    } = bot;
+    task.abort();
+    let _ = task.await;
+    drop(store);
+    let opts = Options {
+        tags: true,
+        forge_tag: Some(("v1", HISTORY - 1)),
+        ..Options::default()
+    };
+    let bot = Bot::start_in(TEST, &opts, _dir, now).await;
+    bot.chat.wait_for("train #1").await;
+    let train = bot.store.last_train().unwrap().expect("the tag's train");
+    assert_eq!((train.id, &train.sha), (TrainId(1), &sha(HISTORY - 1)));
+    assert!(bot.store.queued_tags().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_cancelled_while_its_commits_are_listed_does_not_depart() {
+    // The listing answers after the cancel, or fails after it (the forge's
+    // 30s timeout): either way the tag stays cancelled.
+    for listing in [20, 60] {
+        let slow = Options {
+            tags: true,
+            stored_tag: Some(queued_v1()),
+            slow_commits: Duration::from_secs(listing),
+            ..Options::default()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let test = "a_tag_cancelled_while_its_commits_are_listed_does_not_depart";
+        let bot = Bot::start_in(test, &slow, dir, base_time()).await;
+        bot.clock_passes(TimeDelta::seconds(10)).await;
+        bot.type_line("!cancel v1").await;
+        bot.chat.wait_for("tag v1 (abc0003) dropped by local").await;
+        bot.clock_passes(minutes(5)).await;
+        assert!(bot.store.last_train().unwrap().is_none());
+        let queued = bot.store.queued_tags().unwrap();
+        assert!(queued.is_empty(), "{listing}s: {queued:?}");
+        let said = bot.chat.transcript();
+        assert!(!said.contains("departs"), "{listing}s: {said}");
+        assert!(!said.contains("cannot leave"), "{listing}s: {said}");
+        bot.finish().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

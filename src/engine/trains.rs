@@ -203,9 +203,19 @@ impl Engine {
                 };
             }
         };
-        if matches!(departing.origin, Origin::Tag { .. }) {
-            self.tag_retry_at = None;
-        }
+        let tag_seq = match &departing.origin {
+            Origin::Tag { seq, .. } => {
+                self.tag_retry_at = None;
+                // `!cancel` took it off the queue while its commits were
+                // listed: the cancel was said, and it does not depart.
+                if self.store.queued_tag(*seq)?.is_none() {
+                    tracing::info!(seq, "Tag deploy cancelled while departing.");
+                    return Ok(());
+                }
+                Some(*seq)
+            }
+            Origin::Other => None,
+        };
         let Prep {
             base,
             commits,
@@ -238,7 +248,10 @@ impl Engine {
         let (mut train, mut effects) = Train::depart(new, &self.plan, now);
         train.overrode = departing.overrides.map(|r| r.name().to_string());
         let rode_on = ejection.map(|i| self.carry_over(&mut train, &i, &mut effects));
-        self.store.save_train(&train)?;
+        match tag_seq {
+            Some(seq) => self.store.save_tag_train(&train, seq)?,
+            None => self.store.save_train(&train)?,
+        }
         // After the rollback is stored: a crash in between leaves the
         // rollback as the last train, which the gate reads as settled.
         if let Some(id) = settles

@@ -358,18 +358,34 @@ impl Store {
     /// Writes the train and flushes; also indexes it by head SHA and keeps
     /// the count of trains by outcome.
     pub fn save_train(&self, train: &Train) -> Result<()> {
+        self.save_train_dequeuing(train, None)
+    }
+
+    /// Writes a tag deploy's new train and takes its tag (queued at
+    /// `seq`) off the queue in one transaction: a crash leaves the tag
+    /// queued or the train stored, never both (twice) nor neither (lost).
+    pub fn save_tag_train(&self, train: &Train, seq: u64) -> Result<()> {
+        self.save_train_dequeuing(train, Some(seq))
+    }
+
+    fn save_train_dequeuing(&self, train: &Train, tag: Option<u64>) -> Result<()> {
         self.writable()?;
         let bytes = codec::encode(train);
         let key = be(train.id.0);
         let word = outcome_word(train);
+        let tags = self.tree(tags::TREE)?;
         let trees = (
             &self.trains,
             &self.train_by_sha,
             &self.train_outcomes,
             &self.outcome_counts,
+            &tags,
         );
         let res: std::result::Result<(), TransactionError<()>> =
-            trees.transaction(|(trains, by_sha, outcomes, counts)| {
+            trees.transaction(|(trains, by_sha, outcomes, counts, tags)| {
+                if let Some(seq) = tag {
+                    tags.remove(tags::queue_key(seq))?;
+                }
                 trains.insert(&key, bytes.as_slice())?;
                 by_sha.insert(train.sha.as_str(), &key)?;
                 let old = outcomes.insert(&key, word.as_bytes())?;

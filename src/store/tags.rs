@@ -9,7 +9,7 @@ use crate::domain::clock::Ts;
 use crate::domain::ids::Sha;
 use crate::domain::train::Route;
 
-const TREE: &str = "tags";
+pub(super) const TREE: &str = "tags";
 const SEEN: &str = "seen:";
 const QUEUE: &str = "queue:";
 const BASELINE: &str = "baseline";
@@ -36,7 +36,7 @@ pub struct TagFailure {
     pub attempts: u32,
 }
 
-fn queue_key(seq: u64) -> Vec<u8> {
+pub(super) fn queue_key(seq: u64) -> Vec<u8> {
     let mut key = QUEUE.as_bytes().to_vec();
     key.extend_from_slice(&be(seq));
     key
@@ -160,7 +160,17 @@ impl Store {
             .transpose()
     }
 
-    /// Takes a tag deploy off the queue (it has become a train).
+    /// The tag deploy queued at `seq`, if it still is.
+    pub fn queued_tag(&self, seq: u64) -> Result<Option<QueuedTag>> {
+        let tree = self.tree(TREE)?;
+        let key = queue_key(seq);
+        match tree.get(&key)? {
+            Some(v) => self.read(&tree, &key, &v),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes a tag deploy off the queue (cancelled, refused or given up).
     pub fn dequeue_tag(&self, seq: u64) -> Result<()> {
         self.writable()?;
         self.tree(TREE)?.remove(queue_key(seq))?;

@@ -125,3 +125,32 @@ fn trains_are_counted_by_outcome_as_they_change_and_after_a_reopen() {
     let s = Store::reopen(d.path());
     assert_eq!(counts(&s), [("expired".to_string(), 2)]);
 }
+
+#[test]
+fn a_tag_train_is_stored_and_its_tag_dequeued_together() {
+    use crate::domain::test_trains::train;
+    use crate::domain::train::Route;
+    let (_d, s) = open();
+    let tag = tags::QueuedTag {
+        name: "v1".into(),
+        sha: sha('a'),
+        pushed_by: "alice".into(),
+        route: Route::ProductionOnly,
+        failing: None,
+    };
+    s.record_tag("v1", &sha('a'), Some(&tag)).unwrap();
+    let (seq, _) = s.next_queued_tag().unwrap().expect("queued");
+    assert_eq!(s.queued_tag(seq).unwrap().as_ref(), Some(&tag));
+    s.save_tag_train(&train(1, 0), seq).unwrap();
+    assert_eq!(s.queued_tag(seq).unwrap(), None);
+    assert!(s.queued_tags().unwrap().is_empty());
+    assert_eq!(s.last_train().unwrap().map(|t| t.id.0), Some(1));
+    // A store whose writes fail keeps both as they were.
+    s.record_tag("v2", &sha('b'), Some(&tag)).unwrap();
+    let (seq, _) = s.next_queued_tag().unwrap().expect("queued");
+    s.inject_write_failures(true);
+    assert!(s.save_tag_train(&train(2, 1), seq).is_err());
+    s.inject_write_failures(false);
+    assert!(s.queued_tag(seq).unwrap().is_some());
+    assert_eq!(s.last_train().unwrap().map(|t| t.id.0), Some(1));
+}

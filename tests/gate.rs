@@ -285,6 +285,34 @@ fn only_the_production_role_updates_live_and_only_from_main() {
 }
 
 #[test]
+fn a_deploy_to_a_locked_production_waits_at_its_door_until_unlocked() {
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&BotConfig::default());
+    bot.ask(
+        "!lock production release freeze",
+        "🔒 production locked by local",
+    );
+    bot.ask(
+        &format!("!force {}", short(&head)),
+        "production is locked by local (release freeze)",
+    );
+    bot.ask(
+        "!deploy main to production",
+        "🚂 train #1 deploys main to production",
+    );
+    bot.expect(
+        "⏸ train #1 waits before production: production is locked by local (release freeze)",
+    );
+    assert!(sandbox.deploys_to("production").is_empty());
+    bot.ask("!unlock production", "🔓 production unlocked by local");
+    bot.expect(&format!(
+        "✅ train #1 deployed {} to production",
+        short(&head)
+    ));
+    assert_eq!(sandbox.deploys_to("production"), vec![head.clone()]);
+    bot.stop();
+}
+
+#[test]
 fn force_of_a_sha_off_main_is_refused() {
     let (sandbox, mut bot, _head) = bot_with_alice_and_bob(&BotConfig::default());
     sandbox.repo.branch("feature/x");

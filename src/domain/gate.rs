@@ -342,10 +342,10 @@ pub fn gate(road: &Road, f: &Facts) -> Verdict {
             lock.reason
         );
         let h = hold(Rule::Lock, detail, lock.until);
-        // An approved train, a tag and a lower `!deploy` wait at the door;
-        // a command that would push into a locked production is refused.
+        // An approved train, a tag and a `!deploy` (production's too, SPEC
+        // §11) wait at the door; `!force`/`!rollback` are refused.
         return match road {
-            Road::Deploy { env } if *env != PRODUCTION => Verdict::Wait(h),
+            Road::Deploy { .. } => Verdict::Wait(h),
             _ => refuse_or_wait(h),
         };
     }

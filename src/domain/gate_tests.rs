@@ -63,7 +63,7 @@ production         | go          | go            | go     | go           | wait 
 !rollback          | go          | go            | go     | go           | no              | go*    | no  | go      | go | go
 !rollback <sha>    | go          | go            | go     | go           | no              | go*    | no  | no      | go | go
 !deploy staging    | no          | go            | no     | wait         | go              | go     | go  | go      | go | go
-!deploy production | no          | go            | no     | go           | no              | no     | no  | no      | go | no
+!deploy production | no          | go            | no     | go           | wait            | no     | no  | no      | go | no
 staging tag        | wait        | go            | wait   | go           | go              | go     | go  | go      | no | go
 production tag     | wait        | go            | wait   | go           | wait            | wait   | go  | no      | no | wait
 ";

@@ -439,16 +439,22 @@ impl Train {
             nudged: Default::default(),
             verify: None,
         };
-        let effects = match train.route {
-            Route::ProductionOnly => train.start_production(plan, now),
-            Route::Full | Route::LowerOnly => match first_pos(plan, Target::Lower(0)) {
+        let effects = match (&train.route, &train.kind) {
+            // `!deploy … to production` waits at production's door, where
+            // a lock holds it (SPEC §11); `!force`, `!rollback` and a tag
+            // that left its queue go straight in.
+            (Route::ProductionOnly, Kind::Deploy { .. }) => {
+                train.stop_at_door(Target::Production, now)
+            }
+            (Route::ProductionOnly, _) => train.start_production(plan, now),
+            (Route::Full | Route::LowerOnly, _) => match first_pos(plan, Target::Lower(0)) {
                 Some(pos) if pos.target != Target::Production => {
                     train.stop_at_door(pos.target, now)
                 }
                 _ => train.after_lower(plan, now),
             },
-            Route::Env(i) => match first_pos(plan, Target::Lower(i)) {
-                Some(pos) if pos.target == Target::Lower(i) => train.stop_at_door(pos.target, now),
+            (Route::Env(i), _) => match first_pos(plan, Target::Lower(*i)) {
+                Some(pos) if pos.target == Target::Lower(*i) => train.stop_at_door(pos.target, now),
                 _ => train.end(Outcome::LowerDone, now),
             },
         };

@@ -764,3 +764,24 @@ fn a_deploy_to_one_env_runs_only_that_env() {
         .unwrap();
     assert_eq!(e, vec![Effect::Ended(Outcome::LowerDone)]);
 }
+
+#[test]
+fn a_deploy_to_production_waits_at_its_door_and_goes_in_on_the_gates_go() {
+    let plan = plan(ApprovalPolicy::AnyAuthor);
+    let new = NewTrain {
+        kind: Kind::Deploy {
+            by: user("ops"),
+            git_ref: "main".into(),
+            env: "production".into(),
+        },
+        ..new_train(Route::ProductionOnly, Vec::new())
+    };
+    let (mut train, effects) = Train::depart(new, &plan, t0());
+    assert_eq!(effects, vec![Effect::AtDoor(Target::Production)]);
+    assert_eq!(train.waiting_at(), Some(Target::Production));
+    let e = train.handle_open(Input::Enter, &plan, t0()).unwrap();
+    assert!(
+        e.contains(&Effect::RunStep(pos(Target::Production, Phase::Deploy, 0))),
+        "{e:?}"
+    );
+}

@@ -92,8 +92,8 @@ impl Engine {
             on_main: Some((sha.short(), on_main)),
             ..Ask::default()
         };
-        // A lower environment that is locked: the run departs and waits at
-        // its door, where the gate says so.
+        // A locked environment (production included): the run departs and
+        // waits at its door, where the gate says so.
         if let Verdict::No(h) = self.ask_gate(&Road::Deploy { env }, &st, ask) {
             return Ok(Err(Refusal::Held(h)));
         }

@@ -918,3 +918,34 @@ async fn a_reminder_is_a_direct_message_whose_buttons_count() {
     fake.wait_for_post("deployed").await;
     drop(bot);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_freezes_name_people_as_mentions_never_raw_ids() {
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    commit(&repo, "Alice <alice@example.com>", "First");
+    let cfg = config(dir.path(), &repo, &fake);
+    let bot = Bot::with_tokens(&cfg);
+
+    say(&fake, 1, OPS, "!lock staging db migration").await;
+    fake.wait_for_post(&format!("🔒 staging locked by <@{OPS}>"))
+        .await;
+    say(&fake, 2, "U0DEV", "!locks").await;
+    fake.wait_for_post(&format!("🔒 staging by <@{OPS}>: db migration"))
+        .await;
+    say(&fake, 3, "U0DEV", "!unlock staging").await;
+    fake.wait_for_post(&format!(
+        "only <@{OPS}> (who locked staging) or ops can !unlock it"
+    ))
+    .await;
+    let raw = fake.with(|s| {
+        s.calls_to("chat.postMessage")
+            .iter()
+            .map(|c| c.text().to_string())
+            .filter(|t| t.contains(OPS) && !t.contains(&format!("<@{OPS}>")))
+            .collect::<Vec<_>>()
+    });
+    assert!(raw.is_empty(), "raw ids in {raw:?}");
+    bot.stop().await;
+}

@@ -173,7 +173,12 @@ impl Engine {
             self.locks.retain(|x| x.env != l.env);
             self.say(
                 None,
-                format!("🔓 the lock on {} by {} ended ({})", l.env, l.by, l.reason),
+                format!(
+                    "🔓 the lock on {} by {} ended ({})",
+                    l.env,
+                    l.by.mention(),
+                    l.reason
+                ),
             )
             .await;
         }

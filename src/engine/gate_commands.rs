@@ -176,7 +176,7 @@ impl Engine {
         if lock.by != actor.user && !actor.ops {
             return Ok(Err(Refusal::Forge(format!(
                 "only {} (who locked {env}) or ops can !unlock it",
-                lock.by
+                lock.by.mention()
             ))));
         }
         if env == PRODUCTION
@@ -210,7 +210,7 @@ impl Engine {
             out.push_str(&format!(
                 "\n🔒 {} by {}: {} (since {}{until})",
                 l.env,
-                l.by,
+                l.by.mention(),
                 l.reason,
                 messages::ago(l.since, now)
             ));
@@ -373,7 +373,7 @@ impl Engine {
         for c in &commits {
             let who = ids
                 .resolve(&c.author_email, c.author_login.as_deref())
-                .map(|u| u.to_string())
+                .map(|u| u.mention())
                 .unwrap_or_else(|| c.author_name.clone());
             if !asks.contains(&who) {
                 asks.push(who);

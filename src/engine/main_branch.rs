@@ -190,7 +190,7 @@ impl Engine {
                             .resolve(&c.author_email, c.author_login.as_deref());
                         match who {
                             Some(u) if self.ctx().console => format!("{} @{u}", c.author_name),
-                            Some(u) => format!("<@{u}>"),
+                            Some(u) => u.mention(),
                             None => c.author_name,
                         }
                     }

@@ -143,7 +143,7 @@ impl Engine {
         let why = if let Some(train) = &self.train {
             Some(format!("train {} is running", train.id))
         } else if let Some(f) = self.store.freeze()? {
-            Some(format!("deploys are frozen by {}", f.by))
+            Some(format!("deploys are frozen by {}", f.by.mention()))
         } else if position > 1 {
             Some("earlier tags go first".to_string())
         } else {

@@ -1081,6 +1081,14 @@ deploy = [
             );
         }
         assert_eq!(crate::config::step_secret("STEP_TOKEN_T1"), None);
+        // Too short to be masked: refused, not handed to a step unmasked.
+        let err =
+            crate::config::load_step_secrets_with(&pipelines, |_| Some("1234".into())).unwrap_err();
+        assert_eq!(
+            err,
+            "production.deploy[0].env.TOKEN.secret_env: the value of STEP_TOKEN_T1 is too short to be masked in logs and chat: at least 6 characters"
+        );
+        assert_eq!(crate::config::step_secret("STEP_TOKEN_T1"), None);
         crate::config::load_step_secrets_with(&pipelines, |var| {
             (var == "STEP_TOKEN_T1").then(|| "s3cret-step-token-t1".to_string())
         })

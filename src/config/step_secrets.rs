@@ -46,6 +46,16 @@ pub fn load_step_secrets_with(
                     "{key}.secret_env: the environment variable {var} is not set or empty"
                 ));
             };
+            // A shorter one could not be masked (it would garble every
+            // text), and SPEC §13 masks every step secret: refused, as the
+            // web password is.
+            if secret.trim().len() < crate::secrets::MIN_LEN {
+                return Err(format!(
+                    "{key}.secret_env: the value of {var} is too short to be masked in logs and \
+                     chat: at least {} characters",
+                    crate::secrets::MIN_LEN
+                ));
+            }
             crate::secrets::register(&secret);
             VALUES
                 .write()

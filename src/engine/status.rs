@@ -112,7 +112,7 @@ pub struct LockView {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GateView {
-    /// "go", "wait" or "no"; "none" when nothing would depart.
+    /// "go", "wait" or "no".
     pub departure: String,
     pub rule: Option<String>,
     pub detail: Option<String>,
@@ -217,8 +217,15 @@ impl Engine {
                     detail: v.hold().map(|h| unmention(&h.detail)),
                 }
             }
+            // No rule holds it; what departs next still reads go, wait or
+            // no (SPEC §11), and `detail` says why.
             crate::domain::departure::Decision::Skip(skip) => GateView {
-                departure: "none".into(),
+                departure: match skip {
+                    crate::domain::departure::Skip::Departing(_) => "go",
+                    crate::domain::departure::Skip::Running(_) => "wait",
+                    _ => "no",
+                }
+                .into(),
                 rule: None,
                 detail: Some(match skip {
                     crate::domain::departure::Skip::Running(id) => {

@@ -48,7 +48,12 @@ fn commands_and_the_api_answer_while_a_departure_waits_on_github() {
         "/api/status took {:?}",
         started.elapsed()
     );
-    assert_eq!(status["gate"]["departure"], "none", "{status}");
+    assert_eq!(status["gate"]["departure"], "go", "{status}");
+    assert_eq!(
+        status["gate"]["detail"],
+        format!("a train with {} is about to leave", short(&bob)),
+        "{status}"
+    );
 
     // GitHub answers again: the train goes on, once.
     gh.fake.release();

@@ -70,6 +70,9 @@ impl Engine {
             };
             self.store.audit(&entry)?;
         }
+        if let Err(Refusal::Held(hold)) = &result {
+            self.remember_hold(&format!("{} refused: {hold}", asked.text))?;
+        }
         if let Err(refusal) = result {
             tracing::warn!(user = %asked.actor.user, command = %asked.text, %refusal, "Command refused.");
             self.reply_to(asked, refusal.to_string()).await;
@@ -175,6 +178,9 @@ impl Engine {
                     return Ok(Err(Refusal::NotFrozen));
                 }
                 self.store.set_freeze(None)?;
+                // What the freeze held may be held again later: news then.
+                self.store
+                    .forget_notices("hold:", |k| k.ends_with("(rule: freeze)"))?;
                 let text = messages::unfrozen(user, self.next_departure, &self.ctx());
                 self.say(None, text).await;
                 Ok(Ok(()))

@@ -115,7 +115,25 @@ impl Engine {
             })?;
             self.say(train, text).await;
         }
-        self.last_hold = Some((what.to_string(), hold.clone()));
+        self.remember_hold(&format!("{what}: {hold}"))
+    }
+
+    /// The holds a lock on `env` caused were said once; once it is gone, a
+    /// new lock holding the same road is news again.
+    pub(super) fn forget_lock_holds(&self, env: &str) -> anyhow::Result<()> {
+        let locked = format!(":{env} is locked by ");
+        self.store.forget_notices("hold:", |k| {
+            k.contains(&locked) && k.ends_with("(rule: lock)")
+        })?;
+        Ok(())
+    }
+
+    /// What `!why` repeats: the last wait or refusal, kept in the store.
+    pub(super) fn remember_hold(&mut self, line: &str) -> anyhow::Result<()> {
+        if self.last_hold.as_deref() != Some(line) {
+            self.store.set_last_hold(line)?;
+            self.last_hold = Some(line.to_string());
+        }
         Ok(())
     }
 
@@ -141,7 +159,11 @@ impl Engine {
             let st = self.gate_state()?;
             match self.ask_gate(&road, &st, Ask::default()) {
                 Verdict::Go { .. } => {
-                    self.door_hold = None;
+                    if self.door_hold.take().is_some() {
+                        let what = format!("train {id} waits before {env}");
+                        self.store
+                            .forget_notices(&format!("hold:{what}:"), |_| true)?;
+                    }
                     self.train_input(Input::Enter).await?;
                 }
                 Verdict::Wait(hold) | Verdict::No(hold) => {
@@ -171,6 +193,7 @@ impl Engine {
         for l in ended {
             self.store.remove_lock(&l.env)?;
             self.locks.retain(|x| x.env != l.env);
+            self.forget_lock_holds(&l.env)?;
             self.say(
                 None,
                 format!(

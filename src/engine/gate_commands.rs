@@ -186,6 +186,7 @@ impl Engine {
         }
         self.store.remove_lock(env)?;
         self.locks.retain(|l| l.env != env);
+        self.forget_lock_holds(env)?;
         self.say(
             None,
             format!("🔓 {env} unlocked by {}", actor.user.mention()),
@@ -329,9 +330,9 @@ impl Engine {
             Some(TrainOrSha::Sha(p)) => self.why_sha(p).await?,
         };
         if what.is_none()
-            && let Some((what, hold)) = &self.last_hold
+            && let Some(line) = &self.last_hold
         {
-            text.push_str(&format!("\nlast held: {what}: {hold}"));
+            text.push_str(&format!("\nlast held: {line}"));
         }
         Ok(text)
     }

@@ -138,7 +138,8 @@ pub struct Engine {
     /// Why the train waits at the door of an environment, if it does.
     door_hold: Option<crate::domain::gate::Hold>,
     /// The last hold said (what waited, and why), for `!why`.
-    last_hold: Option<(String, crate::domain::gate::Hold)>,
+    /// The last wait or refusal of the gate, as said ("what: hold").
+    last_hold: Option<String>,
     /// A train listing its commits to leave, with this head.
     departing: Option<Sha>,
     /// The command being handled waits on a call: it is finished (audited,
@@ -413,6 +414,7 @@ impl Engine {
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.next_departure = self.compute_next_departure(self.now());
         self.locks = self.store.locks()?;
+        self.last_hold = self.store.last_hold()?;
         if let Some(results) = &self.ports.results {
             let mut urls: std::collections::HashMap<String, String> = self
                 .cfg

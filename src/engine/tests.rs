@@ -43,6 +43,8 @@ struct Options {
     slow_commits: Duration,
     /// A tag on the forge (not queued): its name and history index.
     forge_tag: Option<(&'static str, usize)>,
+    /// `train.schedule`, when not New Year's only.
+    schedule: Option<&'static str>,
     /// The step of this name (`staging-deploy-1`) panics.
     panics_in: Option<&'static str>,
     /// More `[train]` keys (`remind_after = "10m"`).
@@ -70,6 +72,7 @@ impl Default for Options {
             stored_tag: None,
             slow_commits: Duration::ZERO,
             forge_tag: None,
+            schedule: None,
             fail_commits: 0,
             panics_in: None,
             train_keys: "",
@@ -212,6 +215,10 @@ impl Bot {
             .replace(
                 "main_branch = \"main\"",
                 &format!("main_branch = \"{}\"", opts.main_branch),
+            )
+            .replace(
+                "schedule = \"0 0 0 1 1 *\"",
+                &format!("schedule = \"{}\"", opts.schedule.unwrap_or("0 0 0 1 1 *")),
             )
             + opts.extra;
         let cfg = Settings::parse(&text, &dir.path().join("bot.toml"))
@@ -1384,3 +1391,44 @@ mod rhythm;
 
 #[path = "verify_tests.rs"]
 mod verify;
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_is_said_again_once_it_was_lifted_and_why_repeats_it_after_a_restart() {
+    const TEST: &str = "a_hold_is_said_again_once_it_was_lifted_and_why_repeats_it_after_a_restart";
+    let opts = || Options {
+        schedule: Some("0 */10 * * * *"),
+        ..Options::default()
+    };
+    let bot = Bot::start(TEST, opts()).await;
+    let held = "does not leave: departures are frozen by local (maintenance)";
+    let tick = minutes(10);
+    bot.type_line("!freeze maintenance").await;
+    bot.clock_passes(tick).await;
+    bot.chat.wait_for(held).await;
+    // Said once per departure it holds, not again while it still holds…
+    bot.clock_passes(tick).await;
+    assert_eq!(count_containing(&bot.chat.messages(), held), 1);
+    // …but a freeze lifted and laid again is news.
+    bot.type_line("!unfreeze").await;
+    bot.type_line("!freeze maintenance").await;
+    let from = bot.chat.messages().len();
+    bot.clock_passes(tick).await;
+    bot.chat
+        .wait_for_from(from, held, |m| text_of(m).contains(held))
+        .await;
+
+    // A command the gate refuses is what `!why` repeats, also after a restart.
+    let from = bot.chat.messages().len();
+    bot.type_line(&format!("!deploy {} to staging", sha(HISTORY - 1).short()))
+        .await;
+    bot.chat
+        .wait_for_from(from, "the refusal", |m| {
+            matches!(m, Message::Reply { .. }) && text_of(m).contains("(rule: freeze)")
+        })
+        .await;
+    let bot = bot.restart(TEST, &opts()).await;
+    bot.type_line("!why").await;
+    bot.chat
+        .wait_for("last held: !deploy abc0003 to staging refused: departures are frozen by local")
+        .await;
+}

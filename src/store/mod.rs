@@ -510,6 +510,34 @@ impl Store {
         Ok(fresh)
     }
 
+    /// Forgets the one-time notices whose key starts with `prefix` and
+    /// that `which` picks: what they said no longer holds, so saying it
+    /// again later is news.
+    pub fn forget_notices(&self, prefix: &str, which: impl Fn(&str) -> bool) -> Result<()> {
+        self.writable()?;
+        let start = format!("notice:{prefix}");
+        let mut batch = sled::Batch::default();
+        for key in self.meta.scan_prefix(start.as_bytes()).keys() {
+            let key = key?;
+            if which(&String::from_utf8_lossy(&key)[start.len()..]) {
+                batch.remove(key);
+            }
+        }
+        self.meta.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// The last wait or refusal of the gate, as said: `!why` repeats it,
+    /// also after a restart.
+    pub fn last_hold(&self) -> Result<Option<String>> {
+        self.get_meta(LAST_HOLD)
+    }
+
+    pub fn set_last_hold(&self, text: &str) -> Result<()> {
+        self.writable()?;
+        self.put_meta(LAST_HOLD, Some(&text.to_string()))
+    }
+
     pub fn main_seen(&self) -> Result<Option<Sha>> {
         self.get_meta(MAIN_SEEN)
     }
@@ -553,6 +581,7 @@ const FIRST_BASE: &str = "first_base";
 const PRODUCTION: &str = "production";
 const FREEZE: &str = "freeze";
 const MAIN_SEEN: &str = "main_seen";
+const LAST_HOLD: &str = "last_hold";
 
 fn tx_err(e: TransactionError<()>) -> StoreError {
     match e {

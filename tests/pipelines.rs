@@ -232,6 +232,10 @@ fn two_pipelines_run_their_trains_at_once_and_commands_find_their_pipeline() {
 fn use_makes_a_pipeline_the_console_default() {
     let two = Two::new();
     let (mut bot, _web, api) = two.bot_with_commits(&config_text(0, TWO_PLAIN), "bob", "carol");
+    bot.ask(
+        "!help use",
+        "!use <pipeline> — commands here that name no pipeline go to it",
+    );
     bot.ask("!use api", "Commands here go to api now.");
     bot.ask("!depart", "[api] 🚂 train api#1 departs");
     bot.expect("[api] 🙋 train api#1");

@@ -494,6 +494,12 @@ impl Engine {
     fn help_text(&self, topic: Option<&str>) -> String {
         let prefix = &self.cfg.bot.command_prefix;
         match topic {
+            // Read by the dispatcher, never by an engine (SPEC §16).
+            Some("use") if self.cfg.pipeline.multi => format!(
+                "{prefix}use <pipeline> — commands here that name no pipeline go to it \
+                 (e.g. {prefix}use {})",
+                self.cfg.pipeline.name
+            ),
             Some(name) => command::usage(name, prefix).unwrap_or_else(|| {
                 format!(
                     "unknown command {prefix}{}; try {prefix}help",

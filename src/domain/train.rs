@@ -153,6 +153,21 @@ pub enum Kind {
     },
 }
 
+impl Kind {
+    /// What kind of run it is, one word for machines (`/api/status`):
+    /// `scheduled`, `departed`, `forced`, `rollback`, `tag` or `deploy`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Kind::Scheduled => "scheduled",
+            Kind::Departed { .. } => "departed",
+            Kind::ForcedSha { .. } => "forced",
+            Kind::Rollback { .. } => "rollback",
+            Kind::Tag { .. } => "tag",
+            Kind::Deploy { .. } => "deploy",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     Running(StepPos),

@@ -66,6 +66,8 @@ impl ApiCache {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainView {
     pub id: u64,
+    /// `Kind::word`: `deploy` for a `!deploy` run (SPEC §11), …
+    pub kind: &'static str,
     pub sha: String,
     pub stage: String,
     /// Human form of the stage, e.g. "staging acceptance".
@@ -150,6 +152,7 @@ impl Engine {
     fn build_snapshot(&self) -> anyhow::Result<Snapshot> {
         let train = self.train.as_ref().map(|t| TrainView {
             id: t.id.0,
+            kind: t.kind.word(),
             sha: t.sha.to_string(),
             stage: messages::stage_key(&self.plan, &t.stage),
             stage_detail: messages::stage_label(&self.plan, &t.stage),

@@ -144,6 +144,7 @@ impl Fixture {
     pub fn set_current(&self, t: &Train) {
         let snap = Snapshot {
             train: Some(TrainView {
+                kind: "scheduled",
                 id: t.id.0,
                 sha: t.sha.to_string(),
                 stage: "approval".into(),

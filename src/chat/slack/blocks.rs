@@ -267,6 +267,7 @@ mod tests {
         use crate::engine::{LockView, TrainView};
         let snap = Snapshot {
             train: Some(TrainView {
+                kind: "scheduled",
                 id: 3,
                 sha: "abcdef0123456789".into(),
                 stage: "approval".into(),

@@ -1384,3 +1384,6 @@ mod rhythm;
 
 #[path = "verify_tests.rs"]
 mod verify;
+
+#[path = "why_tests.rs"]
+mod why;

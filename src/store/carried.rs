@@ -67,6 +67,17 @@ impl CarriedBy {
     }
 }
 
+/// What a SHA prefix finds in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carried {
+    /// No train carried a SHA starting with it.
+    None,
+    /// One SHA starts with it, and these trains carried it.
+    One(Sha, CarriedBy),
+    /// Several carried SHAs start with it.
+    Several,
+}
+
 /// The SHAs a train carried: its commits and its head.
 fn carried(train: &Train) -> impl Iterator<Item = &Sha> {
     train
@@ -107,22 +118,23 @@ impl Store {
     }
 
     /// The SHA starting with `prefix` that a train carried, and the trains
-    /// that did. None when no SHA or several do (ambiguous): a range scan
-    /// that reads at most two entries, however long the history.
-    pub fn carried_by_prefix(&self, prefix: &str) -> Result<Option<(Sha, CarriedBy)>> {
+    /// that did: a range scan that reads at most two entries, however long
+    /// the history.
+    pub fn carried_by_prefix(&self, prefix: &str) -> Result<Carried> {
         let tree = self.carried_tree()?;
         let mut found = tree.scan_prefix(prefix);
         let Some(first) = found.next() else {
-            return Ok(None);
+            return Ok(Carried::None);
         };
         if found.next().is_some() {
-            return Ok(None);
+            return Ok(Carried::Several);
         }
         let (key, value) = first?;
-        let Ok(sha) = Sha::new(&String::from_utf8_lossy(&key)) else {
-            return Ok(None);
-        };
-        Ok(CarriedBy::decode(&value).map(|c| (sha, c)))
+        let sha = Sha::new(&String::from_utf8_lossy(&key)).ok();
+        Ok(match (sha, CarriedBy::decode(&value)) {
+            (Some(sha), Some(by)) => Carried::One(sha, by),
+            _ => Carried::None,
+        })
     }
 
     /// A store written before the index existed gets it once, in one
@@ -217,18 +229,20 @@ mod tests {
     }
 
     #[test]
-    fn a_prefix_finds_one_carried_sha_and_an_ambiguous_one_none() {
+    fn a_prefix_finds_one_carried_sha_or_says_several_match() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.save_train(&carrying(1, 0x12, &[0x11, 0x12], Route::Full))
             .unwrap();
         let full = sha(0x11);
-        let (found, carried) = s.carried_by_prefix(full.as_str()).unwrap().unwrap();
-        assert_eq!((found, Some(carried)), (full.clone(), by(1, Some(1))));
+        assert_eq!(
+            s.carried_by_prefix(full.as_str()).unwrap(),
+            Carried::One(full.clone(), by(1, Some(1)).unwrap())
+        );
         // Both SHAs start alike up to their last digit.
         let common = common_prefix(full.as_str(), sha(0x12).as_str());
-        assert_eq!(s.carried_by_prefix(common).unwrap(), None);
-        assert_eq!(s.carried_by_prefix("ffffff").unwrap(), None);
+        assert_eq!(s.carried_by_prefix(common).unwrap(), Carried::Several);
+        assert_eq!(s.carried_by_prefix("ffffff").unwrap(), Carried::None);
     }
 
     fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {

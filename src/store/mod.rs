@@ -23,7 +23,7 @@ use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
 pub use audit_pages::{AuditCursor, AuditPage};
-pub use carried::CarriedBy;
+pub use carried::{Carried, CarriedBy};
 pub use pipelines::{PipelineStore, Wanted};
 pub use records::*;
 pub use seen::AdapterStore;

@@ -104,3 +104,22 @@ async fn a_head_vetoed_once_and_shipped_inside_a_newer_train_is_in_production() 
     assert_eq!(live, "abc0001 is in production since 5m ago (train #2)");
     bot.finish().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_of_a_train_rolled_back_since_says_so() {
+    let bot = Bot::start(
+        "a_commit_of_a_train_rolled_back_since_says_so",
+        two_then_four(),
+    )
+    .await;
+    ships(&bot, 1, &["bob"]).await;
+    main_moves_on(&bot).await;
+    ships(&bot, 2, &["alice", "bob"]).await;
+    bot.type_line("!rollback abc0001").await;
+    bot.chat.wait_for("✅ train #3").await;
+    let c2 = why(&bot, "abc0002").await;
+    assert_eq!(c2, "abc0002 was deployed by train #2 and rolled back since");
+    let c1 = why(&bot, "abc0001").await;
+    assert!(c1.ends_with("(train #3)"), "{c1}");
+    bot.finish().await;
+}

@@ -228,6 +228,24 @@ fn why_and_next_explain_the_next_departure() {
     bot.stop();
 }
 
+/// A commit a train carried below its head (here the first commit of
+/// main, allocated but never a train's head) is live with that train.
+#[test]
+fn why_a_commit_shipped_inside_a_train_is_in_production() {
+    let (sandbox, mut bot, head) = bot_with_alice_and_bob(&BotConfig::default());
+    let first = sandbox.repo.rev(&format!("{head}^"));
+    bot.ask("!depart", "🚂 train #1 departs");
+    through_lower_envs(&mut bot, 1);
+    bot.send("@alice !good");
+    bot.ask("@bob !good", "✅ train #1 deployed");
+    let why = bot.ask(
+        &format!("!why {}", short(&first)),
+        &format!("{} is in production since", short(&first)),
+    );
+    assert!(why.ends_with("(train #1)"), "{why}");
+    bot.stop();
+}
+
 #[test]
 fn a_rollback_settles_an_interrupted_train_and_holds_its_head() {
     let (sandbox, mut bot, head) = interrupted_train();

@@ -257,7 +257,7 @@ impl Engine {
     }
 
     /// `!why <train>`: where a train is and why.
-    fn why_train(&self, id: TrainId) -> anyhow::Result<String> {
+    pub(super) fn why_train(&self, id: TrainId) -> anyhow::Result<String> {
         let train = match &self.train {
             Some(t) if t.id == id => t.clone(),
             _ => match self.store.train(id)? {
@@ -278,49 +278,6 @@ impl Engine {
             out.push_str(" (rolled back since)");
         }
         Ok(out)
-    }
-
-    /// `!why <sha>`: where a SHA is: production, a train, waiting, rejected.
-    async fn why_sha(&self, prefix: &ShaPrefix) -> anyhow::Result<String> {
-        let p = prefix.as_str();
-        if let Some(prod) = self.store.production()?
-            && prod.sha.as_str().starts_with(p)
-        {
-            return Ok(format!(
-                "{} is in production since {} (train {})",
-                prod.sha.short(),
-                messages::ago(prod.since, self.now()),
-                prod.train
-            ));
-        }
-        if let Some(t) = &self.train
-            && (t.sha.as_str().starts_with(p)
-                || t.commits.iter().any(|c| c.sha.as_str().starts_with(p)))
-        {
-            return self.why_train(t.id);
-        }
-        let Some(alloc) = self.store.allocation_by_prefix(p)? else {
-            return Ok(format!(
-                "{p} is not a SHA allocated from {}",
-                self.cfg.forge.main_branch
-            ));
-        };
-        let sha = alloc.sha;
-        if let Some((id, how)) = self.rejection_of(&sha)? {
-            return Ok(format!(
-                "{} was rejected by train {id} ({how})",
-                sha.short()
-            ));
-        }
-        let waiting = self.waiting_shas(usize::MAX)?;
-        if waiting.contains(&sha) {
-            return Ok(format!(
-                "{} waits for a train; {}",
-                sha.short(),
-                self.why_departure()?
-            ));
-        }
-        Ok(format!("{} is older than production", sha.short()))
     }
 
     pub(super) async fn why(&self, what: Option<&TrainOrSha>) -> anyhow::Result<String> {

@@ -23,6 +23,7 @@ mod test_fakes;
 #[cfg(test)]
 mod tests;
 mod trains;
+mod why_sha;
 pub mod workdirs;
 
 use std::sync::Arc;

@@ -1432,3 +1432,6 @@ async fn a_hold_is_said_again_once_it_was_lifted_and_why_repeats_it_after_a_rest
         .wait_for("last held: !deploy abc0003 to staging refused: departures are frozen by local")
         .await;
 }
+
+#[path = "why_tests.rs"]
+mod why;

@@ -3,6 +3,7 @@
 
 mod audit_pages;
 mod builds;
+mod carried;
 mod codec;
 mod eject;
 mod locks;
@@ -22,6 +23,7 @@ use sled::{Db, Transactional, Tree};
 use thiserror::Error;
 
 pub use audit_pages::{AuditCursor, AuditPage};
+pub use carried::{Carried, CarriedBy};
 pub use pipelines::{PipelineStore, Wanted};
 pub use records::*;
 pub use seen::AdapterStore;
@@ -113,7 +115,7 @@ impl Store {
                 other => StoreError::Sled(other),
             })?;
         let store = Store::with_namespace(db, "")?;
-        store.count_outcomes_once()?;
+        store.upgrade_once()?;
         Ok(store)
     }
 
@@ -147,6 +149,13 @@ impl Store {
     /// A tree of this store's namespace that is not kept open in the struct.
     fn tree(&self, name: &str) -> Result<Tree> {
         Ok(self.db.open_tree(format!("{}{name}", self.ns))?)
+    }
+
+    /// What a store written by an older version lacks, made once: the
+    /// counts of outcomes and the index of carried commits.
+    fn upgrade_once(&self) -> Result<()> {
+        self.count_outcomes_once()?;
+        self.index_commits_once()
     }
 
     /// A store written before outcomes were counted gets its counts once.
@@ -355,8 +364,8 @@ impl Store {
         Ok(TrainId(last.max(self.last_id_set_aside(&self.trains)?) + 1))
     }
 
-    /// Writes the train and flushes; also indexes it by head SHA and keeps
-    /// the count of trains by outcome.
+    /// Writes the train and flushes; also indexes it by head SHA and by
+    /// every SHA it carried, and keeps the count of trains by outcome.
     pub fn save_train(&self, train: &Train) -> Result<()> {
         self.save_train_dequeuing(train, None)
     }
@@ -374,20 +383,23 @@ impl Store {
         let key = be(train.id.0);
         let word = outcome_word(train);
         let tags = self.tree(tags::TREE)?;
+        let carried = self.carried_tree()?;
         let trees = (
             &self.trains,
             &self.train_by_sha,
             &self.train_outcomes,
             &self.outcome_counts,
             &tags,
+            &carried,
         );
         let res: std::result::Result<(), TransactionError<()>> =
-            trees.transaction(|(trains, by_sha, outcomes, counts, tags)| {
+            trees.transaction(|(trains, by_sha, outcomes, counts, tags, by_commit)| {
                 if let Some(seq) = tag {
                     tags.remove(tags::queue_key(seq))?;
                 }
                 trains.insert(&key, bytes.as_slice())?;
                 by_sha.insert(train.sha.as_str(), &key)?;
+                carried::index_train(by_commit, train)?;
                 let old = outcomes.insert(&key, word.as_bytes())?;
                 if old.as_deref() != Some(word.as_bytes()) {
                     if let Some(old) = old {

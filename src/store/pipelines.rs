@@ -56,7 +56,7 @@ impl Store {
                     format!("p/{}/", w.name)
                 };
                 let store = Store::with_namespace(self.db.clone(), &ns)?;
-                store.count_outcomes_once()?;
+                store.upgrade_once()?;
                 Ok(PipelineStore { store, legacy })
             })
             .collect()

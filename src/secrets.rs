@@ -25,7 +25,7 @@ struct Registry {
     secrets: Vec<SecretString>,
     /// Secrets that are renewed (GitHub App installation tokens), by kind,
     /// oldest first: also in `secrets`, and forgotten two renewals later.
-    renewed: Vec<(&'static str, SecretString)>,
+    renewed: Vec<(String, SecretString)>,
     /// Rebuilt when a secret is added; None while there are none.
     matcher: Option<Arc<AhoCorasick>>,
 }
@@ -59,7 +59,7 @@ pub fn register(value: &str) {
 /// a GitHub App's installation token every hour. The value before it stays
 /// hidden; older ones are forgotten, so the registry does not grow with
 /// every renewal. Cheap when `value` is already known (every API call).
-pub fn register_renewed(kind: &'static str, value: &str) {
+pub fn register_renewed(kind: &str, value: &str) {
     let value = value.trim();
     if value.len() < MIN_LEN {
         return;
@@ -75,13 +75,13 @@ pub fn register_renewed(kind: &'static str, value: &str) {
     registry.secrets.push(SecretString::from(value.to_string()));
     registry
         .renewed
-        .push((kind, SecretString::from(value.to_string())));
-    let of_kind = registry.renewed.iter().filter(|(k, _)| *k == kind).count();
+        .push((kind.to_string(), SecretString::from(value.to_string())));
+    let of_kind = registry.renewed.iter().filter(|(k, _)| k == kind).count();
     if of_kind > RENEWED_KEPT {
         let oldest = registry
             .renewed
             .iter()
-            .position(|(k, _)| *k == kind)
+            .position(|(k, _)| k == kind)
             .map(|at| registry.renewed.remove(at).1);
         if let Some(oldest) = oldest {
             registry
@@ -401,7 +401,7 @@ mod tests {
         let kept = registry
             .renewed
             .iter()
-            .filter(|(k, _)| *k == "test-renewed")
+            .filter(|(k, _)| k == "test-renewed")
             .count();
         assert_eq!(kept, 2);
     }

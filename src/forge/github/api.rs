@@ -208,6 +208,9 @@ struct AppClient {
     /// Held while the token is checked (and renewed): calls that start
     /// together wait for one new token instead of each buying their own.
     renewing: tokio::sync::Mutex<()>,
+    /// Its tokens' kind among renewed secrets: one per repository, as each
+    /// pipeline renews its own.
+    token_kind: String,
 }
 
 /// Whom a request speaks as: the app itself (JWT: only the installation
@@ -266,6 +269,10 @@ impl Api {
                     key_env: key.key_env,
                     installation: tokio::sync::OnceCell::new(),
                     renewing: tokio::sync::Mutex::new(()),
+                    token_kind: format!(
+                        "github installation token {}/{}",
+                        settings.owner, settings.repo
+                    ),
                 }))
             }
         };
@@ -665,10 +672,7 @@ impl Api {
         drop(renewing);
         match token {
             Ok(token) => {
-                crate::secrets::register_renewed(
-                    "github installation token",
-                    token.expose_secret(),
-                );
+                crate::secrets::register_renewed(&app.token_kind, token.expose_secret());
                 Ok(octo)
             }
             Err(e) => Err(self.token_refused(app, &e)),

@@ -28,6 +28,8 @@ pub struct Dispatcher {
     chat: Arc<dyn Chat>,
     /// `!use`: the default pipeline of a place (a channel, or the console).
     defaults: HashMap<Option<String>, String>,
+    /// Where the defaults are kept across restarts (the root store).
+    store: Option<crate::store::Store>,
 }
 
 impl Dispatcher {
@@ -37,7 +39,25 @@ impl Dispatcher {
             prefix: prefix.to_string(),
             chat,
             defaults: HashMap::new(),
+            store: None,
         }
+    }
+
+    /// Keeps `!use` defaults in `store` and takes up those it kept; a
+    /// default naming a pipeline that is gone is dropped.
+    pub fn with_store(mut self, store: crate::store::Store) -> Dispatcher {
+        match store.use_defaults() {
+            Ok(kept) => {
+                for (place, name) in kept {
+                    if self.pipelines.iter().any(|p| p.name == name) {
+                        self.defaults.insert(place, name);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Cannot read the !use defaults."),
+        }
+        self.store = Some(store);
+        self
     }
 
     /// Takes chat messages until the chat ends or every engine has stopped.
@@ -93,6 +113,12 @@ impl Dispatcher {
             ),
             Route::Use(name) => {
                 let answer = format!("Commands here go to {name} now.");
+                if let Some(store) = &self.store
+                    && let Err(error) = store.set_use_default(place.as_deref(), &name)
+                {
+                    // Still the default until a restart: said in the log.
+                    tracing::warn!(%error, "Cannot keep the !use default.");
+                }
                 self.defaults.insert(place.clone(), name);
                 answer
             }

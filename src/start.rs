@@ -203,11 +203,9 @@ pub(crate) async fn run(planned: Vec<Planned>) -> anyhow::Result<()> {
     // The dispatcher takes every chat message to its pipeline's inbox; a
     // restarted one goes on with the same receiver.
     let chat_rx = Arc::new(tokio::sync::Mutex::new(chat_rx));
-    let dispatcher = Arc::new(tokio::sync::Mutex::new(Dispatcher::new(
-        routes,
-        &bot.command_prefix,
-        chat.clone(),
-    )));
+    let dispatcher = Arc::new(tokio::sync::Mutex::new(
+        Dispatcher::new(routes, &bot.command_prefix, chat.clone()).with_store(root.clone()),
+    ));
     trainbot::supervise::restarting("chat dispatcher", move || {
         let (chat_rx, dispatcher) = (chat_rx.clone(), dispatcher.clone());
         tokio::spawn(async move {

@@ -253,6 +253,10 @@ fn use_makes_a_pipeline_the_console_default() {
     );
     assert!(bot.said("web#1").is_empty(), "web never departed");
     bot.stop();
+    // The default outlives a restart.
+    let mut bot = Bot::spawn(&two.path().join("bot.toml"));
+    bot.ask("!history", "[api] ");
+    bot.stop();
 }
 
 #[test]

@@ -97,6 +97,33 @@ fn owner_of(recorded: Option<&str>, wanted: &[Wanted<'_>], multi: bool) -> Optio
     }
 }
 
+/// The dispatcher's tree in the root store: `!use` defaults by place.
+const DISPATCH: &str = "dispatch";
+const USE: &str = "use:";
+
+impl Store {
+    /// The `!use` defaults (SPEC §16): place (a channel; None for the
+    /// console) -> pipeline name, as they were set before a restart.
+    pub fn use_defaults(&self) -> Result<Vec<(Option<String>, String)>> {
+        let tree = self.tree(DISPATCH)?;
+        let mut out = Vec::new();
+        for entry in tree.scan_prefix(USE) {
+            let (key, value) = entry?;
+            let place = String::from_utf8_lossy(&key[USE.len()..]).into_owned();
+            let name = String::from_utf8_lossy(&value).into_owned();
+            out.push(((!place.is_empty()).then_some(place), name));
+        }
+        Ok(out)
+    }
+
+    pub fn set_use_default(&self, place: Option<&str>, name: &str) -> Result<()> {
+        self.writable()?;
+        let key = format!("{USE}{}", place.unwrap_or_default());
+        self.tree(DISPATCH)?.insert(key, name.as_bytes())?;
+        self.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

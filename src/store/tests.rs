@@ -154,3 +154,22 @@ fn a_tag_train_is_stored_and_its_tag_dequeued_together() {
     assert!(s.queued_tag(seq).unwrap().is_some());
     assert_eq!(s.last_train().unwrap().map(|t| t.id.0), Some(1));
 }
+
+#[test]
+fn use_defaults_are_kept_by_place() {
+    let (d, s) = open();
+    s.set_use_default(None, "api").unwrap();
+    s.set_use_default(Some("C0DEPLOY"), "web").unwrap();
+    s.set_use_default(None, "web").unwrap();
+    drop(s);
+    let s = Store::reopen(d.path());
+    let mut kept = s.use_defaults().unwrap();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            (None, "web".to_string()),
+            (Some("C0DEPLOY".to_string()), "web".to_string())
+        ]
+    );
+}

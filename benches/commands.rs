@@ -3,6 +3,8 @@
 //! answer reaches the chat port, with 0, 10,000 and 100,000 trains stored.
 //!
 //! - `status`, `history_5`: the bot idle, production at the last train.
+//! - `why_oldest_sha`: `!why` of the first train's SHA, found through the
+//!   index of carried commits (flat as history grows).
 //! - `good_author`: an author's `!good` on a train awaiting the approval of
 //!   17 authors; the approval is saved and flushed before it is said. Every
 //!   16 approvals the engine is restarted (untimed) on a fresh copy of the
@@ -109,6 +111,14 @@ async fn bursts(bot: &mut Bot, iters: u64) -> Duration {
 fn idle(c: &mut Criterion, rt: &Runtime, bot: &mut Bot, trains: u64) {
     rt.block_on(bot.expect_one(OPS, "!status", "no train running"));
     rt.block_on(bot.expect_one(OPS, "!history 5", "deploy"));
+    // The oldest train's SHA, which every later deploy carries on.
+    let why = format!("!why {}", support::sha(1));
+    let where_ = if trains > 0 {
+        "in production since"
+    } else {
+        "nor carried by a train"
+    };
+    rt.block_on(bot.expect_one(OPS, &why, where_));
     let mut group = c.benchmark_group("chat");
     group
         .sample_size(20)
@@ -120,6 +130,9 @@ fn idle(c: &mut Criterion, rt: &Runtime, bot: &mut Bot, trains: u64) {
     });
     group.bench_function(BenchmarkId::new("history_5", trains), |b| {
         b.iter_custom(|iters| rt.block_on(timed(bot, iters, OPS, "!history 5")))
+    });
+    group.bench_function(BenchmarkId::new("why_oldest_sha", trains), |b| {
+        b.iter_custom(|iters| rt.block_on(timed(bot, iters, OPS, &why)))
     });
     group.finish();
 }

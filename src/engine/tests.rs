@@ -1416,17 +1416,17 @@ async fn a_hold_is_said_again_once_it_was_lifted_and_why_repeats_it_after_a_rest
     bot.chat
         .wait_for_from(from, held, |m| text_of(m).contains(held))
         .await;
+}
 
-    // A command the gate refuses is what `!why` repeats, also after a restart.
-    let from = bot.chat.messages().len();
+#[tokio::test(start_paused = true)]
+async fn why_repeats_a_command_the_gate_refused_also_after_a_restart() {
+    const TEST: &str = "why_repeats_a_command_the_gate_refused_also_after_a_restart";
+    let bot = Bot::start(TEST, Options::default()).await;
+    bot.type_line("!freeze maintenance").await;
     bot.type_line(&format!("!deploy {} to staging", sha(HISTORY - 1).short()))
         .await;
-    bot.chat
-        .wait_for_from(from, "the refusal", |m| {
-            matches!(m, Message::Reply { .. }) && text_of(m).contains("(rule: freeze)")
-        })
-        .await;
-    let bot = bot.restart(TEST, &opts()).await;
+    bot.chat.wait_for("(rule: freeze)").await;
+    let bot = bot.restart(TEST, &Options::default()).await;
     bot.type_line("!why").await;
     bot.chat
         .wait_for("last held: !deploy abc0003 to staging refused: departures are frozen by local")

@@ -48,6 +48,11 @@ fn a_verify_window_that_stays_green_ends_deployed() {
     assert!(line.contains("verified: 2 checks green"), "{line}");
     assert_eq!(checks_of(&sandbox, &root), 2);
     assert_eq!(sandbox.deploys_to("production"), [root]);
+    // Each check keeps its own log.
+    let logs = sandbox.path().join("data/logs/train-1");
+    for name in ["production-verify-1.log", "production-verify-1-run-2.log"] {
+        assert!(logs.join(name).exists(), "{name} in {logs:?}");
+    }
     bot.stop();
 }
 

@@ -1037,6 +1037,15 @@ impl Train {
     }
 }
 
+/// The log file of a step's run `attempt` (1 for the first): `name`, then
+/// `name-run-2`, … (the engine writes it, the run page reads it).
+pub fn log_name(name: &str, attempt: u32) -> String {
+    match attempt {
+        0 | 1 => name.to_string(),
+        n => format!("{name}-run-{n}"),
+    }
+}
+
 /// "staging deploy", "production smoke": where a step is, for people.
 pub fn pos_label(plan: &Plan, pos: StepPos) -> String {
     format!("{} {}", target_name(plan, pos.target), pos.phase.name())

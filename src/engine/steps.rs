@@ -111,6 +111,9 @@ impl Engine {
         let attempt = train.steps.iter().filter(|r| r.pos == pos).count();
         let name = format!("{env}-{}-{}", pos.phase.name(), pos.step + 1);
         let run = format!("train-{}", train.id.0);
+        // Each run of a step keeps its own log: a verify check every
+        // minute, a production step run again after an interruption.
+        let log = crate::domain::train::log_name(&name, attempt as u32);
         let req = StepRequest {
             key: format!("{run}/{name}/{attempt}"),
             env: self.step_env(
@@ -123,7 +126,7 @@ impl Engine {
             ),
             cwd: self.cfg.config_dir.clone(),
             workdir: Some(self.workdir(&run)),
-            log_path: self.log_path(&run, &name),
+            log_path: self.log_path(&run, &log),
             step: step.clone(),
         };
         let id = train.id;

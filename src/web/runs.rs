@@ -151,8 +151,8 @@ fn steps_card(s: &WebState, t: &Train, plan: &Plan, now: crate::domain::clock::T
     out
 }
 
-/// `<env>-<phase>-<step>`: the name of the step's log in
-/// `data_dir/logs/train-N/`, as the engine writes it.
+/// `<env>-<phase>-<step>` (`-run-N` from its second run): the name of the
+/// step's log in `data_dir/logs/train-N/`, as the engine writes it.
 fn log_name(plan: &Plan, rec: &StepRecord) -> Option<String> {
     let env = match rec.pos.target {
         Target::Lower(_) => target_name(plan, rec.pos.target),
@@ -165,11 +165,8 @@ fn log_name(plan: &Plan, rec: &StepRecord) -> Option<String> {
     if !safe {
         return None;
     }
-    Some(format!(
-        "{env}-{}-{}",
-        rec.pos.phase.name(),
-        rec.pos.step + 1
-    ))
+    let name = format!("{env}-{}-{}", rec.pos.phase.name(), rec.pos.step + 1);
+    Some(crate::domain::train::log_name(&name, rec.attempt))
 }
 
 #[cfg(test)]
@@ -190,5 +187,37 @@ mod tests {
         ] {
             assert_eq!(parse_run_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn each_run_of_a_step_has_its_own_log() {
+        use crate::domain::train::{Phase, StepPos};
+        let plan = Plan {
+            envs: Vec::new(),
+            production_deploy: 1,
+            production_smoke: 1,
+            approval: crate::domain::approval::ApprovalPolicy::AllAuthors,
+            approval_timeout: chrono::TimeDelta::minutes(30),
+            verify: Default::default(),
+        };
+        let rec = |attempt| StepRecord {
+            pos: StepPos {
+                target: Target::Production,
+                phase: Phase::Verify,
+                step: 0,
+            },
+            attempt,
+            started: chrono::Utc::now(),
+            finished: None,
+            ok: None,
+        };
+        assert_eq!(
+            log_name(&plan, &rec(1)).as_deref(),
+            Some("production-verify-1")
+        );
+        assert_eq!(
+            log_name(&plan, &rec(3)).as_deref(),
+            Some("production-verify-1-run-3")
+        );
     }
 }

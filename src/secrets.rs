@@ -43,16 +43,7 @@ const RENEWED_KEPT: usize = 2;
 /// Remembers `value` as a secret from now on. Values shorter than
 /// [`MIN_LEN`] are ignored, and so are values already known.
 pub fn register(value: &str) {
-    let value = value.trim();
-    if value.len() < MIN_LEN {
-        return;
-    }
-    let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-    if registry.secrets.iter().any(|s| s.expose_secret() == value) {
-        return;
-    }
-    registry.secrets.push(SecretString::from(value.to_string()));
-    registry.rebuild();
+    remember(None, value);
 }
 
 /// Remembers `value` as the newest value of a secret that is renewed, like
@@ -60,11 +51,16 @@ pub fn register(value: &str) {
 /// hidden; older ones are forgotten, so the registry does not grow with
 /// every renewal. Cheap when `value` is already known (every API call).
 pub fn register_renewed(kind: &str, value: &str) {
+    remember(Some(kind), value);
+}
+
+fn remember(renewed: Option<&str>, value: &str) {
     let value = value.trim();
     if value.len() < MIN_LEN {
         return;
     }
     let known = |r: &Registry| r.secrets.iter().any(|s| s.expose_secret() == value);
+    // A read lock first: most calls find the value known.
     if known(&REGISTRY.read().unwrap_or_else(|e| e.into_inner())) {
         return;
     }
@@ -73,26 +69,28 @@ pub fn register_renewed(kind: &str, value: &str) {
         return;
     }
     registry.secrets.push(SecretString::from(value.to_string()));
-    registry
-        .renewed
-        .push((kind.to_string(), SecretString::from(value.to_string())));
-    let of_kind = registry.renewed.iter().filter(|(k, _)| k == kind).count();
-    if of_kind > RENEWED_KEPT {
-        let oldest = registry
-            .renewed
-            .iter()
-            .position(|(k, _)| k == kind)
-            .map(|at| registry.renewed.remove(at).1);
-        if let Some(oldest) = oldest {
-            registry
-                .secrets
-                .retain(|s| s.expose_secret() != oldest.expose_secret());
-        }
+    if let Some(kind) = renewed {
+        registry.renew(kind, value);
     }
     registry.rebuild();
 }
 
 impl Registry {
+    /// `value` (already a secret) is the newest of `kind`; the oldest of
+    /// that kind beyond [`RENEWED_KEPT`] is forgotten.
+    fn renew(&mut self, kind: &str, value: &str) {
+        self.renewed
+            .push((kind.to_string(), SecretString::from(value.to_string())));
+        if self.renewed.iter().filter(|(k, _)| k == kind).count() <= RENEWED_KEPT {
+            return;
+        }
+        if let Some(at) = self.renewed.iter().position(|(k, _)| k == kind) {
+            let (_, oldest) = self.renewed.remove(at);
+            self.secrets
+                .retain(|s| s.expose_secret() != oldest.expose_secret());
+        }
+    }
+
     fn rebuild(&mut self) {
         let patterns: Vec<&str> = self.secrets.iter().map(|s| s.expose_secret()).collect();
         // Leftmost-longest: a secret that contains another is hidden whole.

@@ -60,9 +60,7 @@ impl Github {
     /// `start`, signed in as the GitHub App (`auth = "app"`, the
     /// installation looked up), whose tokens live an hour.
     pub fn start_app(config: BotConfig) -> Github {
-        let fake = FakeGithub::start("acme", "web", "no-personal-token-here");
-        let hour = std::time::Duration::from_secs(3600);
-        fake.enable_app(APP_ID, INSTALLATION_ID, APP_PUBLIC_KEY, hour);
+        let fake = app_fake("web", std::time::Duration::from_secs(3600));
         let config = BotConfig {
             github_keys: format!("{}\n{}", app_keys(""), config.github_keys),
             ..config
@@ -110,6 +108,14 @@ impl Github {
     pub fn push(&self, git_ref: &str, after: &str, delivery: &str) -> (u16, String) {
         push(&self.fake, &self.webhook_url(), git_ref, after, delivery)
     }
+}
+
+/// A fake GitHub serving `acme/{repo}` where no personal token works, only
+/// the tests' app, whose tokens live `ttl`.
+pub fn app_fake(repo: &str, ttl: std::time::Duration) -> FakeGithub {
+    let fake = FakeGithub::start("acme", repo, "no-personal-token-here");
+    fake.enable_app(APP_ID, INSTALLATION_ID, APP_PUBLIC_KEY, ttl);
+    fake
 }
 
 /// The `[forge.github]` keys of the tests' app, and `more`.

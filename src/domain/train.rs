@@ -669,6 +669,12 @@ impl Train {
 
     fn run(&mut self, pos: StepPos, now: Ts) -> Vec<Effect> {
         self.set_stage(Stage::Running(pos), now);
+        self.record_run(pos, now)
+    }
+
+    /// A new run of the step at `pos` starts: recorded (its number counts
+    /// the runs before it), and the engine is asked to run it.
+    fn record_run(&mut self, pos: StepPos, now: Ts) -> Vec<Effect> {
         let attempt = self.steps.iter().filter(|r| r.pos == pos).count() as u32 + 1;
         self.steps.push(StepRecord {
             pos,
@@ -941,15 +947,7 @@ impl Train {
             phase: Phase::Verify,
             step,
         };
-        let attempt = self.steps.iter().filter(|r| r.pos == pos).count() as u32 + 1;
-        self.steps.push(StepRecord {
-            pos,
-            attempt,
-            started: now,
-            finished: None,
-            ok: None,
-        });
-        vec![Effect::RunStep(pos)]
+        self.record_run(pos, now)
     }
 
     fn check_step_finished(&mut self, pos: StepPos, ok: bool, plan: &Plan, now: Ts) -> Vec<Effect> {

@@ -30,6 +30,16 @@ pub(super) struct ActiveBuild {
     tail: Vec<String>,
 }
 
+impl ActiveBuild {
+    fn new(build: Build) -> ActiveBuild {
+        ActiveBuild {
+            build,
+            step: None,
+            tail: Vec::new(),
+        }
+    }
+}
+
 pub(super) type ActiveBuilds = BTreeMap<u64, ActiveBuild>;
 
 impl Engine {
@@ -121,14 +131,7 @@ impl Engine {
         }
         let build = Build::new(id, branch.clone(), sha, user.clone(), now);
         self.store.save_build(&build)?;
-        self.builds.insert(
-            id,
-            ActiveBuild {
-                build,
-                step: None,
-                tail: Vec::new(),
-            },
-        );
+        self.builds.insert(id, ActiveBuild::new(build));
         if let Some(name) = node {
             // The newer build runs on the node the superseded one had, unless
             // another pipeline of its pool took it just now.
@@ -567,14 +570,7 @@ impl Engine {
         for mut build in self.store.unfinished_builds(1000)? {
             let id = build.id;
             if build.stage == BuildStage::Queued {
-                self.builds.insert(
-                    id,
-                    ActiveBuild {
-                        build,
-                        step: None,
-                        tail: Vec::new(),
-                    },
-                );
+                self.builds.insert(id, ActiveBuild::new(build));
                 continue;
             }
             // Branch deploys are by SHA, like lower environments: a step cut
@@ -583,27 +579,13 @@ impl Engine {
                 && self.build_step_config(pos).is_some()
             {
                 tracing::info!(build = id, "Resuming a branch build.");
-                self.builds.insert(
-                    id,
-                    ActiveBuild {
-                        build,
-                        step: None,
-                        tail: Vec::new(),
-                    },
-                );
+                self.builds.insert(id, ActiveBuild::new(build));
                 self.start_build_step(id, pos).await?;
                 continue;
             }
             build.end(build.restart_outcome(self.build_plan()), self.now());
             self.store.save_build(&build)?;
-            self.builds.insert(
-                id,
-                ActiveBuild {
-                    build,
-                    step: None,
-                    tail: Vec::new(),
-                },
-            );
+            self.builds.insert(id, ActiveBuild::new(build));
             self.build_finished(id, true).await?;
         }
         // A node marked busy by a build that is no longer active is free.

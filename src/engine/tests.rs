@@ -184,6 +184,20 @@ impl Bot {
         bot
     }
 
+    /// Ends this engine as `kill -9` would, mid-whatever: its data
+    /// directory and the time it stopped, to start another on.
+    async fn crash(self) -> (tempfile::TempDir, Ts) {
+        let now = self.clock.peek();
+        let Bot {
+            task, store, _dir, ..
+        } = self;
+        task.abort();
+        let _ = task.await;
+        // Only the engine may hold the store when it is opened again.
+        drop(store);
+        (_dir, now)
+    }
+
     /// Stops this engine and starts a new one on the same store, its clock
     /// going on from this one's; it has said nothing yet.
     async fn restart(self, test: &'static str, opts: &Options) -> Bot {
@@ -606,13 +620,7 @@ async fn a_crash_while_a_tag_departs_neither_loses_nor_doubles_it() {
     // Half-way through the listing of its commits, kill -9.
     bot.clock_passes(TimeDelta::seconds(30)).await;
     assert!(bot.store.last_train().unwrap().is_none());
-    let now = bot.clock.peek();
-    let Bot {
-        task, store, _dir, ..
-    } = bot;
-    task.abort();
-    let _ = task.await;
-    drop(store);
+    let (_dir, now) = bot.crash().await;
     let opts = Options {
         tags: true,
         forge_tag: Some(("v1", HISTORY - 1)),
@@ -996,13 +1004,7 @@ async fn a_rollback_that_cannot_leave_keeps_an_interrupted_train_holding() {
     let bot = Bot::start(TEST, opts()).await;
     production_running(&bot).await;
     // kill -9 while production deploys: its state is unknown.
-    let now = bot.clock.peek();
-    let Bot {
-        task, store, _dir, ..
-    } = bot;
-    task.abort();
-    let _ = task.await;
-    drop(store);
+    let (_dir, now) = bot.crash().await;
     let bot = Bot::start_in(TEST, &opts(), _dir, now).await;
     bot.chat.wait_for("interrupted").await;
 

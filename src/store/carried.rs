@@ -105,7 +105,7 @@ pub(super) fn index_train(
 
 impl Store {
     pub(super) fn carried_tree(&self) -> Result<Tree> {
-        self.tree(TREE)
+        Ok(self.carried.clone())
     }
 
     /// The trains that carried this SHA, if any did.

@@ -69,6 +69,12 @@ pub struct Store {
     train_outcomes: Tree,
     /// Outcome word -> how many trains have it, kept by `save_train`.
     outcome_counts: Tree,
+    /// Tags seen and tag deploys queued (`tags.rs`); `save_tag_train`
+    /// writes it with the train.
+    tags: Tree,
+    /// SHA -> the trains that carried it (`carried.rs`), kept by
+    /// `save_train`.
+    carried: Tree,
     /// While on, every write fails before it changes anything: the switch
     /// the engine's storage-fault tests turn (a store that fails on demand).
     faults: Arc<AtomicBool>,
@@ -137,6 +143,8 @@ impl Store {
             branch_builds: tree("branch_builds")?,
             train_outcomes: tree("train_outcomes")?,
             outcome_counts: tree("outcome_counts")?,
+            tags: tree(tags::TREE)?,
+            carried: tree(carried::TREE)?,
             faults: Arc::default(),
             defer: Arc::default(),
             flushes: Arc::default(),
@@ -382,15 +390,13 @@ impl Store {
         let bytes = codec::encode(train);
         let key = be(train.id.0);
         let word = outcome_word(train);
-        let tags = self.tree(tags::TREE)?;
-        let carried = self.carried_tree()?;
         let trees = (
             &self.trains,
             &self.train_by_sha,
             &self.train_outcomes,
             &self.outcome_counts,
-            &tags,
-            &carried,
+            &self.tags,
+            &self.carried,
         );
         let res: std::result::Result<(), TransactionError<()>> =
             trees.transaction(|(trains, by_sha, outcomes, counts, tags, by_commit)| {

@@ -51,7 +51,7 @@ fn queued_entry(entry: Result<(sled::IVec, QueuedTag)>) -> Result<(u64, QueuedTa
 impl Store {
     /// The commit `name` pointed at when it was last acted on.
     pub fn tag_seen(&self, name: &str) -> Result<Option<Sha>> {
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         let key = format!("{SEEN}{name}");
         match tree.get(&key)? {
             Some(v) => self.read(&tree, key.as_bytes(), &v),
@@ -65,7 +65,7 @@ impl Store {
     /// Returns the queue position (1 = next).
     pub fn record_tag(&self, name: &str, sha: &Sha, deploy: Option<&QueuedTag>) -> Result<usize> {
         self.writable()?;
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         let mut batch = sled::Batch::default();
         batch.insert(format!("{SEEN}{name}").as_bytes(), codec::encode(sha));
         let mut seq = None;
@@ -111,7 +111,7 @@ impl Store {
     /// at the same commit, it counts as new.
     pub fn forget_tag(&self, name: &str) -> Result<()> {
         self.writable()?;
-        self.tree(TREE)?.remove(format!("{SEEN}{name}"))?;
+        self.tags.clone().remove(format!("{SEEN}{name}"))?;
         self.flush()
     }
 
@@ -120,7 +120,7 @@ impl Store {
     /// True if this was the first time.
     pub fn tag_baseline(&self, tags: &[(String, Sha)]) -> Result<bool> {
         self.writable()?;
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         if tree.contains_key(BASELINE)? {
             return Ok(false);
         }
@@ -136,7 +136,7 @@ impl Store {
 
     /// The tag deploys waiting, oldest first, with their queue keys.
     pub fn queued_tags(&self) -> Result<Vec<(u64, QueuedTag)>> {
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .map(queued_entry)
             .collect()
@@ -146,14 +146,15 @@ impl Store {
     /// updates it there (its failures, a moved SHA).
     pub fn requeue_tag(&self, seq: u64, tag: &QueuedTag) -> Result<()> {
         self.writable()?;
-        self.tree(TREE)?
+        self.tags
+            .clone()
             .insert(queue_key(seq), codec::encode(tag))?;
         self.flush()
     }
 
     /// The tag deploy waiting longest, if any.
     pub fn next_queued_tag(&self) -> Result<Option<(u64, QueuedTag)>> {
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         self.decoded_entries(&tree, tree.scan_prefix(QUEUE))
             .next()
             .map(queued_entry)
@@ -162,7 +163,7 @@ impl Store {
 
     /// The tag deploy queued at `seq`, if it still is.
     pub fn queued_tag(&self, seq: u64) -> Result<Option<QueuedTag>> {
-        let tree = self.tree(TREE)?;
+        let tree = self.tags.clone();
         let key = queue_key(seq);
         match tree.get(&key)? {
             Some(v) => self.read(&tree, &key, &v),
@@ -173,7 +174,7 @@ impl Store {
     /// Takes a tag deploy off the queue (cancelled, refused or given up).
     pub fn dequeue_tag(&self, seq: u64) -> Result<()> {
         self.writable()?;
-        self.tree(TREE)?.remove(queue_key(seq))?;
+        self.tags.clone().remove(queue_key(seq))?;
         self.flush()
     }
 }

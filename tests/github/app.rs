@@ -5,24 +5,17 @@
 
 use std::time::Duration;
 
-use crate::fake_github::{FakeGithub, sign_jwt};
+use crate::fake_github::sign_jwt;
 use crate::support::{BotConfig, Sandbox, WEBHOOK_SECRET_ENV, short};
 use crate::{
-    APP_ID, APP_KEY as KEY, APP_KEY_ENV as KEY_ENV, APP_PUBLIC_KEY as PUBLIC_KEY, Github,
-    INSTALLATION_ID, SECRET, app_keys,
+    APP_ID, APP_KEY as KEY, APP_KEY_ENV as KEY_ENV, Github, INSTALLATION_ID, SECRET, app_fake,
+    app_keys,
 };
 
 const OTHER_KEY: &str = include_str!("../fixtures/github-app-other-key.pem");
 /// The bot renews a token with less than 5 minutes left: one minted to
 /// live this long is renewed a second after it is minted.
 const SHORT_TTL: Duration = Duration::from_secs(5 * 60 + 1);
-
-fn fake(ttl: Duration) -> FakeGithub {
-    // No PAT works here: only the app's tokens.
-    let fake = FakeGithub::start("acme", "web", "no-personal-token-here");
-    fake.enable_app(APP_ID, INSTALLATION_ID, PUBLIC_KEY, ttl);
-    fake
-}
 
 fn config(keys: &str) -> BotConfig {
     BotConfig {
@@ -78,7 +71,7 @@ fn token_of_production_success(gh: &Github) -> String {
 
 #[test]
 fn a_train_under_app_auth_renews_its_token_before_it_expires() {
-    let fake = fake(SHORT_TTL);
+    let fake = app_fake("web", SHORT_TTL);
     let env = [(KEY_ENV, KEY), (WEBHOOK_SECRET_ENV, SECRET)];
     let mut gh = Github::start_on(fake, config(""), &env);
     let bob = to_production(&mut gh);
@@ -116,7 +109,7 @@ fn a_train_under_app_auth_renews_its_token_before_it_expires() {
 
 #[test]
 fn a_token_github_refuses_is_replaced_and_the_deploy_goes_on() {
-    let fake = fake(Duration::from_secs(3600));
+    let fake = app_fake("web", Duration::from_secs(3600));
     let env = [(KEY_ENV, KEY), (WEBHOOK_SECRET_ENV, SECRET)];
     let config = config(&format!("installation_id = {INSTALLATION_ID}"));
     let mut gh = Github::start_on(fake, config, &env);
@@ -153,7 +146,7 @@ fn a_token_github_refuses_is_replaced_and_the_deploy_goes_on() {
 
 #[test]
 fn a_key_that_is_not_the_apps_is_said_in_chat() {
-    let fake = fake(Duration::from_secs(3600));
+    let fake = app_fake("web", Duration::from_secs(3600));
     let sandbox = Sandbox::new();
     let config = BotConfig {
         github: Some(fake.api_url()),
@@ -178,13 +171,7 @@ fn a_key_that_is_not_the_apps_is_said_in_chat() {
 #[test]
 fn an_app_not_installed_on_the_repository_is_said_in_chat() {
     // The fake serves acme/other: the app has no installation on acme/web.
-    let fake = FakeGithub::start("acme", "other", "no-personal-token-here");
-    fake.enable_app(
-        APP_ID,
-        INSTALLATION_ID,
-        PUBLIC_KEY,
-        Duration::from_secs(3600),
-    );
+    let fake = app_fake("other", Duration::from_secs(3600));
     let sandbox = Sandbox::new();
     let config = BotConfig {
         github: Some(fake.api_url()),
@@ -201,7 +188,7 @@ fn an_app_not_installed_on_the_repository_is_said_in_chat() {
 
 #[test]
 fn a_missing_or_unreadable_key_exits_2_naming_the_key() {
-    let fake = fake(Duration::from_secs(3600));
+    let fake = app_fake("web", Duration::from_secs(3600));
     let sandbox = Sandbox::new();
     let config = BotConfig {
         github: Some(fake.api_url()),
@@ -221,7 +208,7 @@ fn a_missing_or_unreadable_key_exits_2_naming_the_key() {
 
 #[test]
 fn the_fake_refuses_expired_and_forged_jwts_as_github_does() {
-    let fake = fake(Duration::from_secs(3600));
+    let fake = app_fake("web", Duration::from_secs(3600));
     let url = format!(
         "{}/app/installations/{INSTALLATION_ID}/access_tokens",
         fake.api_url()

@@ -145,26 +145,19 @@ pub(super) fn answer(
             path: path.to_string(),
             message: message.to_string(),
         });
-        return Some(Reply::json(
-            401,
-            json!({"message": message, "documentation_url": "https://docs.github.com/rest"}),
-        ));
+        return Some(unauthorized(message));
     }
     app.jwts += 1;
     if looking_up && path == installation_route {
         return Some(Reply::json(200, installation_json(sh, app)));
     }
     if looking_up {
-        return Some(Reply::json(
-            404,
-            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app", "status": "404"}),
+        return Some(not_found(
+            "get-a-repository-installation-for-the-authenticated-app",
         ));
     }
     if minting != Some(&app.installation_id.to_string()) {
-        return Some(Reply::json(
-            404,
-            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app", "status": "404"}),
-        ));
+        return Some(not_found("create-an-installation-access-token-for-an-app"));
     }
     let ttl = chrono::Duration::from_std(app.token_ttl).expect("a short ttl");
     // GitHub's `expires_at` has whole seconds.
@@ -179,14 +172,7 @@ pub(super) fn answer(
         json!({
             "token": token,
             "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "permissions": {
-                "actions": "write",
-                "checks": "write",
-                "contents": "read",
-                "deployments": "write",
-                "metadata": "read",
-                "statuses": "write"
-            },
+            "permissions": permissions(),
             "repository_selection": "selected"
         }),
     ))
@@ -235,12 +221,42 @@ pub(super) fn judge(
                 path: path.to_string(),
                 message: why.to_string(),
             });
-            Credential::Refused(Reply::json(
-                401,
-                json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
-            ))
+            Credential::Refused(unauthorized("Bad credentials"))
         }
     }
+}
+
+/// The app's permissions, as GitHub lists them on its installation and
+/// its tokens.
+fn permissions() -> Value {
+    json!({
+        "actions": "write",
+        "checks": "write",
+        "contents": "read",
+        "deployments": "write",
+        "metadata": "read",
+        "statuses": "write"
+    })
+}
+
+/// GitHub's 401, with its message.
+fn unauthorized(message: &str) -> Reply {
+    Reply::json(
+        401,
+        json!({"message": message, "documentation_url": "https://docs.github.com/rest"}),
+    )
+}
+
+/// GitHub's 404 on one of the Apps API's routes (`anchor`, in its docs).
+fn not_found(anchor: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({
+            "message": "Not Found",
+            "documentation_url": format!("https://docs.github.com/rest/apps/apps#{anchor}"),
+            "status": "404"
+        }),
+    )
 }
 
 /// GitHub's checks of an app's JWT, with GitHub's messages.
@@ -305,14 +321,7 @@ fn installation_json(sh: &Shared, app: &App) -> Value {
         "app_slug": "trainbot",
         "target_id": 1,
         "target_type": "Organization",
-        "permissions": {
-            "actions": "write",
-            "checks": "write",
-            "contents": "read",
-            "deployments": "write",
-            "metadata": "read",
-            "statuses": "write"
-        },
+        "permissions": permissions(),
         "events": ["push", "workflow_run"],
         "created_at": "2026-01-05T10:00:00Z",
         "updated_at": "2026-01-05T10:00:00Z",

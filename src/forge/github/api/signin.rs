@@ -58,6 +58,16 @@ pub(super) enum As {
     App,
 }
 
+impl AppClient {
+    /// GitHub refused the JWT the key signed (`said`: GitHub's message).
+    fn key_refused(&self, said: &str) -> String {
+        format!(
+            "GitHub refused GitHub App {}'s key: is {} the private key of app {}? ({said})",
+            self.app_id, self.key_env, self.app_id
+        )
+    }
+}
+
 impl Client {
     pub(super) fn new(
         settings: &GithubSettings,
@@ -185,10 +195,7 @@ impl Api {
                     wait: None,
                 };
             }
-            401 => ForgeError::Refused(format!(
-                "GitHub refused GitHub App {}'s key: is {} the private key of app {}? ({said})",
-                app.app_id, app.key_env, app.app_id
-            )),
+            401 => ForgeError::Refused(app.key_refused(said)),
             404 => ForgeError::Refused(format!(
                 "GitHub App {} has no {installation}: check forge.github.installation_id, \
                  or install the app on {}/{}",
@@ -209,13 +216,7 @@ impl Api {
         let (owner, repo) = (&self.owner, &self.repo);
         ForgeError::Refused(match (&self.client, who) {
             (Client::Token(_), _) => format!("GitHub refused: bad token for {owner}/{repo}"),
-            (Client::App(app), As::App) => format!(
-                "GitHub refused GitHub App {}'s key: is {} the private key of app {}? ({})",
-                app.app_id,
-                app.key_env,
-                app.app_id,
-                message(&reply.body)
-            ),
+            (Client::App(app), As::App) => app.key_refused(&message(&reply.body)),
             (Client::App(app), As::Repository) => format!(
                 "GitHub refused GitHub App {}'s installation token for {owner}/{repo} ({})",
                 app.app_id,

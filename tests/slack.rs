@@ -51,6 +51,20 @@ fn commit(repo: &Path, author: &str, subject: &str) -> String {
     git(repo, &["rev-parse", "--short=7", "HEAD"])
 }
 
+/// A repository in a temporary directory with one commit (its short SHA),
+/// and the bot's config for `fake` on it.
+fn one_commit(
+    fake: &FakeSlack,
+    author: &str,
+    subject: &str,
+) -> (tempfile::TempDir, PathBuf, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let first = commit(&repo, author, subject);
+    let cfg = config(dir.path(), &repo, fake);
+    (dir, repo, first, cfg)
+}
+
 fn new_repo(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -252,10 +266,7 @@ async fn say(fake: &FakeSlack, n: u32, user: &str, text: &str) -> serde_json::Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_answered_once_even_when_slack_delivers_again() {
     let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, _first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let bot = Bot::with_tokens(&cfg);
 
     // One 429 on the first answer: waited out, then posted.
@@ -320,10 +331,7 @@ async fn commands_are_answered_once_even_when_slack_delivers_again() {
 async fn a_train_is_approved_with_buttons_and_its_status_is_updated_in_place() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "Add the thing");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "Add the thing");
     let bot = Bot::with_tokens(&cfg);
     fake.wait_for_post(&first).await;
     let second = commit(&repo, "Bob <bob@example.com>", "Fix the thing");
@@ -477,10 +485,7 @@ async fn approval_of(fake: &FakeSlack, train: u64) -> Call {
 async fn a_stale_click_of_an_ended_train_changes_nothing() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "Add the thing");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "Add the thing");
     let bot = Bot::with_tokens(&cfg);
     fake.wait_for_post(&first).await;
     let second = commit(&repo, "Bob <bob@example.com>", "Fix the thing");
@@ -600,10 +605,7 @@ async fn a_branch_build_has_one_status_message_with_its_steps_in_the_thread() {
 async fn the_socket_drops_mid_train_and_the_train_still_completes() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "Only commit");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "Only commit");
     let bot = Bot::with_tokens(&cfg);
     fake.wait_for_post(&first).await;
     say(&fake, 1, OPS, "!depart").await;
@@ -650,10 +652,7 @@ async fn answer_to(fake: &FakeSlack, user: &str, needle: &str) -> Call {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slash_command_is_acked_at_once_and_answered_like_a_typed_command() {
     let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let bot = Bot::with_tokens(&cfg);
     fake.wait_for_post(&first).await;
 
@@ -698,10 +697,7 @@ async fn the_slash_command_is_acked_at_once_and_answered_like_a_typed_command() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_typed_in_a_thread_is_answered_in_that_thread() {
     let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let bot = Bot::with_tokens(&cfg);
     let allocated = fake.wait_for_post(&first).await;
     let parent = allocated.ts.clone().unwrap();
@@ -758,10 +754,7 @@ fn home_views(fake: &FakeSlack, user: &str) -> Vec<String> {
 async fn the_home_tab_is_published_when_opened_and_again_when_the_train_moves() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Alice <alice@example.com>", "Add the thing");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "Add the thing");
     let bot = Bot::with_tokens(&cfg);
     fake.wait_for_post(&first).await;
 
@@ -820,10 +813,7 @@ async fn the_home_tab_is_published_when_opened_and_again_when_the_train_moves() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_token_exits_2_naming_the_variable() {
     let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, _first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let (status, out) = Bot::spawn(&cfg, &[("SLACK_BOT_TOKEN", BOT_TOKEN)])
         .exit()
         .await;
@@ -844,10 +834,7 @@ async fn a_missing_token_exits_2_naming_the_variable() {
 async fn a_refused_token_exits_2_saying_invalid_auth() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.invalid_auth = true);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, _first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let (status, out) = Bot::with_tokens(&cfg).exit().await;
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(out.contains("SLACK_BOT_TOKEN: invalid_auth"), "{out}");
@@ -870,10 +857,7 @@ async fn a_refused_token_exits_2_saying_invalid_auth() {
 async fn a_reminder_is_a_direct_message_whose_buttons_count() {
     let fake = FakeSlack::start().await;
     fake.with(|s| s.emails.insert("alice@example.com".into(), ALICE.into()));
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    let first = commit(&repo, "Bob <bob@example.com>", "Add the thing");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, first, cfg) = one_commit(&fake, "Bob <bob@example.com>", "Add the thing");
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "environments = [\"staging\"]",
         "environments = [\"staging\"]\nremind_after = \"2s\"\napproval_timeout = \"30m\"",
@@ -922,10 +906,7 @@ async fn a_reminder_is_a_direct_message_whose_buttons_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_and_freezes_name_people_as_mentions_never_raw_ids() {
     let fake = FakeSlack::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = new_repo(dir.path());
-    commit(&repo, "Alice <alice@example.com>", "First");
-    let cfg = config(dir.path(), &repo, &fake);
+    let (_dir, _repo, _first, cfg) = one_commit(&fake, "Alice <alice@example.com>", "First");
     let bot = Bot::with_tokens(&cfg);
 
     say(&fake, 1, OPS, "!lock staging db migration").await;

@@ -33,31 +33,16 @@ async fn start_on(test: &'static str, dir: tempfile::TempDir, store: Store) -> B
         .unwrap_or_else(|e| panic!("config: {e}"));
     assert_eq!(cfg.train.on_veto, OnVeto::Eject);
     let clock = Arc::new(FakeClock::new(base_time()));
-    let chat = Arc::new(FakeChat::new(clock.clone()));
     let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
-    let ports = Ports {
-        results: None,
-        chat: chat.clone(),
-        forge: forge.clone(),
-        runner: Arc::new(FakeRunner::default()),
-        clock: clock.clone(),
-    };
-    let engine = Engine::new(Arc::new(cfg), store.clone(), ports);
-    let inbox = engine.inbox();
-    let metrics = engine.metrics();
-    let task = tokio::spawn(engine.run());
-    Bot {
-        clock,
-        chat,
-        forge,
+    Bot::spawn(
+        watchdog,
+        cfg,
         store,
-        metrics,
-        inbox,
-        task,
-        ran: Default::default(),
-        _dir: dir,
-        _watchdog: watchdog,
-    }
+        clock,
+        forge,
+        FakeRunner::default(),
+        dir,
+    )
 }
 
 /// A fresh engine with production at c0, started: main's head allocated.

@@ -239,7 +239,6 @@ impl Bot {
             .unwrap_or_else(|e| panic!("config: {e}"));
         let store = Store::open(&cfg.bot.data_dir).expect("store");
         let clock = Arc::new(FakeClock::new(now));
-        let chat = Arc::new(FakeChat::new(clock.clone()));
         let forge = Arc::new(FakeForge::new(clock.clone(), HISTORY));
         forge
             .fail_commits
@@ -274,6 +273,20 @@ impl Bot {
             runner.durations.insert(name.to_string(), *d);
         }
         runner.fails = opts.fails.clone();
+        Bot::spawn(watchdog, cfg, store, clock, forge, runner, dir)
+    }
+
+    /// An engine on `cfg` and `store` with these fakes, running.
+    fn spawn(
+        watchdog: Watchdog,
+        cfg: Settings,
+        store: Store,
+        clock: Arc<FakeClock>,
+        forge: Arc<FakeForge>,
+        runner: FakeRunner,
+        dir: tempfile::TempDir,
+    ) -> Bot {
+        let chat = Arc::new(FakeChat::new(clock.clone()));
         let ran = runner.ran.clone();
         let ports = Ports {
             results: None,
